@@ -1,0 +1,113 @@
+//! The crate's single error type.
+
+use crate::arm::ArmError;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configured or returned URL could not be parsed or joined.
+    #[error("invalid URL {url:?}")]
+    Url {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+
+    /// Caller input that can never succeed (bad CIDR, empty name, bad endpoint shape...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// The HTTP client could not be built (e.g. unreadable CA bundle).
+    #[error("HTTP client setup failed: {0}")]
+    ClientSetup(String),
+
+    /// Reading a local file (CA bundle, upload source) failed.
+    #[error("reading {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The request never got an HTTP answer (connect, TLS, reset, timeout).
+    #[error("HTTP transport error calling {method} {url}")]
+    Transport {
+        method: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// Resource Manager (or Azure ML) answered with an error envelope.
+    #[error(transparent)]
+    Arm(#[from] Box<ArmError>),
+
+    /// The token endpoint refused to issue a token.
+    #[error("token request to {token_url} failed with HTTP {status}: {code}: {description}")]
+    Token {
+        token_url: String,
+        status: u16,
+        code: String,
+        description: String,
+    },
+
+    /// Blob storage answered with an error.
+    #[error("blob storage returned HTTP {status} ({code}) for {method} {resource}: {message}")]
+    Blob {
+        method: String,
+        resource: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+
+    /// A response body did not have the shape the contract promises.
+    #[error("unexpected response from {context}: {reason}")]
+    Decode { context: String, reason: String },
+
+    /// A long-running-operation URL pointed at a host other than the ARM endpoint; following it
+    /// would send our bearer token elsewhere.
+    #[error("refusing to poll {url}: host differs from ARM endpoint {arm_host}")]
+    ForeignPollUrl { url: String, arm_host: String },
+}
+
+impl Error {
+    /// Short, stable label for metrics and events.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Url { .. } | Error::InvalidInput(_) => "invalid_input",
+            Error::ClientSetup(_) | Error::Io { .. } => "setup",
+            Error::Transport { .. } => "transport",
+            Error::Arm(_) => "arm",
+            Error::Token { .. } => "token",
+            Error::Blob { .. } => "blob",
+            Error::Decode { .. } => "decode",
+            Error::ForeignPollUrl { .. } => "foreign_poll_url",
+        }
+    }
+
+    /// The ARM error, when this is one.
+    pub fn as_arm(&self) -> Option<&ArmError> {
+        match self {
+            Error::Arm(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn decode(context: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Decode {
+            context: context.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub(crate) fn parse_url(s: &str) -> Result<url::Url> {
+    url::Url::parse(s).map_err(|source| Error::Url {
+        url: s.to_string(),
+        source,
+    })
+}
+
+/// Crate-wide result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
