@@ -6,5 +6,6 @@ pub mod arm;
 mod error;
 pub mod http;
 pub mod identity;
+pub mod stackhub;
 
 pub use error::{Error, Result};

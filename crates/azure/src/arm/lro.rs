@@ -110,10 +110,10 @@ pub fn interpret_start(
     if let Some(u) = header_url(headers, "azure-asyncoperation", request_url)? {
         return Ok(Started::Pending(token(LroKind::AsyncOperation, &u)));
     }
-    if status == StatusCode::ACCEPTED || status == StatusCode::CREATED {
-        if let Some(u) = header_url(headers, "location", request_url)? {
-            return Ok(Started::Pending(token(LroKind::Location, &u)));
-        }
+    if (status == StatusCode::ACCEPTED || status == StatusCode::CREATED)
+        && let Some(u) = header_url(headers, "location", request_url)?
+    {
+        return Ok(Started::Pending(token(LroKind::Location, &u)));
     }
     let json = parse_body(body);
     let running = match provisioning_state(&json) {
