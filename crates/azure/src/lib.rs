@@ -3,6 +3,7 @@
 //! `http://127.0.0.1:PORT` URLs work as well as the real clouds.
 
 pub mod arm;
+pub mod blob;
 mod error;
 pub mod http;
 pub mod identity;
