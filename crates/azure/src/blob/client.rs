@@ -12,7 +12,7 @@ use url::Url;
 
 use super::{
     endpoint::BlobEndpoint,
-    list::{BlobItem, BlobPage, parse_http_date, parse_list_page},
+    list::{BlobItem, BlobPage, normalize_etag, parse_http_date, parse_list_page},
     sign::{AccountKey, STORAGE_VERSION, rfc1123, shared_key_authorization},
 };
 use crate::{
@@ -359,7 +359,7 @@ impl BlobApi for BlobClient {
         Ok(Some(BlobProperties {
             size,
             content_md5: header_str(h, "content-md5"),
-            etag: header_str(h, "etag").unwrap_or_default(),
+            etag: normalize_etag(&header_str(h, "etag").unwrap_or_default()),
             last_modified,
             content_type: header_str(h, "content-type"),
             blob_type: header_str(h, "x-ms-blob-type"),

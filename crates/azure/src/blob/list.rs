@@ -57,6 +57,16 @@ struct PropertiesXml {
     content_md5: Option<String>,
 }
 
+/// ETags in the quoted form the `ETag` header uses (listings send them bare).
+pub fn normalize_etag(e: &str) -> String {
+    let t = e.trim();
+    if t.starts_with('"') {
+        t.to_string()
+    } else {
+        format!("\"{t}\"")
+    }
+}
+
 fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
@@ -81,7 +91,7 @@ pub fn parse_list_page(xml: &str) -> Result<BlobPage> {
                 name: b.name,
                 size: b.properties.content_length,
                 content_md5: non_empty(b.properties.content_md5),
-                etag: b.properties.etag,
+                etag: normalize_etag(&b.properties.etag),
                 last_modified: parse_http_date(&b.properties.last_modified)?,
             })
         })
@@ -125,6 +135,7 @@ mod tests {
             "2026-11-25T03:00:01+00:00"
         );
         assert_eq!(p.items[1].content_md5, None);
+        assert_eq!(p.items[0].etag, "\"0x8D1\"");
         assert_eq!(p.items[1].etag, "\"0x8D2\"");
         assert_eq!(p.next_marker.as_deref(), Some("2!72!data/c.csv"));
     }

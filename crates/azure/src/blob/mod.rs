@@ -9,7 +9,7 @@ mod sign;
 
 pub use client::{BlobApi, BlobAuth, BlobClient, BlobProperties, MAX_PUT_BLOB};
 pub use endpoint::{BlobEndpoint, validate_container};
-pub use list::{BlobItem, BlobPage, parse_http_date, parse_list_page};
+pub use list::{BlobItem, BlobPage, normalize_etag, parse_http_date, parse_list_page};
 pub use sign::{
     AccountKey, STORAGE_VERSION, SasPermissions, SasProtocol, SasResource, ServiceSas, rfc1123,
     shared_key_authorization, shared_key_string_to_sign,

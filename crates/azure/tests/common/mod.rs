@@ -1,0 +1,3 @@
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod azurite;
