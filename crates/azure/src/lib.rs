@@ -7,6 +7,7 @@ pub mod blob;
 mod error;
 pub mod http;
 pub mod identity;
+pub mod ml;
 pub mod stackhub;
 
 pub use error::{Error, Result};
