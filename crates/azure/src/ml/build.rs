@@ -156,7 +156,7 @@ pub fn command_job_body(spec: &CommandJobSpec) -> Result<Resource<JobProperties>
         display_name: spec.display_name.clone(),
         experiment_name: Some(spec.experiment_name.clone()),
         status: None,
-        job: JobType::Command(CommandJob {
+        job: JobType::Command(Box::new(CommandJob {
             command: spec.command.clone(),
             environment_id: spec.environment_id.clone(),
             code_id: spec.code_id.clone(),
@@ -164,7 +164,7 @@ pub fn command_job_body(spec: &CommandJobSpec) -> Result<Resource<JobProperties>
             inputs: non_empty_map(&spec.inputs),
             outputs: non_empty_map(&spec.outputs),
             limits: spec.timeout.map(CommandJobLimits::with_timeout),
-        }),
+        })),
     }))
 }
 

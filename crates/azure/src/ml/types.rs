@@ -122,7 +122,7 @@ pub struct JobProperties {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "jobType")]
 pub enum JobType {
-    Command(CommandJob),
+    Command(Box<CommandJob>),
     /// AutoML, Sweep, Pipeline, Spark: listed but never created by us.
     #[serde(other)]
     Other,
