@@ -1,3 +1,4 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod azurite;
+pub mod fake;
