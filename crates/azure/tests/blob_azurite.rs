@@ -247,3 +247,118 @@ async fn service_sas_grants_exactly_what_it_says() {
     let (bad, _) = BlobClient::from_container_sas_url(http, &url).unwrap();
     assert!(bad.properties("code", "src/train.py").await.is_err());
 }
+
+#[tokio::test]
+async fn code_upload_goes_through_pending_upload_sas_into_azurite() {
+    use common::fake::{Fake, Reply, StaticCredential};
+    use edgetrain_azure::{
+        arm::ArmClient,
+        ml::{self, CodeFile, MlClient, Workspace},
+    };
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let (az, c) = setup().await;
+    create_container(&az, "code").await;
+    let sas = ServiceSas {
+        account: ACCOUNT.into(),
+        resource: SasResource::Container {
+            container: "code".into(),
+        },
+        permissions: SasPermissions {
+            read: true,
+            create: true,
+            write: true,
+            list: true,
+            ..Default::default()
+        },
+        start: None,
+        expiry: Utc::now() + Duration::hours(1),
+        ip: None,
+        protocol: SasProtocol::HttpsAndHttp,
+    }
+    .sign(&AccountKey::from_base64(KEY).unwrap())
+    .unwrap();
+    let container_url = format!("http://127.0.0.1:{}/{ACCOUNT}/code", az.port);
+    let sas_uri = format!("{container_url}?{}", sas.secret());
+    let fake = Fake::start(move |req, earlier| {
+        let uploaded = earlier.iter().any(|r| r.method == "PUT");
+        let name = req.path.split("/codes/").nth(1).unwrap_or("").split('/').next().unwrap_or("").to_string();
+        match req.method.as_str() {
+            "GET" if uploaded => Reply::json(200, json!({"name": "1", "properties": {"codeUri": format!("{container_url}/LocalUpload/{name}")}})),
+            "GET" => Reply::json(404, json!({"error": {"code": "UserError.NotFound", "message": "no"}})),
+            "POST" => Reply::json(200, json!({"pendingUploadId": "p1", "pendingUploadType": "TemporaryBlobReference",
+                "blobReferenceForConsumption": {"blobUri": format!("{container_url}/LocalUpload/{name}"),
+                    "credential": {"credentialType": "SAS", "sasUri": sas_uri}}})),
+            "PUT" => Reply::json(201, req.json()),
+            _ => Reply::empty(500),
+        }
+    })
+    .await;
+    let ws = Workspace {
+        subscription_id: "s".into(),
+        resource_group: "rg".into(),
+        name: "ws".into(),
+    };
+    let arm = ArmClient::new(
+        HttpConfig::default().build().unwrap(),
+        fake.base.clone(),
+        Arc::new(StaticCredential),
+        "https://management.azure.com/",
+    );
+    let mlc = MlClient::new(arm, ws.clone());
+    let files = vec![
+        CodeFile {
+            path: "train.py".into(),
+            content: Bytes::from_static(b"print('train')\n"),
+        },
+        CodeFile {
+            path: "lib/util.py".into(),
+            content: Bytes::from_static(b"X = 1\n"),
+        },
+    ];
+    let hash = ml::code_content_hash(&files).unwrap();
+    let http = HttpConfig::default().build().unwrap();
+    let code_id = ml::upload_code(&mlc, &ws, http.clone(), &files)
+        .await
+        .unwrap();
+    assert_eq!(code_id, ws.code_version_id(&hash, "1").unwrap());
+
+    let listed: Vec<_> = c
+        .list("code", &format!("LocalUpload/{hash}/"))
+        .try_collect()
+        .await
+        .unwrap();
+    let names: Vec<_> = listed.iter().map(|b| b.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("LocalUpload/{hash}/lib/util.py"),
+            format!("LocalUpload/{hash}/train.py")
+        ]
+    );
+    let put = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(
+        put.json()["properties"]["codeUri"],
+        format!(
+            "http://127.0.0.1:{}/{ACCOUNT}/code/LocalUpload/{hash}",
+            az.port
+        )
+    );
+    assert_eq!(put.json()["properties"]["isAnonymous"], false);
+
+    // Content-addressed: the same files again need no second upload.
+    let again = ml::upload_code(&mlc, &ws, http, &files).await.unwrap();
+    assert_eq!(again, code_id);
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        1
+    );
+}
