@@ -51,6 +51,14 @@ pub enum Error {
         description: String,
     },
 
+    /// The credential could not produce a bearer token.
+    #[error("could not get a bearer token for {scope}")]
+    Credential {
+        scope: String,
+        #[source]
+        source: azure_core::Error,
+    },
+
     /// Blob storage answered with an error.
     #[error("blob storage returned HTTP {status} ({code}) for {method} {resource}: {message}")]
     Blob {
@@ -79,7 +87,7 @@ impl Error {
             Error::ClientSetup(_) | Error::Io { .. } => "setup",
             Error::Transport { .. } => "transport",
             Error::Arm(_) => "arm",
-            Error::Token { .. } => "token",
+            Error::Token { .. } | Error::Credential { .. } => "token",
             Error::Blob { .. } => "blob",
             Error::Decode { .. } => "decode",
             Error::ForeignPollUrl { .. } => "foreign_poll_url",

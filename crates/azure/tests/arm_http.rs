@@ -191,7 +191,10 @@ async fn vm_create_is_resumable_from_a_stored_token() {
     let token = {
         let sh = StackHubClient::new(arm(&fake), ApiProfile::default());
         match sh.put_vm(&id, &body).await.unwrap() {
-            Started::Pending(t) => t,
+            Started::Pending { token, retry_after } => {
+                assert_eq!(retry_after, Some(std::time::Duration::from_secs(3)));
+                token
+            }
             other => panic!("expected an LRO, got {other:?}"),
         }
     };
@@ -247,7 +250,9 @@ async fn stack_hub_requests_use_profile_versions_and_exact_paths() {
         stackhub::PowerState::from_instance_view(&iv),
         stackhub::PowerState::Running
     );
-    let Started::Pending(t) = sh.vm_action(&vm_id, VmAction::Deallocate).await.unwrap() else {
+    let Started::Pending { token: t, .. } =
+        sh.vm_action(&vm_id, VmAction::Deallocate).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(t.kind, LroKind::Location);
@@ -383,12 +388,15 @@ async fn ml_requests_have_exact_shapes() {
     .unwrap();
     assert!(matches!(
         ml.attach_compute("edge", &attach).await.unwrap(),
-        Started::Pending(LroToken {
-            kind: LroKind::AsyncOperation,
+        Started::Pending {
+            token: LroToken {
+                kind: LroKind::AsyncOperation,
+                ..
+            },
             ..
-        })
+        }
     ));
-    let Started::Pending(detach) = ml.detach_compute("edge").await.unwrap() else {
+    let Started::Pending { token: detach, .. } = ml.detach_compute("edge").await.unwrap() else {
         panic!()
     };
     assert!(
@@ -407,7 +415,7 @@ async fn ml_requests_have_exact_shapes() {
     .unwrap();
     let created = ml.create_job("run-1", &job).await.unwrap();
     assert_eq!(created.properties.status, Some(ml::JobStatus::NotStarted));
-    let Started::Pending(cancel) = ml.cancel_job("run-1").await.unwrap() else {
+    let Started::Pending { token: cancel, .. } = ml.cancel_job("run-1").await.unwrap() else {
         panic!()
     };
     assert_eq!(cancel.kind, LroKind::Location);

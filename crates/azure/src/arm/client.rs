@@ -180,11 +180,9 @@ impl ArmClient {
                 .credential
                 .get_token(&[self.scope.as_str()], None)
                 .await
-                .map_err(|e| Error::Token {
-                    token_url: "credential".into(),
-                    status: 0,
-                    code: "credential_error".into(),
-                    description: e.to_string(),
+                .map_err(|source| Error::Credential {
+                    scope: self.scope.clone(),
+                    source,
                 })?;
             let mut req = self
                 .http

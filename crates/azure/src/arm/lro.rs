@@ -53,8 +53,11 @@ pub enum Started {
         status: u16,
         body: serde_json::Value,
     },
-    /// Still running: store the token and poll later.
-    Pending(LroToken),
+    /// Still running: store the token and poll later, not before `retry_after` when given.
+    Pending {
+        token: LroToken,
+        retry_after: Option<Duration>,
+    },
 }
 
 fn header_url(headers: &HeaderMap, name: &str, request_url: &Url) -> Result<Option<Url>> {
@@ -99,21 +102,25 @@ pub fn interpret_start(
     if !status.is_success() {
         return Err(Box::new(ArmError::from_response(status, headers, body)).into());
     }
-    let token = |kind, url: &Url| LroToken {
-        kind,
-        url: url.to_string(),
-        resource_id: resource_id.to_string(),
-        method: method.to_string(),
-        started_at: now,
+    let retry_after = parse_retry_after(headers, now);
+    let pending = |kind, url: &Url| Started::Pending {
+        token: LroToken {
+            kind,
+            url: url.to_string(),
+            resource_id: resource_id.to_string(),
+            method: method.to_string(),
+            started_at: now,
+        },
+        retry_after,
     };
     // Both present: the async-operation monitor wins (ARM guidance).
     if let Some(u) = header_url(headers, "azure-asyncoperation", request_url)? {
-        return Ok(Started::Pending(token(LroKind::AsyncOperation, &u)));
+        return Ok(pending(LroKind::AsyncOperation, &u));
     }
     if (status == StatusCode::ACCEPTED || status == StatusCode::CREATED)
         && let Some(u) = header_url(headers, "location", request_url)?
     {
-        return Ok(Started::Pending(token(LroKind::Location, &u)));
+        return Ok(pending(LroKind::Location, &u));
     }
     let json = parse_body(body);
     let running = match provisioning_state(&json) {
@@ -122,10 +129,7 @@ pub fn interpret_start(
         None => status == StatusCode::ACCEPTED,
     };
     if running {
-        return Ok(Started::Pending(token(
-            LroKind::ProvisioningState,
-            request_url,
-        )));
+        return Ok(pending(LroKind::ProvisioningState, request_url));
     }
     Ok(Started::Done {
         status: status.as_u16(),
@@ -249,7 +253,7 @@ mod tests {
             now(),
         )
         .unwrap();
-        let Started::Pending(t) = s else {
+        let Started::Pending { token: t, .. } = s else {
             panic!("{s:?}")
         };
         assert_eq!(t.kind, LroKind::AsyncOperation);
@@ -270,7 +274,9 @@ mod tests {
             now(),
         )
         .unwrap();
-        let Started::Pending(t) = s else { panic!() };
+        let Started::Pending { token: t, .. } = s else {
+            panic!()
+        };
         assert_eq!(t.kind, LroKind::Location);
         assert_eq!(t.url, "http://127.0.0.1:9/ops/7?api-version=2020-06-01");
     }
@@ -290,10 +296,13 @@ mod tests {
         .unwrap();
         assert!(matches!(
             s,
-            Started::Pending(LroToken {
-                kind: LroKind::ProvisioningState,
+            Started::Pending {
+                token: LroToken {
+                    kind: LroKind::ProvisioningState,
+                    ..
+                },
                 ..
-            })
+            }
         ));
         let done = br#"{"properties":{"provisioningState":"Succeeded"}}"#;
         let s = interpret_start(
