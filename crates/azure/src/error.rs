@@ -94,6 +94,23 @@ impl Error {
         }
     }
 
+    /// Worth retrying later without a spec change (a controller requeues with backoff).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Credential { .. } => true,
+            Error::Arm(e) => e.is_retryable(),
+            Error::Token { status, .. } | Error::Blob { status, .. } => {
+                *status == 429 || *status == 408 || *status >= 500
+            }
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`, when it gave one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.as_arm().and_then(|e| e.retry_after)
+    }
+
     /// The ARM error, when this is one.
     pub fn as_arm(&self) -> Option<&ArmError> {
         match self {
@@ -119,3 +136,35 @@ pub(crate) fn parse_url(s: &str) -> Result<url::Url> {
 
 /// Crate-wide result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_classification() {
+        let arm = |status: u16| {
+            Error::from(Box::new(ArmError::from_response(
+                http::StatusCode::from_u16(status).unwrap(),
+                &http::HeaderMap::new(),
+                b"{}",
+            )))
+        };
+        assert!(arm(503).is_transient());
+        assert!(arm(429).is_transient());
+        assert!(!arm(400).is_transient());
+        assert!(!Error::InvalidInput("x".into()).is_transient());
+        assert!(
+            Error::Blob {
+                method: "GET".into(),
+                resource: "/".into(),
+                status: 503,
+                code: "ServerBusy".into(),
+                message: String::new()
+            }
+            .is_transient()
+        );
+        assert_eq!(arm(404).metric_label(), "arm");
+        assert_eq!(arm(404).retry_after(), None);
+    }
+}

@@ -5,9 +5,9 @@
 pub mod arm;
 pub mod blob;
 mod error;
-pub mod http;
 pub mod identity;
 pub mod ml;
 pub mod stackhub;
+pub mod transport;
 
 pub use error::{Error, Result};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use common::fake::{Fake, Recorded, Reply, StaticCredential};
 use edgetrain_azure::{
     arm::{ApiProfile, ArmClient, LroKind, LroStatus, LroToken, RetryPolicy, Started},
-    http::HttpConfig,
     ml::{self, MlApi, MlClient, Workspace},
     stackhub::{self, ResourceGroup, StackHubApi, StackHubClient, VmAction},
+    transport::HttpConfig,
 };
 use serde_json::json;
 

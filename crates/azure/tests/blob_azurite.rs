@@ -10,7 +10,7 @@ use edgetrain_azure::{
         AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint, SasPermissions, SasProtocol,
         SasResource, ServiceSas,
     },
-    http::HttpConfig,
+    transport::HttpConfig,
 };
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use common::azurite::Azurite;
 use edgetrain_azure::{
     blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint},
-    http::HttpConfig,
+    transport::HttpConfig,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 

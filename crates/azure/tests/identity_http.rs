@@ -7,8 +7,8 @@ use std::{sync::Arc, time::Duration};
 use azure_core::credentials::{Secret, TokenCredential};
 use common::fake::{Fake, Reply};
 use edgetrain_azure::{
-    http::HttpConfig,
     identity::{ClientSecretCredential, IdentityProvider, ServicePrincipal, TokenCache},
+    transport::HttpConfig,
 };
 use serde_json::json;
 

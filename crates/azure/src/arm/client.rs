@@ -52,6 +52,23 @@ pub fn request_url(base: &Url, id: &str, api_version: &str, query: &[(&str, &str
     Ok(u)
 }
 
+/// A random UUID v4 string for `x-ms-client-request-id`.
+fn client_request_id() -> String {
+    let b = fastrand::u128(..).to_be_bytes();
+    let mut b = b;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// One page of an ARM list (`{value: [...], nextLink?}`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,7 +205,9 @@ impl ArmClient {
                 .http
                 .request(method.clone(), url.clone())
                 .bearer_auth(token.token.secret())
-                .header("accept", "application/json");
+                .header("accept", "application/json")
+                // Lets Azure support find this exact attempt.
+                .header("x-ms-client-request-id", client_request_id());
             if let Some(b) = body {
                 req = req.json(b);
             } else if method == Method::POST || method == Method::PUT {
@@ -364,6 +383,14 @@ mod tests {
             "http://127.0.0.1:8080/arm/subscriptions/s?api-version=2019-10-01"
         );
         assert!(request_url(&base, "subscriptions/s", "x", &[]).is_err());
+    }
+
+    #[test]
+    fn client_request_ids_are_uuid_v4() {
+        let a = client_request_id();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, client_request_id());
     }
 
     #[test]

@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn container_sas_url_splits_into_endpoint_container_and_secret() {
-        let http = crate::http::HttpConfig::default().build().unwrap();
+        let http = crate::transport::HttpConfig::default().build().unwrap();
         let (c, container) = BlobClient::from_container_sas_url(
             http.clone(),
             "https://wsstore.blob.core.windows.net/azureml-blobstore-1?sv=2019-07-07&sr=c&sp=racwl&se=2026-11-26T00%3A00%3A00Z&sig=abc%3D",
