@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, sync::Once, time::Duration};
 
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    arm::{Attempt, RequestMetrics, RetryPolicy},
+};
 
 /// Transport settings shared by all clients.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +59,61 @@ impl HttpConfig {
         self.builder()?
             .build()
             .map_err(|e| Error::ClientSetup(e.to_string()))
+    }
+}
+
+/// Send a request built afresh for every attempt (so auth and rate limiting run per attempt),
+/// retrying transport errors and retryable statuses as `policy` says, and counting every
+/// attempt in `metrics`. Returns the last response whatever its status.
+pub(crate) async fn send_with_retries<F, Fut>(
+    http: &reqwest::Client,
+    policy: &RetryPolicy,
+    metrics: &RequestMetrics,
+    mut build: F,
+) -> Result<reqwest::Response>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Request>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let req = build().await?;
+        let method = req.method().clone();
+        let host = req.url().host_str().unwrap_or_default().to_string();
+        // Without the query: a SAS must never reach errors or logs.
+        let mut shown = req.url().clone();
+        shown.set_query(None);
+        match http.execute(req).await {
+            Err(source) => {
+                metrics.record(&host, method.as_str(), None);
+                if let Some(d) = policy.next_delay(attempt, Attempt::Transport) {
+                    tracing::warn!(%method, url = %shown, attempt, ?d, error = %source.without_url(), "transport error, retrying");
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                return Err(Error::Transport {
+                    method: method.to_string(),
+                    url: shown.to_string(),
+                    source: source.without_url(),
+                });
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                metrics.record(&host, method.as_str(), Some(status.as_u16()));
+                let outcome = Attempt::Response {
+                    status,
+                    headers: resp.headers(),
+                };
+                if let Some(d) = policy.next_delay(attempt, outcome) {
+                    tracing::info!(%method, url = %shown, status = status.as_u16(), attempt, ?d, "server asked to retry");
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                tracing::debug!(%method, url = %shown, status = status.as_u16(), attempt, "Azure call");
+                return Ok(resp);
+            }
+        }
     }
 }
 

@@ -13,10 +13,9 @@ use url::Url;
 use super::{
     ArmError, LroStatus, LroToken, RateLimiter, RequestMetrics, RetryPolicy, Started,
     lro::{interpret_poll, interpret_start},
-    retry::Attempt,
     throttle::OperationKind,
 };
-use crate::{Error, Result, identity::scope_for_resource};
+use crate::{Error, Result, identity::scope_for_resource, transport::send_with_retries};
 
 /// A raw ARM response.
 #[derive(Debug, Clone)]
@@ -189,10 +188,10 @@ impl ArmClient {
         }
         let host = url.host_str().unwrap_or_default().to_string();
         let kind = OperationKind::of(&method);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            self.limiter.acquire(&host, kind).await;
+        let (method, url, host) = (&method, &url, host.as_str());
+        // `move` copies these references into each attempt's future.
+        let build = move || async move {
+            self.limiter.acquire(host, kind).await;
             let token = self
                 .credential
                 .get_token(&[self.scope.as_str()], None)
@@ -214,59 +213,25 @@ impl ArmClient {
                 // ARM rejects bodiless POST/PUT without Content-Length on some front ends.
                 req = req.header("content-length", "0");
             }
-            let result = req.send().await;
-            let resp = match result {
-                Ok(r) => r,
-                Err(source) => {
-                    self.metrics.record(&host, method.as_str(), None);
-                    if let Some(d) = self.retry.next_delay(attempt, Attempt::Transport) {
-                        tracing::warn!(%method, %url, attempt, ?d, error = %source, "ARM transport error, retrying");
-                        tokio::time::sleep(d).await;
-                        continue;
-                    }
-                    return Err(Error::Transport {
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        source,
-                    });
-                }
-            };
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            self.metrics
-                .record(&host, method.as_str(), Some(status.as_u16()));
-            let body = match resp.bytes().await {
-                Ok(b) => b,
-                Err(source) => {
-                    if let Some(d) = self.retry.next_delay(attempt, Attempt::Transport) {
-                        tokio::time::sleep(d).await;
-                        continue;
-                    }
-                    return Err(Error::Transport {
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        source,
-                    });
-                }
-            };
-            if let Some(d) = self.retry.next_delay(
-                attempt,
-                Attempt::Response {
-                    status,
-                    headers: &headers,
-                },
-            ) {
-                tracing::info!(%method, %url, status = status.as_u16(), attempt, ?d, "ARM asked to retry");
-                tokio::time::sleep(d).await;
-                continue;
-            }
-            tracing::debug!(%method, %url, status = status.as_u16(), attempt, "ARM call");
-            return Ok(ArmResponse {
-                status,
-                headers,
-                body,
-            });
-        }
+            req.build().map_err(|source| Error::Transport {
+                method: method.to_string(),
+                url: url.to_string(),
+                source,
+            })
+        };
+        let resp = send_with_retries(&self.http, &self.retry, &self.metrics, build).await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|source| Error::Transport {
+            method: method.to_string(),
+            url: url.to_string(),
+            source,
+        })?;
+        Ok(ArmResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// [`Self::execute`], with error statuses turned into [`ArmError`].

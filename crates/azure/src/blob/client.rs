@@ -17,8 +17,9 @@ use super::{
 };
 use crate::{
     Error, Result,
-    arm::{Attempt, RequestMetrics, RetryPolicy},
+    arm::{RequestMetrics, RetryPolicy},
     error::parse_url,
+    transport::send_with_retries,
 };
 
 /// How requests are authorised.
@@ -194,76 +195,51 @@ impl BlobClient {
         body: Option<Bytes>,
         allow: &[StatusCode],
     ) -> Result<reqwest::Response> {
-        let host = url.host_str().unwrap_or_default().to_string();
-        // Path without the SAS, for errors and logs.
+        // Path without the SAS, for errors.
         let resource = url.path().to_string();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let (method, url, headers, body, shown) =
+            (&method, &url, &headers, &body, resource.as_str());
+        // `move` copies these references into each attempt's future.
+        let build = move || async move {
             let mut rb = self
                 .http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
-            if let Some(b) = &body {
+            if let Some(b) = body {
                 rb = rb.body(b.clone());
             }
             let mut req = rb.build().map_err(|source| Error::Transport {
                 method: method.to_string(),
-                url: resource.clone(),
-                source,
+                url: shown.to_string(),
+                source: source.without_url(),
             })?;
             self.authorise(&mut req)?;
-            let resp = match self.http.execute(req).await {
-                Ok(r) => r,
-                Err(source) => {
-                    self.metrics.record(&host, method.as_str(), None);
-                    if let Some(d) = self.retry.next_delay(attempt, Attempt::Transport) {
-                        tokio::time::sleep(d).await;
-                        continue;
-                    }
-                    return Err(Error::Transport {
-                        method: method.to_string(),
-                        url: resource,
-                        source: source.without_url(),
-                    });
-                }
-            };
-            let status = resp.status();
-            self.metrics
-                .record(&host, method.as_str(), Some(status.as_u16()));
-            if status.is_success() || allow.contains(&status) {
-                return Ok(resp);
-            }
-            if let Some(d) = self.retry.next_delay(
-                attempt,
-                Attempt::Response {
-                    status,
-                    headers: resp.headers(),
-                },
-            ) {
-                tokio::time::sleep(d).await;
-                continue;
-            }
-            let code = resp
-                .headers()
-                .get("x-ms-error-code")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let text = resp.text().await.unwrap_or_default();
-            let message = text
-                .split_once("<Message>")
-                .and_then(|(_, r)| r.split_once("</Message>"))
-                .map(|(m, _)| m.to_string())
-                .unwrap_or(text);
-            return Err(Error::Blob {
-                method: method.to_string(),
-                resource,
-                status: status.as_u16(),
-                code,
-                message,
-            });
+            Ok(req)
+        };
+        let resp = send_with_retries(&self.http, &self.retry, &self.metrics, build).await?;
+        let status = resp.status();
+        if status.is_success() || allow.contains(&status) {
+            return Ok(resp);
         }
+        let code = resp
+            .headers()
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = resp.text().await.unwrap_or_default();
+        let message = text
+            .split_once("<Message>")
+            .and_then(|(_, r)| r.split_once("</Message>"))
+            .map(|(m, _)| m.to_string())
+            .unwrap_or(text);
+        Err(Error::Blob {
+            method: method.to_string(),
+            resource,
+            status: status.as_u16(),
+            code,
+            message,
+        })
     }
 }
 
