@@ -127,6 +127,24 @@ impl Error {
     }
 }
 
+/// Bad input unless `v` has non-whitespace content.
+pub(crate) fn require_non_empty(what: &str, v: &str) -> Result<()> {
+    if v.trim().is_empty() {
+        return Err(Error::InvalidInput(format!("{what} must not be empty")));
+    }
+    Ok(())
+}
+
+/// Bad input unless `v` can be one segment of an ARM id.
+pub(crate) fn require_segment(what: &str, v: &str) -> Result<()> {
+    if v.is_empty() || v.contains(['/', '?', '#']) {
+        return Err(Error::InvalidInput(format!(
+            "{what} {v:?} must be non-empty and contain no '/', '?' or '#'"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_url(s: &str) -> Result<url::Url> {
     url::Url::parse(s).map_err(|source| Error::Url {
         url: s.to_string(),

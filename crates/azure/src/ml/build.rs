@@ -6,7 +6,7 @@ use azure_core::credentials::Secret;
 use sha2::{Digest, Sha256};
 
 use super::types::*;
-use crate::{Error, Result};
+use crate::{Error, Result, error::require_non_empty};
 
 /// Asset and job names: `^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$`.
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
@@ -47,11 +47,7 @@ pub fn vm_attach_body(spec: &VmAttachSpec) -> Result<ComputeResource> {
         ("public key", spec.public_key.as_str()),
         ("private key", spec.private_key_pem.secret()),
     ] {
-        if v.trim().is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "VM attach: {what} must not be empty"
-            )));
-        }
+        require_non_empty(&format!("VM attach: {what}"), v)?;
     }
     if spec.ssh_port == 0 {
         return Err(Error::InvalidInput(
@@ -141,11 +137,7 @@ pub fn command_job_body(spec: &CommandJobSpec) -> Result<Resource<JobProperties>
         ("compute id", spec.compute_id.as_str()),
         ("experiment name", spec.experiment_name.as_str()),
     ] {
-        if v.trim().is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "command job: {what} must not be empty"
-            )));
-        }
+        require_non_empty(&format!("command job: {what}"), v)?;
     }
     check_bindings(spec)?;
     Ok(Resource::new(JobProperties {

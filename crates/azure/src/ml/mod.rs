@@ -17,6 +17,7 @@ use crate::{
     Error, Result,
     arm::{AZURE_ML_API_VERSION, ArmClient, LroStatus, LroToken, Page, Started, next_page_url},
     blob::{BlobApi, BlobClient},
+    error::require_segment,
 };
 
 /// An Azure ML workspace: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}`.
@@ -34,11 +35,7 @@ impl Workspace {
             ("resource group", &self.resource_group),
             ("workspace", &self.name),
         ] {
-            if v.is_empty() || v.contains(['/', '?', '#']) {
-                return Err(Error::InvalidInput(format!(
-                    "{what} {v:?} is not a valid ARM segment"
-                )));
-            }
+            require_segment(what, v)?;
         }
         Ok(format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use base64::Engine;
 
 use super::{compute::*, network::*};
-use crate::{Error, Result};
+use crate::{Error, Result, error::require_non_empty};
 
 /// Everything needed to describe the training VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,21 +30,14 @@ pub struct VmSpec {
 /// Decoded `customData` limit from compute.json.
 const MAX_CUSTOM_DATA: usize = 65_535;
 
-fn require(field: &str, v: &str) -> Result<()> {
-    if v.trim().is_empty() {
-        return Err(Error::InvalidInput(format!("{field} must not be empty")));
-    }
-    Ok(())
-}
-
 /// The `PUT virtualMachines/{name}` body for a Linux VM with key-only SSH and one NIC.
 pub fn vm_body(spec: &VmSpec) -> Result<VirtualMachine> {
-    require("location", &spec.location)?;
-    require("computer name", &spec.computer_name)?;
-    require("VM size", &spec.size)?;
-    require("admin user name", &spec.admin_username)?;
-    require("SSH public key", &spec.ssh_public_key)?;
-    require("NIC id", &spec.nic_id)?;
+    require_non_empty("location", &spec.location)?;
+    require_non_empty("computer name", &spec.computer_name)?;
+    require_non_empty("VM size", &spec.size)?;
+    require_non_empty("admin user name", &spec.admin_username)?;
+    require_non_empty("SSH public key", &spec.ssh_public_key)?;
+    require_non_empty("NIC id", &spec.nic_id)?;
     if spec.computer_name.len() > 64 {
         return Err(Error::InvalidInput(format!(
             "computer name {:?} is longer than 64 characters",
@@ -155,7 +148,7 @@ pub fn ssh_nsg_body(
     ssh_port: u16,
     tags: &BTreeMap<String, String>,
 ) -> Result<NetworkSecurityGroup> {
-    require("location", location)?;
+    require_non_empty("location", location)?;
     if allowed_sources.len() > (LAST_PRIORITY - FIRST_PRIORITY + 1) as usize {
         return Err(Error::InvalidInput(format!(
             "{} SSH sources exceed the NSG priority range",
@@ -205,7 +198,7 @@ pub fn public_ip_body(
     dns_label: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> Result<PublicIpAddress> {
-    require("location", location)?;
+    require_non_empty("location", location)?;
     Ok(PublicIpAddress {
         resource: PublicIpAddressResource {
             location: Some(location.to_string()),
@@ -235,8 +228,8 @@ pub fn nic_body(
     nsg_id: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> Result<NetworkInterface> {
-    require("location", location)?;
-    require("subnet id", subnet_id)?;
+    require_non_empty("location", location)?;
+    require_non_empty("subnet id", subnet_id)?;
     Ok(NetworkInterface {
         location: Some(location.to_string()),
         tags: tags.clone(),
@@ -268,8 +261,8 @@ pub fn vnet_body(
     nsg_id: Option<&str>,
     tags: &BTreeMap<String, String>,
 ) -> Result<VirtualNetwork> {
-    require("location", location)?;
-    require("subnet name", subnet_name)?;
+    require_non_empty("location", location)?;
+    require_non_empty("subnet name", subnet_name)?;
     let mut subnet = subnet_body(subnet_prefix, nsg_id)?;
     subnet.name = Some(subnet_name.to_string());
     Ok(VirtualNetwork {

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::{
     Error, Result,
     arm::{ApiProfile, ArmClient, LroStatus, LroToken, Provider, Started},
+    error::require_segment,
 };
 
 /// A subscription + resource group, where our resources live.
@@ -25,21 +26,12 @@ pub struct ResourceGroup {
     pub resource_group: String,
 }
 
-fn check_segment(what: &str, s: &str) -> Result<()> {
-    if s.is_empty() || s.contains(['/', '?', '#']) {
-        return Err(Error::InvalidInput(format!(
-            "{what} {s:?} must be non-empty and contain no '/', '?' or '#'"
-        )));
-    }
-    Ok(())
-}
-
 impl ResourceGroup {
     /// ARM id of `{namespace}/{type}/{name}` in this group.
     pub fn id(&self, namespace: &str, kind: &str, name: &str) -> Result<String> {
-        check_segment("subscription id", &self.subscription_id)?;
-        check_segment("resource group", &self.resource_group)?;
-        check_segment("resource name", name)?;
+        require_segment("subscription id", &self.subscription_id)?;
+        require_segment("resource group", &self.resource_group)?;
+        require_segment("resource name", name)?;
         Ok(format!(
             "/subscriptions/{}/resourceGroups/{}/providers/{namespace}/{kind}/{name}",
             self.subscription_id, self.resource_group
@@ -62,7 +54,7 @@ impl ResourceGroup {
         self.id("Microsoft.Network", "virtualNetworks", name)
     }
     pub fn subnet_id(&self, vnet: &str, subnet: &str) -> Result<String> {
-        check_segment("subnet name", subnet)?;
+        require_segment("subnet name", subnet)?;
         Ok(format!("{}/subnets/{subnet}", self.vnet_id(vnet)?))
     }
 }
