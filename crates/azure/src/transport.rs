@@ -8,13 +8,26 @@ use crate::{
 };
 
 /// Transport settings shared by all clients.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// Extra PEM bundle trusted in addition to the system roots; Stack Hub stamps commonly use an
     /// enterprise CA.
     pub extra_ca_bundle: Option<PathBuf>,
-    /// Per-request timeout; `None` leaves reqwest's default (none).
-    pub timeout: Option<Duration>,
+    /// TCP + TLS connect limit.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a response; a per-read limit, so long blob downloads that
+    /// keep flowing are not cut off.
+    pub read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            extra_ca_bundle: None,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 static RING: Once = Once::new();
@@ -32,10 +45,9 @@ impl HttpConfig {
     pub fn builder(&self) -> Result<reqwest::ClientBuilder> {
         install_crypto_provider();
         let mut b = reqwest::Client::builder()
-            .user_agent(concat!("edgetrain-azure/", env!("CARGO_PKG_VERSION")));
-        if let Some(t) = self.timeout {
-            b = b.timeout(t);
-        }
+            .user_agent(concat!("edgetrain-azure/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout);
         if let Some(path) = &self.extra_ca_bundle {
             let pem = std::fs::read(path).map_err(|source| Error::Io {
                 path: path.display().to_string(),
@@ -125,7 +137,7 @@ mod tests {
     fn missing_ca_bundle_is_a_clear_error() {
         let cfg = HttpConfig {
             extra_ca_bundle: Some("/nonexistent/ca.pem".into()),
-            timeout: None,
+            ..HttpConfig::default()
         };
         let err = cfg.build().unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err:?}");
@@ -138,7 +150,7 @@ mod tests {
         std::fs::write(&p, "not a pem\n").unwrap();
         let cfg = HttpConfig {
             extra_ca_bundle: Some(p),
-            timeout: None,
+            ..HttpConfig::default()
         };
         assert!(matches!(cfg.build(), Err(Error::ClientSetup(_))));
     }

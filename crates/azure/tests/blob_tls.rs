@@ -44,7 +44,7 @@ async fn https_host_style_with_extra_ca_bundle() {
     // Test-only DNS override: the host-style name resolves to the loopback Azurite.
     let trusted = HttpConfig {
         extra_ca_bundle: Some(ca_pem),
-        timeout: None,
+        ..HttpConfig::default()
     }
     .builder()
     .unwrap()
