@@ -487,3 +487,41 @@ async fn poll_urls_on_other_hosts_are_refused() {
     );
     assert!(fake.requests().is_empty());
 }
+
+#[tokio::test]
+async fn every_attempt_takes_a_token_from_the_shared_per_host_bucket() {
+    use edgetrain_azure::arm::{BucketSpec, OperationKind, RateLimiter, RateLimits};
+    let fake = Fake::start(|req, earlier| {
+        if req.method == "GET" && earlier.is_empty() {
+            Reply::empty(503).header("retry-after", "0")
+        } else {
+            Reply::json(200, json!({"location": "l", "properties": {}}))
+        }
+    })
+    .await;
+    let slow = BucketSpec {
+        capacity: 3.0,
+        refill_per_sec: 0.0001,
+    };
+    let limiter = Arc::new(RateLimiter::new(RateLimits {
+        reads: slow,
+        writes: slow,
+        deletes: slow,
+    }));
+    let sh = StackHubClient::new(
+        arm(&fake).with_limiter(limiter.clone()),
+        ApiProfile::default(),
+    );
+    sh.get_vm(&rg().vm_id("a").unwrap(), false).await.unwrap();
+    sh.get_vm(&rg().vm_id("b").unwrap(), false).await.unwrap();
+    let host = fake.base.host_str().unwrap();
+    let now = std::time::Instant::now();
+    // 3 read attempts (one retried) used the whole read bucket; writes are a separate bucket.
+    assert!(limiter.try_acquire(host, OperationKind::Read, now).is_err());
+    assert!(limiter.try_acquire(host, OperationKind::Write, now).is_ok());
+    assert!(
+        limiter
+            .try_acquire("other.host", OperationKind::Read, now)
+            .is_ok()
+    );
+}
