@@ -325,3 +325,206 @@ fn checker_rejects_wrong_bodies() {
         "{errors}"
     );
 }
+
+/// Every request the clients make goes to an operation the spec declares, with declared query
+/// parameters and the spec's api-version. The fake answers 404 to everything: only the requests
+/// matter here.
+#[tokio::test]
+async fn every_request_path_and_query_is_declared_in_the_spec() {
+    use common::fake::{Fake, Reply, StaticCredential};
+    use edgetrain_azure::{
+        arm::{ApiProfile, ArmClient, RetryPolicy},
+        ml::{MlApi, MlClient, Workspace},
+        stackhub::{ResourceGroup, StackHubApi, StackHubClient, VmAction},
+        transport::HttpConfig,
+    };
+    use std::sync::Arc;
+
+    let fake = Fake::start(|_, _| {
+        Reply::json(
+            404,
+            json!({"error": {"code": "ResourceNotFound", "message": "x"}}),
+        )
+    })
+    .await;
+    let arm = ArmClient::new(
+        HttpConfig::default().build().unwrap(),
+        fake.base.clone(),
+        Arc::new(StaticCredential),
+        "aud",
+    )
+    .with_retry(RetryPolicy::none());
+    let rg = ResourceGroup {
+        subscription_id: "sub".into(),
+        resource_group: "rg".into(),
+    };
+    let sh = StackHubClient::new(arm.clone(), ApiProfile::default());
+    let vm = rg.vm_id("vm").unwrap();
+    let _ = sh.get_vm(&vm, true).await;
+    let _ = sh.get_vm_instance_view(&vm).await;
+    let _ = sh.put_vm(&vm, &Default::default()).await;
+    for a in [
+        VmAction::Start,
+        VmAction::Deallocate,
+        VmAction::PowerOff,
+        VmAction::Restart,
+    ] {
+        let _ = sh.vm_action(&vm, a).await;
+    }
+    let _ = sh.delete(&vm).await;
+    let (nic, pip, nsg, vnet, snet) = (
+        rg.nic_id("n").unwrap(),
+        rg.public_ip_id("p").unwrap(),
+        rg.nsg_id("g").unwrap(),
+        rg.vnet_id("v").unwrap(),
+        rg.subnet_id("v", "s").unwrap(),
+    );
+    let _ = sh.get_nic(&nic).await;
+    let _ = sh.put_nic(&nic, &Default::default()).await;
+    let _ = sh.get_public_ip(&pip).await;
+    let _ = sh.put_public_ip(&pip, &Default::default()).await;
+    let _ = sh.get_nsg(&nsg).await;
+    let _ = sh.put_nsg(&nsg, &Default::default()).await;
+    let _ = sh.get_vnet(&vnet).await;
+    let _ = sh.put_vnet(&vnet, &Default::default()).await;
+    let _ = sh.get_subnet(&snet).await;
+    let _ = sh.put_subnet(&snet, &Default::default()).await;
+    for id in [&nic, &pip, &nsg, &vnet, &snet] {
+        let _ = sh.delete(id).await;
+    }
+
+    let ml = MlClient::new(
+        arm,
+        Workspace {
+            subscription_id: "sub".into(),
+            resource_group: "rg".into(),
+            name: "ws".into(),
+        },
+    );
+    let attach = ml::vm_attach_body(&ml::VmAttachSpec {
+        location: "l".into(),
+        address: "a".into(),
+        ssh_port: 22,
+        username: "u".into(),
+        private_key_pem: Secret::new("k"),
+        public_key: "p".into(),
+        description: None,
+        vm_size: None,
+    })
+    .unwrap();
+    let _ = ml.get_compute("c").await;
+    let _ = ml.attach_compute("c", &attach).await;
+    let _ = ml.detach_compute("c").await;
+    let _ = ml.get_code_version("h", "1").await;
+    let _ = ml.start_pending_upload("h", "1").await;
+    let _ = ml
+        .put_code_version("h", "1", &ml::Resource::new(Default::default()))
+        .await;
+    let env = ml::Resource::new(ml::EnvironmentVersion {
+        image: Some("i".into()),
+        ..Default::default()
+    });
+    let _ = ml.get_environment_version("e", "1").await;
+    let _ = ml.put_environment_version("e", "1", &env).await;
+    let job = ml::command_job_body(&ml::CommandJobSpec {
+        command: "c".into(),
+        environment_id: "e".into(),
+        compute_id: "c".into(),
+        experiment_name: "x".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let _ = ml.create_job("j", &job).await;
+    let _ = ml.get_job("j").await;
+    let _ = ml
+        .list_jobs_page(None, Some(ml::ListViewType::ActiveOnly))
+        .await;
+    let _ = ml.cancel_job("j").await;
+    let _ = ml
+        .put_model_version("m", "1", &ml::Resource::new(Default::default()))
+        .await;
+    let _ = ml.get_model_version("m", "1").await;
+    let _ = ml.list_model_versions_page("m", None).await;
+    let _ = ml.default_datastore().await;
+    let _ = ml.datastore_secrets("d").await;
+
+    let s = Specs::new();
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs.len(),
+        23 + 17,
+        "every call above made exactly one request"
+    );
+    let mut problems = Vec::new();
+    for r in &reqs {
+        let version = r.query_value("api-version").unwrap_or_default();
+        let files: Vec<String> = if r.path.contains("/Microsoft.Compute/") {
+            vec![COMPUTE.to_string()]
+        } else if r.path.contains("/Microsoft.Network/") {
+            [
+                "networkInterface",
+                "publicIpAddress",
+                "networkSecurityGroup",
+                "virtualNetwork",
+            ]
+            .iter()
+            .map(|f| format!("{NET}/{f}.json"))
+            .collect()
+        } else {
+            vec![
+                format!("{ML}/machineLearningServices.json"),
+                format!("{ML}/mfe.json"),
+            ]
+        };
+        let query: Vec<String> = r
+            .query_pairs()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k != "api-version")
+            .collect();
+        let results: Vec<Result<(), String>> = files
+            .iter()
+            .map(|f| s.check_operation(f, &r.method, &r.path, &query))
+            .collect();
+        if !results.iter().any(Result::is_ok) {
+            problems.push(format!(
+                "{} {}?{}: {:?}",
+                r.method, r.path, r.query, results
+            ));
+        }
+        let want = if r.path.contains("/Microsoft.Compute/") {
+            "2020-06-01"
+        } else if r.path.contains("/Microsoft.Network/") {
+            "2018-11-01"
+        } else {
+            "2025-12-01"
+        };
+        if version != want {
+            problems.push(format!(
+                "{} {}: api-version {version}, spec is {want}",
+                r.method, r.path
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The check itself can fail.
+    let vm_path =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm";
+    assert!(
+        s.check_operation(COMPUTE, "GET", vm_path, &["$expand".into()])
+            .is_ok()
+    );
+    assert!(
+        s.check_operation(COMPUTE, "GET", vm_path, &["$bogus".into()])
+            .is_err()
+    );
+    assert!(
+        s.check_operation(COMPUTE, "POST", &format!("{vm_path}/explode"), &[])
+            .is_err()
+    );
+    assert!(
+        s.check_operation(COMPUTE, "PUT", &format!("{vm_path}/instanceView"), &[])
+            .is_err()
+    );
+}

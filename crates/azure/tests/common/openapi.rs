@@ -73,6 +73,62 @@ impl Specs {
         (file, def, schema)
     }
 
+    /// Whether spec `rel` declares `method` on a path template matching `path`, and every name
+    /// in `query` as a query parameter of that operation. Returns what is wrong, if anything.
+    pub fn check_operation(
+        &self,
+        rel: &str,
+        method: &str,
+        path: &str,
+        query: &[String],
+    ) -> Result<(), String> {
+        let file = self.root.join(rel).canonicalize().unwrap();
+        let doc = self.file(&file);
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        for (template, ops) in doc["paths"].as_object().unwrap() {
+            let t: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+            let matches = t.len() == segs.len()
+                && t.iter().zip(&segs).all(|(a, b)| {
+                    (a.starts_with('{') && a.ends_with('}') && !b.is_empty()) || a == b
+                });
+            if !matches {
+                continue;
+            }
+            let Some(op) = ops.get(method.to_ascii_lowercase()) else {
+                return Err(format!("{template} has no {method}"));
+            };
+            let mut declared = Vec::new();
+            let params = ops
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for p in params.chain(
+                op.get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten(),
+            ) {
+                let p = match p.get("$ref").and_then(Value::as_str) {
+                    Some(r) => self.resolve(&file, r).2,
+                    None => p,
+                };
+                if p["in"] == "query" {
+                    declared.push(p["name"].as_str().unwrap().to_string());
+                }
+            }
+            let missing: Vec<_> = query.iter().filter(|q| !declared.contains(q)).collect();
+            return if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{method} {template}: query {missing:?} not declared (declared {declared:?})"
+                ))
+            };
+        }
+        Err(format!("no path template in {rel} matches {path}"))
+    }
+
     /// Validate `value` against definition `def` of spec `rel` (relative to the specs root).
     pub fn check(&self, rel: &str, def: &str, value: &Value) -> Vec<String> {
         let file = self.root.join(rel).canonicalize().unwrap();
