@@ -172,3 +172,50 @@ async fn token_errors_are_typed() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn arm_client_connects_through_discovery_and_sends_the_bearer() {
+    use edgetrain_azure::arm::ArmClient;
+    let fake = Fake::start(|req, _| {
+        let host = req.headers.get("host").unwrap().to_str().unwrap().to_string();
+        match req.path.as_str() {
+            "/metadata/endpoints" => Reply::json(200, json!({"authentication": {
+                "loginEndpoint": format!("http://{host}/adfs"), "audiences": ["https://management.adfs.local/guid"]}})),
+            "/adfs/oauth2/token" => Reply::json(200, json!({"access_token": "adfs-token", "expires_in": 3600})),
+            _ => Reply::json(200, json!({"value": []})),
+        }
+    })
+    .await;
+    let http = HttpConfig::default().build().unwrap();
+    let arm = ArmClient::connect(
+        http,
+        fake.base.clone(),
+        principal(),
+        Arc::new(TokenCache::default()),
+    )
+    .await
+    .unwrap();
+    let page: edgetrain_azure::arm::Page<serde_json::Value> = arm
+        .page(
+            arm.url("/subscriptions/s/resourcegroups", "2019-10-01", &[])
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(page.value.is_empty());
+    let reqs = fake.requests();
+    let last = reqs.last().unwrap();
+    assert_eq!(last.path, "/subscriptions/s/resourcegroups");
+    assert_eq!(last.headers["authorization"], "Bearer adfs-token");
+    let token_req = reqs
+        .iter()
+        .find(|r| r.path == "/adfs/oauth2/token")
+        .unwrap();
+    assert!(
+        token_req
+            .body
+            .contains("resource=https%3A%2F%2Fmanagement.adfs.local%2Fguid"),
+        "{}",
+        token_req.body
+    );
+}

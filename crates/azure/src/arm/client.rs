@@ -15,7 +15,11 @@ use super::{
     lro::{interpret_poll, interpret_start},
     throttle::OperationKind,
 };
-use crate::{Error, Result, identity::scope_for_resource, transport::send_with_retries};
+use crate::{
+    Error, Result,
+    identity::{ClientSecretCredential, ServicePrincipal, TokenCache, scope_for_resource},
+    transport::send_with_retries,
+};
 
 /// A raw ARM response.
 #[derive(Debug, Clone)]
@@ -143,6 +147,19 @@ impl ArmClient {
             limiter: Arc::new(RateLimiter::default()),
             metrics: RequestMetrics::default(),
         }
+    }
+
+    /// Discover the login authority and audience from `{endpoint}/metadata/endpoints` and build
+    /// a client authenticated as `principal` (tokens cached in `cache`).
+    pub async fn connect(
+        http: reqwest::Client,
+        endpoint: Url,
+        principal: ServicePrincipal,
+        cache: Arc<TokenCache>,
+    ) -> Result<Self> {
+        let (credential, audience) =
+            ClientSecretCredential::discover(http.clone(), &endpoint, principal, cache).await?;
+        Ok(Self::new(http, endpoint, Arc::new(credential), &audience))
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
