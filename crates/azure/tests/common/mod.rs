@@ -1,0 +1,5 @@
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod azurite;
+pub mod fake;
+pub mod openapi;
