@@ -275,6 +275,12 @@ pub fn write_managed(obj: &mut Value, managed: &[Managed]) {
             e
         })
         .collect();
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        if entries.is_empty() {
+            return;
+        }
+        obj["metadata"] = json!({});
+    }
     if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if entries.is_empty() {
             md.remove("managedFields");

@@ -444,7 +444,7 @@ mod tests {
         assert_eq!(f, vec![("spec.size".into(), "FieldValueTypeInvalid".into())]);
         let f = fields(admit(&schema(), &json!({"spec": {"size": 0, "name": "A1", "at": "nope", "port": true}}), None));
         let names: Vec<&str> = f.iter().map(|(a, _)| a.as_str()).collect();
-        assert_eq!(names, vec!["spec.size", "spec.name", "spec.port", "spec.at"]);
+        assert_eq!(names, vec!["spec.at", "spec.name", "spec.port", "spec.size"]);
     }
 
     #[test]
