@@ -233,13 +233,21 @@ fn from_fields_v1(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPat
 }
 
 pub fn read_managed(obj: &Value) -> Vec<Managed> {
-    let Some(entries) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(entries) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     entries
         .iter()
         .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let mut fields = BTreeSet::new();
             if let Some(f) = e.get("fieldsV1") {
                 from_fields_v1(f, &mut Vec::new(), &mut fields);
@@ -308,7 +316,10 @@ pub struct Conflict {
 
 fn dotted(path: &[String]) -> String {
     path.iter()
-        .map(|s| s.strip_prefix("f:").map_or_else(|| format!("[{s}]"), |f| format!(".{f}")))
+        .map(|s| {
+            s.strip_prefix("f:")
+                .map_or_else(|| format!("[{s}]"), |f| format!(".{f}"))
+        })
         .collect()
 }
 
@@ -350,12 +361,16 @@ pub fn apply(
     let mut out = live.clone();
     let previous: BTreeSet<FieldPath> = managed
         .iter()
-        .filter(|m| m.manager == w.manager && m.operation == "Apply" && m.subresource == w.subresource)
+        .filter(|m| {
+            m.manager == w.manager && m.operation == "Apply" && m.subresource == w.subresource
+        })
         .flat_map(|m| m.fields.iter().cloned())
         .collect();
     let others: BTreeSet<FieldPath> = managed
         .iter()
-        .filter(|m| !(m.manager == w.manager && m.operation == "Apply" && m.subresource == w.subresource))
+        .filter(|m| {
+            !(m.manager == w.manager && m.operation == "Apply" && m.subresource == w.subresource)
+        })
         .flat_map(|m| m.fields.iter().cloned())
         .collect();
     for p in previous.difference(&claimed) {
@@ -369,7 +384,9 @@ pub fn apply(
             m.fields.retain(|p| !claimed.contains(p));
         }
     }
-    managed.retain(|m| !(m.manager == w.manager && m.operation == "Apply" && m.subresource == w.subresource));
+    managed.retain(|m| {
+        !(m.manager == w.manager && m.operation == "Apply" && m.subresource == w.subresource)
+    });
     managed.push(Managed {
         manager: w.manager.into(),
         operation: "Apply".into(),
@@ -397,10 +414,9 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value
             m.fields.retain(|p| !changed.contains(p));
         }
     }
-    if let Some(m) = managed
-        .iter_mut()
-        .find(|m| m.manager == w.manager && m.operation == "Update" && m.subresource == w.subresource)
-    {
+    if let Some(m) = managed.iter_mut().find(|m| {
+        m.manager == w.manager && m.operation == "Update" && m.subresource == w.subresource
+    }) {
         m.fields.extend(changed);
         m.time = w.time.into();
     } else if !changed.is_empty() {
@@ -440,7 +456,10 @@ mod tests {
         assert_eq!(o2["data"], json!({"x": "1", "a": "1"}));
         let m = read_managed(&o2);
         assert_eq!(m.len(), 1);
-        assert!(m[0].fields.contains(&vec!["f:data".to_string(), "f:a".to_string()]));
+        assert!(
+            m[0].fields
+                .contains(&vec!["f:data".to_string(), "f:a".to_string()])
+        );
     }
 
     #[test]
@@ -448,7 +467,13 @@ mod tests {
         let live = json!({"metadata": {"name": "a"}, "data": {}});
         let o1 = apply(&live, &json!({"data": {"a": "1"}}), None, &w("m1"), false).unwrap();
         let err = apply(&o1, &json!({"data": {"a": "2"}}), None, &w("m2"), false).unwrap_err();
-        assert_eq!(err, vec![Conflict { manager: "m1".into(), field: ".data.a".into() }]);
+        assert_eq!(
+            err,
+            vec![Conflict {
+                manager: "m1".into(),
+                field: ".data.a".into()
+            }]
+        );
         // Same value is shared ownership, not a conflict.
         assert!(apply(&o1, &json!({"data": {"a": "1"}}), None, &w("m2"), false).is_ok());
         let o2 = apply(&o1, &json!({"data": {"a": "2"}}), None, &w("m2"), true).unwrap();
@@ -467,7 +492,12 @@ mod tests {
         let cfg = json!({"status": {"conditions": [{"type": "B", "status": "False"}]}});
         let out = apply(&live, &cfg, Some(&schema), &w("m"), false).unwrap();
         assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 2);
-        let p = vec!["f:status".to_string(), "f:conditions".into(), "k:{\"type\":\"B\"}".into(), "f:status".into()];
+        let p = vec![
+            "f:status".to_string(),
+            "f:conditions".into(),
+            "k:{\"type\":\"B\"}".into(),
+            "f:status".into(),
+        ];
         assert_eq!(get_path(&out, &p), Some(&json!("False")));
         let mut o = out.clone();
         remove_path(&mut o, &p[..3]);
@@ -476,7 +506,14 @@ mod tests {
 
     #[test]
     fn update_takes_ownership_of_changed_fields() {
-        let o1 = apply(&json!({}), &json!({"data": {"a": "1"}}), None, &w("m1"), false).unwrap();
+        let o1 = apply(
+            &json!({}),
+            &json!({"data": {"a": "1"}}),
+            None,
+            &w("m1"),
+            false,
+        )
+        .unwrap();
         let mut new = o1.clone();
         new["data"]["a"] = json!("9");
         record_update(Some(&o1), &mut new, None, &w("editor"));

@@ -53,6 +53,9 @@ pub async fn run(args: KubeApiArgs) -> Result<()> {
     }
     tracing::info!(url = %server.url(), "sandbox Kubernetes API listening");
     println!("{}", server.url());
-    terminated().await.map_err(|source| Error::Io { path: PathBuf::from("<signals>"), source })?;
+    terminated().await.map_err(|source| Error::Io {
+        path: PathBuf::from("<signals>"),
+        source,
+    })?;
     server.shutdown().await
 }

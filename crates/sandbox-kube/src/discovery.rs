@@ -5,7 +5,16 @@ use serde_json::{Value, json};
 
 use crate::resources::ResourceType;
 
-pub const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn version() -> Value {
     json!({
@@ -46,22 +55,31 @@ fn group_doc(group: &str, versions: &[String]) -> Value {
 }
 
 pub fn group_list(types: &[ResourceType]) -> Value {
-    let gs: Vec<Value> = groups(types).iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    let gs: Vec<Value> = groups(types)
+        .iter()
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
 }
 
 pub fn group(types: &[ResourceType], name: &str) -> Option<Value> {
-    groups(types).into_iter().find(|(g, _)| g == name).map(|(g, vs)| {
-        let mut d = group_doc(&g, &vs);
-        d["kind"] = json!("APIGroup");
-        d["apiVersion"] = json!("v1");
-        d
-    })
+    groups(types)
+        .into_iter()
+        .find(|(g, _)| g == name)
+        .map(|(g, vs)| {
+            let mut d = group_doc(&g, &vs);
+            d["kind"] = json!("APIGroup");
+            d["apiVersion"] = json!("v1");
+            d
+        })
 }
 
 pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for t in types.iter().filter(|t| t.group == group && t.version == version) {
+    for t in types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
         let mut r = json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
             "kind": t.kind, "verbs": VERBS,
@@ -74,15 +92,23 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
         }
         resources.push(r);
         if t.status_subresource {
-            resources.push(json!({"name": format!("{}/status", t.plural), "singularName": "",
-                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+            resources.push(
+                json!({"name": format!("{}/status", t.plural), "singularName": "",
+                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
+            );
         }
     }
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -93,8 +119,20 @@ mod tests {
     #[test]
     fn built_in_groups_are_listed_once() {
         let l = group_list(&builtins());
-        let names: Vec<&str> = l["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-        assert_eq!(names, vec!["events.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io"]);
+        let names: Vec<&str> = l["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "events.k8s.io",
+                "coordination.k8s.io",
+                "apiextensions.k8s.io"
+            ]
+        );
     }
 
     #[test]
@@ -102,7 +140,10 @@ mod tests {
         let l = resource_list(&builtins(), "", "v1").unwrap();
         let ns = l["resources"].as_array().unwrap();
         assert!(ns.iter().any(|r| r["name"] == "namespaces/status"));
-        assert!(ns.iter().any(|r| r["name"] == "configmaps" && r["shortNames"][0] == "cm"));
+        assert!(
+            ns.iter()
+                .any(|r| r["name"] == "configmaps" && r["shortNames"][0] == "cm")
+        );
         assert!(resource_list(&builtins(), "nope", "v1").is_none());
     }
 }

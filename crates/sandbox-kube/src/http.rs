@@ -47,10 +47,20 @@ pub fn router(app: App) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(app)
 }
 
-async fn handle(AxState(app): AxState<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    AxState(app): AxState<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let query: HashMap<String, String> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let res = dispatch(&app, &method, uri.path(), &query, &headers, &body);
     tracing::debug!(%method, %uri, "request");
@@ -66,7 +76,12 @@ async fn handle(AxState(app): AxState<App>, method: Method, uri: Uri, headers: H
 
 pub fn json_response(code: u16, v: &Value) -> Response {
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 enum Reply {
@@ -83,26 +98,41 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .any(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     if ct.contains("yaml") {
-        let v: serde_yaml::Value = serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?;
-        serde_json::to_value(v).map_err(|e| ApiError::bad_request(format!("YAML body is not JSON-compatible: {e}")))
+        let v: serde_yaml::Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?;
+        serde_json::to_value(v)
+            .map_err(|e| ApiError::bad_request(format!("YAML body is not JSON-compatible: {e}")))
     } else if ct.contains("protobuf") || ct.contains("cbor") {
-        Err(ApiError::unsupported_media_type(format!("{ct} is not supported by this sandbox; send JSON")))
+        Err(ApiError::unsupported_media_type(format!(
+            "{ct} is not supported by this sandbox; send JSON"
+        )))
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
 fn patch_type(headers: &HeaderMap, query: &HashMap<String, String>) -> ApiResult<PatchType> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let ct = ct.split(';').next().unwrap_or("").trim();
     Ok(match ct {
         "application/merge-patch+json" => PatchType::Merge,
@@ -119,11 +149,17 @@ fn patch_type(headers: &HeaderMap, query: &HashMap<String, String>) -> ApiResult
     })
 }
 
-fn write_ctx(headers: &HeaderMap, query: &HashMap<String, String>, apply: bool) -> ApiResult<WriteCtx> {
+fn write_ctx(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    apply: bool,
+) -> ApiResult<WriteCtx> {
     let manager = match query.get("fieldManager") {
         Some(m) => m.clone(),
         None if apply => {
-            return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set"));
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+            ));
         }
         None => headers
             .get(header::USER_AGENT)
@@ -140,20 +176,39 @@ fn write_ctx(headers: &HeaderMap, query: &HashMap<String, String>, apply: bool) 
 fn list_query(query: &HashMap<String, String>, ns: Option<&str>) -> ApiResult<ListQuery> {
     Ok(ListQuery {
         namespace: ns.map(str::to_string),
-        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?,
-        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?,
-        limit: query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0),
+        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+            .map_err(ApiError::bad_request)?,
+        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+            .map_err(ApiError::bad_request)?,
+        limit: query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|l| *l > 0),
         continue_after: match query.get("continue").filter(|c| !c.is_empty()) {
-            Some(c) => Some(decode_continue(c).ok_or_else(|| ApiError::bad_request("invalid continue token"))?),
+            Some(c) => Some(
+                decode_continue(c)
+                    .ok_or_else(|| ApiError::bad_request("invalid continue token"))?,
+            ),
             None => None,
         },
     })
 }
 
-fn dispatch(app: &App, method: &Method, p: &str, query: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes) -> ApiResult<Reply> {
+fn dispatch(
+    app: &App,
+    method: &Method,
+    p: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Reply> {
     let route = path::parse(p).ok_or_else(ApiError::path_not_found)?;
     let objects_route = match route {
-        Route::Objects { group, version, rest } => (group, version, rest),
+        Route::Objects {
+            group,
+            version,
+            rest,
+        } => (group, version, rest),
         other => {
             if method != Method::GET {
                 return Err(ApiError::method_not_allowed());
@@ -164,11 +219,17 @@ fn dispatch(app: &App, method: &Method, p: &str, query: &HashMap<String, String>
                 Route::Healthz => Ok(Reply::Json(200, json!("ok"))),
                 Route::CoreVersions => ok(discovery::core_versions(&app.addr.to_string())),
                 Route::Groups => ok(discovery::group_list(st.types())),
-                Route::Group(g) => discovery::group(st.types(), &g).map(ok).unwrap_or_else(|| Err(ApiError::path_not_found())),
-                Route::Resources { group, version } => discovery::resource_list(st.types(), &group, &version)
+                Route::Group(g) => discovery::group(st.types(), &g)
                     .map(ok)
                     .unwrap_or_else(|| Err(ApiError::path_not_found())),
-                Route::OpenApiV3(rest) => openapi::v3(st.types(), &rest).map(ok).unwrap_or_else(|| Err(ApiError::path_not_found())),
+                Route::Resources { group, version } => {
+                    discovery::resource_list(st.types(), &group, &version)
+                        .map(ok)
+                        .unwrap_or_else(|| Err(ApiError::path_not_found()))
+                }
+                Route::OpenApiV3(rest) => openapi::v3(st.types(), &rest)
+                    .map(ok)
+                    .unwrap_or_else(|| Err(ApiError::path_not_found())),
                 Route::OpenApiV2 => Err(ApiError::path_not_found()),
                 Route::Objects { .. } => unreachable!("matched above"),
             };
@@ -177,8 +238,11 @@ fn dispatch(app: &App, method: &Method, p: &str, query: &HashMap<String, String>
     let (group, version, rest) = objects_route;
     let (rt, target) = {
         let st = app.lock();
-        let target = path::target(&rest, |plural| st.is_namespaced(&group, &version, plural)).ok_or_else(ApiError::path_not_found)?;
-        let rt = st.find_type(&group, &version, &target.plural).ok_or_else(ApiError::path_not_found)?;
+        let target = path::target(&rest, |plural| st.is_namespaced(&group, &version, plural))
+            .ok_or_else(ApiError::path_not_found)?;
+        let rt = st
+            .find_type(&group, &version, &target.plural)
+            .ok_or_else(ApiError::path_not_found)?;
         (rt, target)
     };
     if target.namespace.is_some() && !rt.namespaced {
@@ -213,18 +277,33 @@ fn objects(
             let q = list_query(query, ns)?;
             if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
                 let params = WatchParams::parse(query)?;
-                return Ok(Reply::Watch(Box::new(watch::Request { rt: rt.clone(), query: q, params, table, include })));
+                return Ok(Reply::Watch(Box::new(watch::Request {
+                    rt: rt.clone(),
+                    query: q,
+                    params,
+                    table,
+                    include,
+                })));
             }
             let page = app.lock().list(rt, &q);
             if table {
-                return ok(table::render(rt, &page.items, include, true, Some(page.resource_version), page.continue_token.as_deref()));
+                return ok(table::render(
+                    rt,
+                    &page.items,
+                    include,
+                    true,
+                    Some(page.resource_version),
+                    page.continue_token.as_deref(),
+                ));
             }
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
             if let Some(c) = page.continue_token {
                 meta["continue"] = json!(c);
                 meta["remainingItemCount"] = json!(page.remaining);
             }
-            ok(json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": meta, "items": page.items}))
+            ok(
+                json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": meta, "items": page.items}),
+            )
         }
         (Method::GET, Some(name)) => {
             let obj = app.lock().get(rt, ns, name)?;
@@ -260,11 +339,20 @@ fn objects(
                     let page = st.list(rt, &q);
                     let mut deleted = Vec::new();
                     for o in page.items {
-                        let n = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-                        let ons = o.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+                        let n = o
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                        let ons = o
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
                         deleted.push(st.delete(rt, ons.as_deref(), &n, &opts)?);
                     }
-                    ok(json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": deleted}))
+                    ok(
+                        json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": deleted}),
+                    )
                 }
             }
         }
@@ -276,28 +364,42 @@ fn delete_opts(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<Delet
     let b: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     let propagation = b
         .get("propagationPolicy")
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| query.get("propagationPolicy").cloned())
-        .or_else(|| match b.get("orphanDependents").and_then(Value::as_bool) {
-            Some(true) => Some("Orphan".into()),
-            _ => None,
-        });
+        .or_else(
+            || match b.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".into()),
+                _ => None,
+            },
+        );
     if let Some(p) = &propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
     {
-        return Err(ApiError::bad_request(format!("propagationPolicy: Unsupported value: \"{p}\"")));
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{p}\""
+        )));
     }
-    let dry = b.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All"))
+    let dry = b
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|x| x == "All"))
         || query.get("dryRun").is_some_and(|d| d == "All");
     Ok(DeleteOpts {
         propagation,
-        precondition_uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        precondition_rv: b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
+        precondition_uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         dry_run: dry,
     })
 }

@@ -17,7 +17,11 @@ fn gv_path(t: &ResourceType) -> String {
 }
 
 fn schema_name(t: &ResourceType) -> String {
-    let mut g: Vec<&str> = if t.group.is_empty() { vec!["io", "k8s", "api", "core"] } else { t.group.split('.').collect() };
+    let mut g: Vec<&str> = if t.group.is_empty() {
+        vec!["io", "k8s", "api", "core"]
+    } else {
+        t.group.split('.').collect()
+    };
     if !t.group.is_empty() {
         g.reverse();
     }
@@ -40,7 +44,9 @@ fn document(types: &[&ResourceType]) -> Value {
         if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
             props.entry("apiVersion").or_insert(json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
             props.entry("kind").or_insert(json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
-            props.entry("metadata").or_insert(json!({"type": "object", "description": "Standard object's metadata."}));
+            props
+                .entry("metadata")
+                .or_insert(json!({"type": "object", "description": "Standard object's metadata."}));
         }
         schemas.insert(schema_name(t), s);
         let base = if t.namespaced {
@@ -59,7 +65,10 @@ fn document(types: &[&ResourceType]) -> Value {
             })
         };
         paths.insert(base.clone(), json!({"post": op("post")}));
-        paths.insert(format!("{base}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch")}));
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch")}),
+        );
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (edgetrain sandbox)", "version": "v1.32.0"},
         "paths": paths, "components": {"schemas": schemas}})
@@ -103,12 +112,28 @@ mod tests {
     fn index_lists_group_versions_and_documents_carry_gvk() {
         let types = builtins();
         let idx = v3(&types, &[]).unwrap();
-        assert!(idx["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
-        let doc = v3(&types, &["apis".into(), "coordination.k8s.io".into(), "v1".into()]).unwrap();
+        assert!(
+            idx["paths"]["api/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/api/v1?hash=")
+        );
+        let doc = v3(
+            &types,
+            &["apis".into(), "coordination.k8s.io".into(), "v1".into()],
+        )
+        .unwrap();
         let lease = &doc["components"]["schemas"]["io.k8s.coordination.v1.Lease"];
         assert_eq!(lease["x-kubernetes-group-version-kind"][0]["kind"], "Lease");
-        let patch = &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"]["patch"];
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        let patch = &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"]
+            ["patch"];
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         assert!(v3(&types, &["apis".into(), "nope".into(), "v1".into()]).is_none());
     }
 }

@@ -20,7 +20,11 @@ pub fn list_type(schema: Option<&Value>, name: &str) -> ListType {
                 let keys = s
                     .get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 return ListType::Map(keys);
             }
@@ -200,7 +204,11 @@ mod tests {
     #[test]
     fn json_patch_reports_failures() {
         let mut t = json!({"a": 1});
-        json_patch(&mut t, &json!([{"op": "replace", "path": "/a", "value": 2}])).unwrap();
+        json_patch(
+            &mut t,
+            &json!([{"op": "replace", "path": "/a", "value": 2}]),
+        )
+        .unwrap();
         assert_eq!(t["a"], 2);
         assert!(json_patch(&mut t, &json!([{"op": "remove", "path": "/zz"}])).is_err());
         assert!(json_patch(&mut t, &json!({"op": "x"})).is_err());
@@ -209,7 +217,10 @@ mod tests {
     #[test]
     fn list_type_prefers_schema() {
         let s = json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]});
-        assert_eq!(list_type(Some(&s), "conditions"), ListType::Map(vec!["name".into()]));
+        assert_eq!(
+            list_type(Some(&s), "conditions"),
+            ListType::Map(vec!["name".into()])
+        );
         assert_eq!(list_type(None, "args"), ListType::Atomic);
     }
 }

@@ -11,7 +11,10 @@ pub enum Route {
     /// `/apis/{group}`.
     Group(String),
     /// `/api/v1` or `/apis/{group}/{version}`: the resources of one group/version.
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     /// `/openapi/v3` and below.
     OpenApiV3(Vec<String>),
     /// `/openapi/v2`.

@@ -29,7 +29,10 @@ fn preserves_unknown(schema: &Value) -> bool {
 }
 
 fn is_int_or_string(schema: &Value) -> bool {
-    schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// Removes fields the schema does not declare (unless preserved), like the real server.
@@ -46,7 +49,8 @@ pub fn prune(schema: &Value, value: &mut Value, root: bool) {
                 let keep_unknown = preserves_unknown(schema);
                 let keys: Vec<String> = map.keys().cloned().collect();
                 for k in keys {
-                    let meta = (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
+                    let meta = (root || embedded)
+                        && matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
                     match props.get(&k) {
                         Some(sub) => {
                             if let Some(v) = map.get_mut(&k) {
@@ -66,7 +70,9 @@ pub fn prune(schema: &Value, value: &mut Value, root: bool) {
             } else if !preserves_unknown(schema) && additional.is_none() && !embedded {
                 // An object schema with no properties keeps nothing but the metadata fields.
                 if schema.get("type").and_then(Value::as_str) == Some("object") {
-                    map.retain(|k, _| root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
+                    map.retain(|k, _| {
+                        root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                    });
                 }
             }
         }
@@ -133,10 +139,12 @@ fn format_ok(format: &str, s: &str) -> bool {
         }
         "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
-        "cidr" => s
-            .split_once('/')
-            .is_some_and(|(ip, bits)| ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()),
-        "email" => s.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.')),
+        "cidr" => s.split_once('/').is_some_and(|(ip, bits)| {
+            ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
+        }),
+        "email" => s
+            .split_once('@')
+            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.')),
         // Unknown formats are not validated, as in the real server.
         _ => true,
     }
@@ -195,7 +203,11 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<Cause>)
         out.push(cause(
             "FieldValueNotSupported",
             path,
-            format!("Unsupported value: {}: supported values: {}", shown(value), list.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                shown(value),
+                list.join(", ")
+            ),
         ));
     }
     match value {
@@ -232,7 +244,11 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<Cause>)
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
                 let excl = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
                 if x < min || (excl && x == min) {
-                    let op = if excl { "greater than" } else { "greater than or equal to" };
+                    let op = if excl {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
                     out.push(cause(
                         "FieldValueInvalid",
                         path,
@@ -243,7 +259,11 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<Cause>)
             if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
                 let excl = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
                 if x > max || (excl && x == max) {
-                    let op = if excl { "less than" } else { "less than or equal to" };
+                    let op = if excl {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
                     out.push(cause(
                         "FieldValueInvalid",
                         path,
@@ -270,12 +290,18 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<Cause>)
                 "anyOf" if passing == 0 && !results.is_empty() => out.push(cause(
                     "FieldValueInvalid",
                     path,
-                    format!("Invalid value: {}: {field} in body must match at least one schema (anyOf)", shown(value)),
+                    format!(
+                        "Invalid value: {}: {field} in body must match at least one schema (anyOf)",
+                        shown(value)
+                    ),
                 )),
                 "oneOf" if passing != 1 && !results.is_empty() => out.push(cause(
                     "FieldValueInvalid",
                     path,
-                    format!("Invalid value: {}: {field} in body must match exactly one schema (oneOf)", shown(value)),
+                    format!(
+                        "Invalid value: {}: {field} in body must match exactly one schema (oneOf)",
+                        shown(value)
+                    ),
                 )),
                 _ => {}
             }
@@ -287,7 +313,11 @@ fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, out: &m
     if let Some(req) = schema.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if !map.contains_key(r) {
-                out.push(cause("FieldValueRequired", &join(path, r), "Required value".into()));
+                out.push(cause(
+                    "FieldValueRequired",
+                    &join(path, r),
+                    "Required value".into(),
+                ));
             }
         }
     }
@@ -366,10 +396,18 @@ fn validate_string(schema: &Value, s: &str, path: &str, field: &str, out: &mut V
 pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>, out: &mut Vec<Cause>) {
     if let Err(errors) = kube_cel::validate(schema, obj, old) {
         for e in errors.into_vec() {
-            let reason = e.reason.clone().unwrap_or_else(|| "FieldValueInvalid".into());
+            let reason = e
+                .reason
+                .clone()
+                .unwrap_or_else(|| "FieldValueInvalid".into());
             let shown = match e.kind {
-                kube_cel::ErrorKind::ValidationFailure => format!("Invalid value: \"object\": {}", e.message),
-                _ => format!("Invalid value: \"object\": rule {:?} could not be evaluated: {}", e.rule, e.message),
+                kube_cel::ErrorKind::ValidationFailure => {
+                    format!("Invalid value: \"object\": {}", e.message)
+                }
+                _ => format!(
+                    "Invalid value: \"object\": rule {:?} could not be evaluated: {}",
+                    e.rule, e.message
+                ),
             };
             out.push(cause(&reason, &e.field_path, shown));
         }
@@ -385,7 +423,11 @@ pub fn admit(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<Value, 
     if causes.is_empty() {
         validate_cel(schema, &v, old, &mut causes);
     }
-    if causes.is_empty() { Ok(v) } else { Err(causes) }
+    if causes.is_empty() {
+        Ok(v)
+    } else {
+        Err(causes)
+    }
 }
 
 #[cfg(test)]
@@ -441,15 +483,32 @@ mod tests {
         assert!(f.contains(&("spec.size".into(), "FieldValueRequired".into())));
         assert!(f.contains(&("spec.mode".into(), "FieldValueNotSupported".into())));
         let f = fields(admit(&schema(), &json!({"spec": {"size": "x"}}), None));
-        assert_eq!(f, vec![("spec.size".into(), "FieldValueTypeInvalid".into())]);
-        let f = fields(admit(&schema(), &json!({"spec": {"size": 0, "name": "A1", "at": "nope", "port": true}}), None));
+        assert_eq!(
+            f,
+            vec![("spec.size".into(), "FieldValueTypeInvalid".into())]
+        );
+        let f = fields(admit(
+            &schema(),
+            &json!({"spec": {"size": 0, "name": "A1", "at": "nope", "port": true}}),
+            None,
+        ));
         let names: Vec<&str> = f.iter().map(|(a, _)| a.as_str()).collect();
-        assert_eq!(names, vec!["spec.at", "spec.name", "spec.port", "spec.size"]);
+        assert_eq!(
+            names,
+            vec!["spec.at", "spec.name", "spec.port", "spec.size"]
+        );
     }
 
     #[test]
     fn int_or_string_accepts_both() {
-        assert!(admit(&schema(), &json!({"spec": {"size": 1, "port": "http"}}), None).is_ok());
+        assert!(
+            admit(
+                &schema(),
+                &json!({"spec": {"size": 1, "port": "http"}}),
+                None
+            )
+            .is_ok()
+        );
         assert!(admit(&schema(), &json!({"spec": {"size": 1, "port": 80}}), None).is_ok());
     }
 
@@ -459,9 +518,21 @@ mod tests {
         assert_eq!(err.len(), 1);
         assert!(err[0].message.contains("size too big"), "{err:?}");
         let old = json!({"spec": {"size": 1, "immutable": "x"}});
-        let err = admit(&schema(), &json!({"spec": {"size": 1, "immutable": "y"}}), Some(&old)).unwrap_err();
+        let err = admit(
+            &schema(),
+            &json!({"spec": {"size": 1, "immutable": "y"}}),
+            Some(&old),
+        )
+        .unwrap_err();
         assert!(err[0].message.contains("is immutable"), "{err:?}");
         assert_eq!(err[0].field, "spec.immutable");
-        assert!(admit(&schema(), &json!({"spec": {"size": 1, "immutable": "x"}}), Some(&old)).is_ok());
+        assert!(
+            admit(
+                &schema(),
+                &json!({"spec": {"size": 1, "immutable": "x"}}),
+                Some(&old)
+            )
+            .is_ok()
+        );
     }
 }

@@ -164,9 +164,21 @@ mod tests {
         let l = labels(&[("app", "web"), ("tier", "front")]);
         assert!(LabelSelector::parse("app=web").unwrap().matches(&l));
         assert!(!LabelSelector::parse("app!=web").unwrap().matches(&l));
-        assert!(LabelSelector::parse("app in (web, db),tier").unwrap().matches(&l));
-        assert!(!LabelSelector::parse("tier notin (front)").unwrap().matches(&l));
-        assert!(LabelSelector::parse("!missing,app==web").unwrap().matches(&l));
+        assert!(
+            LabelSelector::parse("app in (web, db),tier")
+                .unwrap()
+                .matches(&l)
+        );
+        assert!(
+            !LabelSelector::parse("tier notin (front)")
+                .unwrap()
+                .matches(&l)
+        );
+        assert!(
+            LabelSelector::parse("!missing,app==web")
+                .unwrap()
+                .matches(&l)
+        );
         assert!(!LabelSelector::parse("missing").unwrap().matches(&l));
         assert!(LabelSelector::parse("a in x").is_err());
     }
@@ -175,7 +187,11 @@ mod tests {
     fn field_selector_on_name_and_namespace_only() {
         let o = json!({"metadata": {"name": "a", "namespace": "ns"}});
         assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.namespace!=ns").unwrap().matches(&o));
+        assert!(
+            !FieldSelector::parse("metadata.namespace!=ns")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("status.phase=Running").is_err());
     }
 }

@@ -56,7 +56,10 @@ pub struct SandboxKube {
 
 impl std::fmt::Debug for SandboxKube {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxKube").field("addr", &self.addr).field("running", &self.running.is_some()).finish()
+        f.debug_struct("SandboxKube")
+            .field("addr", &self.addr)
+            .field("running", &self.running.is_some())
+            .finish()
     }
 }
 
@@ -65,9 +68,20 @@ impl SandboxKube {
         let state = Arc::new(Mutex::new(State::new(options.history)));
         let listener = TcpListener::bind(options.listen)
             .await
-            .map_err(|source| Error::Bind { addr: options.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: options.listen, source })?;
-        let mut s = Self { addr, state, options, running: None };
+            .map_err(|source| Error::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: options.listen,
+            source,
+        })?;
+        let mut s = Self {
+            addr,
+            state,
+            options,
+            running: None,
+        };
         s.serve(listener);
         Ok(s)
     }
@@ -117,7 +131,10 @@ impl SandboxKube {
 
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.kubeconfig()).map_err(|source| Error::Io { path: path.into(), source })
+        std::fs::write(path, self.kubeconfig()).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Stops the listener (open watches are cut) and listens again on the same port
@@ -153,7 +170,10 @@ impl SandboxKube {
         // Graceful shutdown waits for in-flight requests; do not wait forever on a stuck client.
         match tokio::time::timeout(Duration::from_secs(5), r.task).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(source))) => Err(Error::Bind { addr: self.addr, source }),
+            Ok(Ok(Err(source))) => Err(Error::Bind {
+                addr: self.addr,
+                source,
+            }),
             Ok(Err(e)) if e.is_cancelled() => Ok(()),
             Ok(Err(e)) => Err(Error::Join(e)),
             Err(_) => {
@@ -169,7 +189,10 @@ impl SandboxKube {
         if let Some(path) = &self.options.dump_state {
             let dump = self.lock().dump();
             let text = serde_json::to_string_pretty(&dump).map_err(Error::Json)?;
-            std::fs::write(path, text).map_err(|source| Error::Io { path: path.clone(), source })?;
+            std::fs::write(path, text).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -183,16 +206,26 @@ impl SandboxKube {
     pub fn register_crds(&self, dir: impl AsRef<Path>) -> Result<Vec<String>> {
         let dir = dir.as_ref();
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| Error::Io { path: dir.into(), source })?
+            .map_err(|source| Error::Io {
+                path: dir.into(),
+                source,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
             .collect();
         files.sort();
         let mut names = Vec::new();
         for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
             for doc in serde_yaml::Deserializer::from_str(&text) {
-                let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).map_err(|source| Error::Yaml { path: path.clone(), source })?;
+                let v: serde_yaml::Value =
+                    serde::Deserialize::deserialize(doc).map_err(|source| Error::Yaml {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let v: Value = serde_json::to_value(v).map_err(Error::Json)?;
                 if v.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
                     continue;
@@ -204,17 +237,27 @@ impl SandboxKube {
     }
 
     fn put_crd(&self, path: &Path, crd: Value) -> Result<String> {
-        let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut st = self.lock();
         let rt = st
             .find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
             .expect("CRDs are built in");
-        let ctx = WriteCtx { manager: "sandbox-kube-register".into(), dry_run: false };
+        let ctx = WriteCtx {
+            manager: "sandbox-kube-register".into(),
+            dry_run: false,
+        };
         let res = match st.get(&rt, None, &name) {
             Ok(_) => st.update(&rt, None, &name, crd, None, &ctx),
             Err(_) => st.create(&rt, None, crd, &ctx),
         };
-        res.map_err(|e| Error::Rejected { path: path.into(), message: e.message })?;
+        res.map_err(|e| Error::Rejected {
+            path: path.into(),
+            message: e.message,
+        })?;
         Ok(name)
     }
 }

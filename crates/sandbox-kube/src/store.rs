@@ -71,7 +71,9 @@ pub fn encode_continue(key: &ObjectKey) -> String {
 
 pub fn decode_continue(token: &str) -> Option<ObjectKey> {
     use base64::Engine as _;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
     let v: (String, String) = serde_json::from_slice(&raw).ok()?;
     Some(v)
 }
@@ -93,7 +95,9 @@ impl State {
             tx,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let ns_type = s.find_type("", "v1", "namespaces").expect("namespaces is built in");
+            let ns_type = s
+                .find_type("", "v1", "namespaces")
+                .expect("namespaces is built in");
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             s.create(&ns_type, None, obj, &crate::write::WriteCtx::system())
                 .expect("creating a built-in namespace in an empty store");
@@ -170,7 +174,13 @@ impl State {
         self.rv
     }
 
-    pub(crate) fn record(&mut self, storage: StorageKey, namespace: String, type_: &'static str, object: Value) {
+    pub(crate) fn record(
+        &mut self,
+        storage: StorageKey,
+        namespace: String,
+        type_: &'static str,
+        object: Value,
+    ) {
         let ev = Arc::new(Event {
             rv: self.rv,
             storage,
@@ -196,7 +206,12 @@ impl State {
                 self.compacted + 1
             )));
         }
-        let backlog = self.history.iter().filter(|e| e.rv > from_rv).cloned().collect();
+        let backlog = self
+            .history
+            .iter()
+            .filter(|e| e.rv > from_rv)
+            .cloned()
+            .collect();
         Ok((backlog, self.tx.subscribe()))
     }
 
@@ -234,7 +249,8 @@ mod tests {
         for i in 0..5 {
             let rt = s.find_type("", "v1", "configmaps").unwrap();
             let obj = json!({"metadata": {"name": format!("c{i}"), "namespace": "default"}});
-            s.create(&rt, Some("default"), obj, &crate::write::WriteCtx::system()).unwrap();
+            s.create(&rt, Some("default"), obj, &crate::write::WriteCtx::system())
+                .unwrap();
         }
         assert_eq!(s.watch_from(start).unwrap_err().code, 410);
         let (backlog, _) = s.watch_from(s.resource_version() - 1).unwrap();
@@ -246,17 +262,34 @@ mod tests {
         let mut s = State::new(100);
         let rt = s.find_type("", "v1", "configmaps").unwrap();
         for i in 0..3 {
-            let obj = json!({"metadata": {"name": format!("c{i}"), "labels": {"n": i.to_string()}}});
-            s.create(&rt, Some("default"), obj, &crate::write::WriteCtx::system()).unwrap();
+            let obj =
+                json!({"metadata": {"name": format!("c{i}"), "labels": {"n": i.to_string()}}});
+            s.create(&rt, Some("default"), obj, &crate::write::WriteCtx::system())
+                .unwrap();
         }
-        let page = s.list(&rt, &ListQuery { limit: Some(2), ..Default::default() });
+        let page = s.list(
+            &rt,
+            &ListQuery {
+                limit: Some(2),
+                ..Default::default()
+            },
+        );
         assert_eq!(page.items.len(), 2);
         assert_eq!(page.remaining, 1);
         let after = decode_continue(page.continue_token.as_deref().unwrap());
-        let page2 = s.list(&rt, &ListQuery { continue_after: after, ..Default::default() });
+        let page2 = s.list(
+            &rt,
+            &ListQuery {
+                continue_after: after,
+                ..Default::default()
+            },
+        );
         assert_eq!(page2.items.len(), 1);
         assert_eq!(page2.items[0]["metadata"]["name"], "c2");
-        let q = ListQuery { labels: LabelSelector::parse("n in (0,2)").unwrap(), ..Default::default() };
+        let q = ListQuery {
+            labels: LabelSelector::parse("n in (0,2)").unwrap(),
+            ..Default::default()
+        };
         assert_eq!(s.list(&rt, &q).items.len(), 2);
     }
 }

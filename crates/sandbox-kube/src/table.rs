@@ -26,7 +26,9 @@ fn parse_path(path: &str) -> Result<Vec<Seg>, String> {
             }
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').ok_or_else(|| format!("unclosed [ in {path:?}"))?;
+            let end = r
+                .find(']')
+                .ok_or_else(|| format!("unclosed [ in {path:?}"))?;
             let inner = r[..end].trim();
             // A filter's value may itself contain ']' only inside quotes; CRD columns never do.
             if inner == "*" {
@@ -47,7 +49,9 @@ fn parse_path(path: &str) -> Result<Vec<Seg>, String> {
             } else if let Some(s) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
                 segs.push(Seg::Field(s.to_string()));
             } else {
-                segs.push(Seg::Index(inner.parse().map_err(|_| format!("bad index {inner:?}"))?));
+                segs.push(Seg::Index(
+                    inner.parse().map_err(|_| format!("bad index {inner:?}"))?,
+                ));
             }
             rest = &r[end + 1..];
         } else {
@@ -91,15 +95,27 @@ pub fn human_age(created: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     match s {
         _ if s < 120 => format!("{s}s"),
         _ if m < 10 => {
-            if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
+            if s % 60 == 0 {
+                format!("{m}m")
+            } else {
+                format!("{m}m{}s", s % 60)
+            }
         }
         _ if h < 3 => format!("{m}m"),
         _ if h < 8 => {
-            if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+            if m % 60 == 0 {
+                format!("{h}h")
+            } else {
+                format!("{h}h{}m", m % 60)
+            }
         }
         _ if h < 48 => format!("{h}h"),
         _ if d < 8 => {
-            if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+            if h % 24 == 0 {
+                format!("{d}d")
+            } else {
+                format!("{d}d{}h", h % 24)
+            }
         }
         _ if d < 365 * 2 => format!("{d}d"),
         _ => format!("{}y", d / 365),
@@ -139,9 +155,15 @@ pub fn columns(rt: &ResourceType) -> Vec<PrinterColumn> {
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => vec![c("Status", "string", ".status.phase"), age_column()],
-        ("", "Secret") => vec![c("Type", "string", ".type"), c("Data", "integer", "#data"), age_column()],
+        ("", "Secret") => vec![
+            c("Type", "string", ".type"),
+            c("Data", "integer", "#data"),
+            age_column(),
+        ],
         ("", "ConfigMap") => vec![c("Data", "integer", "#data"), age_column()],
-        ("coordination.k8s.io", "Lease") => vec![c("Holder", "string", ".spec.holderIdentity"), age_column()],
+        ("coordination.k8s.io", "Lease") => {
+            vec![c("Holder", "string", ".spec.holderIdentity"), age_column()]
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             vec![c("Created At", "date", ".metadata.creationTimestamp")]
         }
@@ -158,8 +180,14 @@ pub fn columns(rt: &ResourceType) -> Vec<PrinterColumn> {
 fn cell(column: &PrinterColumn, obj: &Value, now: chrono::DateTime<chrono::Utc>) -> Value {
     if let Some(field) = column.json_path.strip_prefix('#') {
         // Built-in count columns (DATA): number of keys in data + binaryData/stringData.
-        let n = obj.get(field).and_then(Value::as_object).map_or(0, |m| m.len())
-            + obj.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
+        let n = obj
+            .get(field)
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.len())
+            + obj
+                .get("binaryData")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
         return json!(n);
     }
     let found = eval(&column.json_path, obj).unwrap_or_default();
@@ -173,7 +201,13 @@ fn cell(column: &PrinterColumn, obj: &Value, now: chrono::DateTime<chrono::Utc>)
         ("date", Value::String(s)) => json!(human_age(s, now)),
         ("string", Value::String(_)) => first.clone(),
         ("string", other) if found.len() == 1 => json!(other.to_string()),
-        ("string", _) => json!(found.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect::<Vec<_>>().join(",")),
+        ("string", _) => json!(
+            found
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         ("integer" | "number", Value::Number(_)) | ("boolean", Value::Bool(_)) => first.clone(),
         // A value of the wrong type prints nothing, as on the real server.
         _ => Value::Null,
@@ -199,11 +233,36 @@ impl Include {
 }
 
 /// Renders objects as a Table. `with_columns` is false for watch events after the first.
-pub fn render(rt: &ResourceType, objects: &[Value], include: Include, with_columns: bool, rv: Option<u64>, cont: Option<&str>) -> Value {
+pub fn render(
+    rt: &ResourceType,
+    objects: &[Value],
+    include: Include,
+    with_columns: bool,
+    rv: Option<u64>,
+    cont: Option<&str>,
+) -> Value {
     let now = chrono::Utc::now();
     let cols = columns(rt);
-    let mut defs = vec![col("Name", "string", "name", "Name must be unique within a namespace.", 0)];
-    defs.extend(cols.iter().map(|c| col(&c.name, if c.name == "Created At" { "date" } else { &c.type_ }, &c.format, &c.description, c.priority)));
+    let mut defs = vec![col(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    )];
+    defs.extend(cols.iter().map(|c| {
+        col(
+            &c.name,
+            if c.name == "Created At" {
+                "date"
+            } else {
+                &c.type_
+            },
+            &c.format,
+            &c.description,
+            c.priority,
+        )
+    }));
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -220,7 +279,8 @@ pub fn render(rt: &ResourceType, objects: &[Value], include: Include, with_colum
             row
         })
         .collect();
-    let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "rows": rows});
+    let mut t =
+        json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "rows": rows});
     if with_columns {
         t["columnDefinitions"] = Value::Array(defs);
     } else {
@@ -245,8 +305,14 @@ mod tests {
             {"type": "Ready", "status": "True", "reason": "Ok"},
             {"type": "Stalled", "status": "False"}], "phase": "Running"}});
         assert_eq!(eval(".status.phase", &o).unwrap(), vec![json!("Running")]);
-        assert_eq!(eval(".status.conditions[1].type", &o).unwrap(), vec![json!("Stalled")]);
-        assert_eq!(eval(".status.conditions[?(@.type==\"Ready\")].reason", &o).unwrap(), vec![json!("Ok")]);
+        assert_eq!(
+            eval(".status.conditions[1].type", &o).unwrap(),
+            vec![json!("Stalled")]
+        );
+        assert_eq!(
+            eval(".status.conditions[?(@.type==\"Ready\")].reason", &o).unwrap(),
+            vec![json!("Ok")]
+        );
         assert_eq!(eval(".status.conditions[*].type", &o).unwrap().len(), 2);
         assert!(eval(".spec.missing", &o).unwrap().is_empty());
         assert!(eval("status", &o).is_err());
@@ -254,7 +320,9 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
         assert_eq!(human_age("2026-01-01T23:59:15Z", now), "45s");
         assert_eq!(human_age("2026-01-01T23:56:48Z", now), "3m12s");
         assert_eq!(human_age("2026-01-01T19:00:00Z", now), "5h");
@@ -264,11 +332,25 @@ mod tests {
     #[test]
     fn crd_rows_follow_printer_columns() {
         let rt = ResourceType {
-            printer_columns: vec![PrinterColumn { name: "Size".into(), type_: "integer".into(), json_path: ".spec.size".into(), description: String::new(), priority: 0, format: String::new() }],
+            printer_columns: vec![PrinterColumn {
+                name: "Size".into(),
+                type_: "integer".into(),
+                json_path: ".spec.size".into(),
+                description: String::new(),
+                priority: 0,
+                format: String::new(),
+            }],
             crd: Some("widgets.example.com".into()),
             ..crate::resources::builtins().remove(1)
         };
-        let t = render(&rt, &[json!({"metadata": {"name": "a"}, "spec": {"size": 3}})], Include::Metadata, true, Some(7), None);
+        let t = render(
+            &rt,
+            &[json!({"metadata": {"name": "a"}, "spec": {"size": 3}})],
+            Include::Metadata,
+            true,
+            Some(7),
+            None,
+        );
         assert_eq!(t["columnDefinitions"][1]["name"], "Size");
         assert_eq!(t["rows"][0]["cells"], json!(["a", 3]));
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");

@@ -30,12 +30,18 @@ impl WatchParams {
     pub fn parse(q: &HashMap<String, String>) -> ApiResult<Self> {
         let rv = match q.get("resourceVersion").map(String::as_str) {
             None | Some("") | Some("0") => None,
-            Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?),
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?,
+            ),
         };
         Ok(Self {
             resource_version: rv,
             bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
-            timeout: q.get("timeoutSeconds").and_then(|t| t.parse().ok()).map(Duration::from_secs),
+            timeout: q
+                .get("timeoutSeconds")
+                .and_then(|t| t.parse().ok())
+                .map(Duration::from_secs),
             send_initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
         })
     }
@@ -53,7 +59,11 @@ pub struct Request {
 
 fn matches(req: &Request, ev: &Event) -> bool {
     ev.storage == req.rt.storage_key()
-        && req.query.namespace.as_deref().is_none_or(|ns| ns == ev.namespace)
+        && req
+            .query
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns == ev.namespace)
         && req.query.labels.matches(&labels_of(&ev.object))
         && req.query.fields.matches(&ev.object)
 }
@@ -67,7 +77,14 @@ struct Encoder {
 impl Encoder {
     fn line(&mut self, rt: &ResourceType, type_: &str, obj: &Value) -> Bytes {
         let object = if self.table && type_ != "BOOKMARK" && type_ != "ERROR" {
-            let t = table::render(rt, std::slice::from_ref(obj), self.include, !self.columns_sent, None, None);
+            let t = table::render(
+                rt,
+                std::slice::from_ref(obj),
+                self.include,
+                !self.columns_sent,
+                None,
+                None,
+            );
             self.columns_sent = true;
             t
         } else {
@@ -90,18 +107,31 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Value {
 /// Starts the watch: the response streams while a task feeds it.
 pub fn stream(app: App, req: Request) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let mut enc = Encoder { table: req.table, include: req.include, columns_sent: false };
+    let mut enc = Encoder {
+        table: req.table,
+        include: req.include,
+        columns_sent: false,
+    };
     // Everything up to the subscription happens under the lock, so no event is missed or doubled.
     let setup = {
         let st = app.lock();
         let initial: Vec<Value> = if req.params.resource_version.is_none() {
-            st.list(&req.rt, &ListQuery { namespace: req.query.namespace.clone(), labels: req.query.labels.clone(), fields: req.query.fields.clone(), ..Default::default() })
-                .items
+            st.list(
+                &req.rt,
+                &ListQuery {
+                    namespace: req.query.namespace.clone(),
+                    labels: req.query.labels.clone(),
+                    fields: req.query.fields.clone(),
+                    ..Default::default()
+                },
+            )
+            .items
         } else {
             Vec::new()
         };
         let from = req.params.resource_version.unwrap_or(st.resource_version());
-        st.watch_from(from).map(|(backlog, live)| (initial, backlog, live, from, st.resource_version()))
+        st.watch_from(from)
+            .map(|(backlog, live)| (initial, backlog, live, from, st.resource_version()))
     };
     let (initial, backlog, live, from, start_rv) = match setup {
         Ok(s) => s,
@@ -111,12 +141,17 @@ pub fn stream(app: App, req: Request) -> Response {
             return respond(futures::stream::iter([Ok::<_, Infallible>(line)]));
         }
     };
-    let mut pre: Vec<Bytes> = initial.iter().map(|o| enc.line(&req.rt, "ADDED", o)).collect();
+    let mut pre: Vec<Bytes> = initial
+        .iter()
+        .map(|o| enc.line(&req.rt, "ADDED", o))
+        .collect();
     if req.params.send_initial_events && req.params.bookmarks {
         pre.push(enc.line(&req.rt, "BOOKMARK", &bookmark(&req.rt, start_rv, true)));
     }
     tokio::spawn(pump(app, req, enc, pre, (from, backlog), live, tx));
-    respond(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) }))
+    respond(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    }))
 }
 
 fn respond<S>(s: S) -> Response
@@ -158,7 +193,8 @@ async fn pump(
     let mut ticker = tokio::time::interval(app.bookmark_every);
     ticker.tick().await;
     loop {
-        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+        let sleep_until =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         let line = tokio::select! {
             _ = cut.changed() => return,
             _ = tokio::time::sleep_until(sleep_until) => return,

@@ -60,7 +60,9 @@ fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// The part of an object whose change bumps `generation`.
@@ -115,9 +117,17 @@ impl State {
     }
 
     /// Fills apiVersion/kind/namespace and checks the body against the URL.
-    fn normalize(&self, rt: &ResourceType, ns: Option<&str>, url_name: Option<&str>, mut obj: Value) -> ApiResult<Value> {
+    fn normalize(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        url_name: Option<&str>,
+        mut obj: Value,
+    ) -> ApiResult<Value> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         if let Some(kind) = obj.get("kind").and_then(Value::as_str)
             && !kind.is_empty()
@@ -144,7 +154,9 @@ impl State {
             }
         }
         if rt.namespaced {
-            let ns = ns.ok_or_else(|| ApiError::bad_request("a namespace is required for this resource"))?;
+            let ns = ns.ok_or_else(|| {
+                ApiError::bad_request("a namespace is required for this resource")
+            })?;
             match md.get("namespace").and_then(Value::as_str) {
                 Some(n) if !n.is_empty() && n != ns => {
                     return Err(ApiError::bad_request(
@@ -179,7 +191,9 @@ impl State {
             if finalizers(&obj).iter().any(|f| !before.contains(f)) {
                 causes.push(Cause {
                     reason: "FieldValueForbidden".into(),
-                    message: "Forbidden: no new finalizers can be added if the object is being deleted".into(),
+                    message:
+                        "Forbidden: no new finalizers can be added if the object is being deleted"
+                            .into(),
                     field: "metadata.finalizers".into(),
                 });
             }
@@ -226,10 +240,20 @@ impl State {
             .map(|_| format!("{} is already served in group {}", t.plural, t.group))
     }
 
-    pub fn create(&mut self, rt: &ResourceType, ns: Option<&str>, body: Value, ctx: &WriteCtx) -> ApiResult<Value> {
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        body: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Value> {
         let mut obj = self.normalize(rt, ns, None, body)?;
         let md = metadata_mut(&mut obj);
-        let name = md.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = md
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let name = if name.is_empty() {
             match md.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", random_suffix()),
@@ -250,10 +274,21 @@ impl State {
             name
         };
         md.insert("name".into(), json!(name));
-        for k in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             md.remove(k);
         }
-        let ns_key = if rt.namespaced { ns.unwrap_or_default() } else { "" };
+        let ns_key = if rt.namespaced {
+            ns.unwrap_or_default()
+        } else {
+            ""
+        };
         if rt.namespaced && !self.namespace_exists(ns_key) {
             return Err(ApiError::not_found("namespaces", "", ns_key));
         }
@@ -283,7 +318,12 @@ impl State {
         let time = now();
         // Server-side apply brings its own managedFields entry.
         if obj.pointer("/metadata/managedFields").is_none() {
-            apply::record_update(None, &mut obj, rt.schema.as_ref(), &writer(rt, ctx, "", &time));
+            apply::record_update(
+                None,
+                &mut obj,
+                rt.schema.as_ref(),
+                &writer(rt, ctx, "", &time),
+            );
         }
         if ctx.dry_run {
             return Ok(present(rt, &obj));
@@ -291,7 +331,14 @@ impl State {
         self.store(rt, ns_key, &name, obj, "ADDED")
     }
 
-    fn store(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value, type_: &'static str) -> ApiResult<Value> {
+    fn store(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        type_: &'static str,
+    ) -> ApiResult<Value> {
         let rv = self.next_rv();
         metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         self.objects
@@ -309,8 +356,16 @@ impl State {
     pub(crate) fn refresh_custom_types(&mut self) {
         let crds: Vec<Value> = self
             .objects
-            .get(&("apiextensions.k8s.io".to_string(), "customresourcedefinitions".to_string()))
-            .map(|b| b.values().filter(|c| meta_str(c, "deletionTimestamp").is_none()).cloned().collect())
+            .get(&(
+                "apiextensions.k8s.io".to_string(),
+                "customresourcedefinitions".to_string(),
+            ))
+            .map(|b| {
+                b.values()
+                    .filter(|c| meta_str(c, "deletionTimestamp").is_none())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         self.types.retain(|t| t.crd.is_none());
         for crd in &crds {
@@ -344,12 +399,19 @@ impl State {
         ctx: &WriteCtx,
         applied: Option<Value>,
     ) -> ApiResult<Value> {
-        let ns_key = if rt.namespaced { ns.unwrap_or_default() } else { "" }.to_string();
+        let ns_key = if rt.namespaced {
+            ns.unwrap_or_default()
+        } else {
+            ""
+        }
+        .to_string();
         let Some(old) = self.lookup(rt, &ns_key, name).cloned() else {
             return Err(ApiError::not_found(&rt.plural, &rt.group, name));
         };
         let mut new = self.normalize(rt, ns, Some(name), body)?;
-        let old_rv = meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+        let old_rv = meta_str(&old, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
         match meta_str(&new, "resourceVersion") {
             Some(rv) if !rv.is_empty() && rv != old_rv => {
                 return Err(ApiError::conflict(
@@ -390,7 +452,13 @@ impl State {
         {
             let omd = old.get("metadata").cloned().unwrap_or_default();
             let md = metadata_mut(&mut new);
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match omd.get(k) {
                     Some(v) => {
                         md.insert(k.into(), v.clone());
@@ -403,7 +471,10 @@ impl State {
         }
         let mut new = self.admit(rt, new, Some(&old))?;
         if rt.tracks_generation && spec_part(rt, &new) != spec_part(rt, &old) {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         if rt.kind == "CustomResourceDefinition" && rt.crd.is_none() {
@@ -440,7 +511,11 @@ impl State {
         sub: Option<&str>,
         ctx: &WriteCtx,
     ) -> ApiResult<Value> {
-        let ns_key = if rt.namespaced { ns.unwrap_or_default() } else { "" };
+        let ns_key = if rt.namespaced {
+            ns.unwrap_or_default()
+        } else {
+            ""
+        };
         let current = self.lookup(rt, ns_key, name).cloned();
         let PatchType::Apply { force } = pt else {
             let Some(mut target) = current.map(|c| present(rt, &c)) else {
@@ -448,9 +523,8 @@ impl State {
             };
             match pt {
                 PatchType::Merge => patch::json_merge(&mut target, body),
-                PatchType::Json => patch::json_patch(&mut target, body).map_err(|m| {
-                    ApiError::new(422, "Invalid", m)
-                })?,
+                PatchType::Json => patch::json_patch(&mut target, body)
+                    .map_err(|m| ApiError::new(422, "Invalid", m))?,
                 PatchType::Strategic => {
                     if rt.crd.is_some() {
                         return Err(ApiError::unsupported_media_type(
@@ -464,7 +538,9 @@ impl State {
             return self.update(rt, ns, name, target, sub, ctx);
         };
         if !body.is_object() {
-            return Err(ApiError::bad_request("an apply configuration must be an object"));
+            return Err(ApiError::bad_request(
+                "an apply configuration must be an object",
+            ));
         }
         if let Some(n) = meta_str(body, "name")
             && n != name
@@ -484,7 +560,9 @@ impl State {
             c
         } else {
             let mut c = body.clone();
-            if rt.status_subresource && let Some(m) = c.as_object_mut() {
+            if rt.status_subresource
+                && let Some(m) = c.as_object_mut()
+            {
                 m.remove("status");
             }
             if let Some(m) = c.as_object_mut() {
@@ -492,7 +570,13 @@ impl State {
                 m.remove("kind");
             }
             if let Some(md) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-                for k in ["resourceVersion", "uid", "managedFields", "creationTimestamp", "generation"] {
+                for k in [
+                    "resourceVersion",
+                    "uid",
+                    "managedFields",
+                    "creationTimestamp",
+                    "generation",
+                ] {
                     md.remove(k);
                 }
             }
@@ -522,21 +606,42 @@ impl State {
     }
 
     /// DELETE: graceful when finalizers remain, otherwise immediate; then dependents per policy.
-    pub fn delete(&mut self, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Value> {
-        let ns_key = if rt.namespaced { ns.unwrap_or_default() } else { "" }.to_string();
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Value> {
+        let ns_key = if rt.namespaced {
+            ns.unwrap_or_default()
+        } else {
+            ""
+        }
+        .to_string();
         let Some(old) = self.lookup(rt, &ns_key, name).cloned() else {
             return Err(ApiError::not_found(&rt.plural, &rt.group, name));
         };
         let uid = meta_str(&old, "uid").unwrap_or_default().to_string();
         if opts.precondition_uid.as_deref().is_some_and(|u| u != uid) {
-            return Err(ApiError::conflict(&rt.plural, &rt.group, name, "Precondition failed: UID in precondition does not match the UID in record"));
+            return Err(ApiError::conflict(
+                &rt.plural,
+                &rt.group,
+                name,
+                "Precondition failed: UID in precondition does not match the UID in record",
+            ));
         }
         if opts
             .precondition_rv
             .as_deref()
             .is_some_and(|r| Some(r) != meta_str(&old, "resourceVersion"))
         {
-            return Err(ApiError::conflict(&rt.plural, &rt.group, name, "Precondition failed: ResourceVersion in precondition does not match the ResourceVersion in record"));
+            return Err(ApiError::conflict(
+                &rt.plural,
+                &rt.group,
+                name,
+                "Precondition failed: ResourceVersion in precondition does not match the ResourceVersion in record",
+            ));
         }
         if opts.dry_run {
             return Ok(present(rt, &old));
@@ -567,7 +672,13 @@ impl State {
     }
 
     /// Removes an object for good, emits DELETED, then collects orphaned dependents.
-    fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value) -> ApiResult<Value> {
+    fn remove(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> ApiResult<Value> {
         if let Some(b) = self.objects.get_mut(&rt.storage_key()) {
             b.remove(&(ns.to_string(), name.to_string()));
         }
@@ -597,7 +708,11 @@ impl State {
     fn owner_uids(obj: &Value) -> Vec<String> {
         obj.pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -610,7 +725,10 @@ impl State {
             .collect();
         for (rt, ns, name, obj) in all {
             let owners = Self::owner_uids(&obj);
-            if owners.is_empty() || owners.iter().any(|u| live.contains(u)) || meta_str(&obj, "deletionTimestamp").is_some() {
+            if owners.is_empty()
+                || owners.iter().any(|u| live.contains(u))
+                || meta_str(&obj, "deletionTimestamp").is_some()
+            {
                 continue;
             }
             let ns = (!ns.is_empty()).then_some(ns);
@@ -639,11 +757,21 @@ impl State {
 
     fn orphan_dependents(&mut self, uid: &str) {
         for (rt, ns, name, mut obj) in self.dependents_of(uid) {
-            if let Some(refs) = obj.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            if let Some(refs) = obj
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
                 refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
             }
             let ns = (!ns.is_empty()).then_some(ns);
-            let _ = self.update(&rt, ns.as_deref(), &name, present(&rt, &obj), None, &WriteCtx::system());
+            let _ = self.update(
+                &rt,
+                ns.as_deref(),
+                &name,
+                present(&rt, &obj),
+                None,
+                &WriteCtx::system(),
+            );
         }
     }
 
@@ -656,11 +784,21 @@ impl State {
     }
 
     fn delete_crd_content(&mut self, crd: &Value) {
-        let Some(name) = meta_str(crd, "name") else { return };
-        let Some(rt) = self.types.iter().find(|t| t.crd.as_deref() == Some(name)).cloned() else {
+        let Some(name) = meta_str(crd, "name") else {
             return;
         };
-        let keys: Vec<(String, String)> = self.bucket(&rt).map(|b| b.keys().cloned().collect()).unwrap_or_default();
+        let Some(rt) = self
+            .types
+            .iter()
+            .find(|t| t.crd.as_deref() == Some(name))
+            .cloned()
+        else {
+            return;
+        };
+        let keys: Vec<(String, String)> = self
+            .bucket(&rt)
+            .map(|b| b.keys().cloned().collect())
+            .unwrap_or_default();
         for (ns, n) in keys {
             let ns = (!ns.is_empty()).then_some(ns);
             // CRD deletion removes instances outright, finalizers included.
@@ -692,7 +830,12 @@ fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[apply::Conflict]) 
     let mut e = ApiError::new(
         409,
         "Conflict",
-        format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, listed.join("; ")),
+        format!(
+            "Apply failed with {} conflict{}: {}",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" },
+            listed.join("; ")
+        ),
     );
     e.details = Some(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}));
     e
@@ -701,13 +844,16 @@ fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[apply::Conflict]) 
 fn set_crd_status(crd: &mut Value) {
     let names = crd.pointer("/spec/names").cloned().unwrap_or_default();
     let stamp = now();
-    let cond = |t: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": "True", "lastTransitionTime": stamp, "reason": reason, "message": msg})
-    };
+    let cond = |t: &str, reason: &str, msg: &str| json!({"type": t, "status": "True", "lastTransitionTime": stamp, "reason": reason, "message": msg});
     let stored: Vec<Value> = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter(|v| v.get("storage") == Some(&json!(true))).filter_map(|v| v.get("name").cloned()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage") == Some(&json!(true)))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
         .unwrap_or_default();
     crd["status"] = json!({
         "acceptedNames": names,
@@ -724,7 +870,10 @@ mod tests {
     use super::*;
 
     fn ctx() -> WriteCtx {
-        WriteCtx { manager: "test".into(), dry_run: false }
+        WriteCtx {
+            manager: "test".into(),
+            dry_run: false,
+        }
     }
 
     fn crd() -> Value {
@@ -740,7 +889,9 @@ mod tests {
 
     fn setup() -> (State, ResourceType) {
         let mut s = State::new(100);
-        let crd_t = s.find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions").unwrap();
+        let crd_t = s
+            .find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .unwrap();
         s.create(&crd_t, None, crd(), &ctx()).unwrap();
         let w = s.find_type("example.com", "v1", "widgets").unwrap();
         (s, w)
@@ -749,15 +900,55 @@ mod tests {
     #[test]
     fn generation_moves_on_spec_change_only() {
         let (mut s, w) = setup();
-        let o = s.create(&w, Some("default"), json!({"metadata": {"name": "a"}, "spec": {"size": 1}, "status": {"ok": true}}), &ctx()).unwrap();
+        let o = s
+            .create(
+                &w,
+                Some("default"),
+                json!({"metadata": {"name": "a"}, "spec": {"size": 1}, "status": {"ok": true}}),
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(o["metadata"]["generation"], 1);
-        assert!(o.get("status").is_none(), "status is dropped on create with a status subresource");
-        let st = s.patch(&w, Some("default"), "a", PatchType::Merge, &json!({"status": {"ok": true}}), Some("status"), &ctx()).unwrap();
+        assert!(
+            o.get("status").is_none(),
+            "status is dropped on create with a status subresource"
+        );
+        let st = s
+            .patch(
+                &w,
+                Some("default"),
+                "a",
+                PatchType::Merge,
+                &json!({"status": {"ok": true}}),
+                Some("status"),
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(st["metadata"]["generation"], 1);
         assert_eq!(st["status"]["ok"], true);
-        let lab = s.patch(&w, Some("default"), "a", PatchType::Merge, &json!({"metadata": {"labels": {"x": "y"}}}), None, &ctx()).unwrap();
+        let lab = s
+            .patch(
+                &w,
+                Some("default"),
+                "a",
+                PatchType::Merge,
+                &json!({"metadata": {"labels": {"x": "y"}}}),
+                None,
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(lab["metadata"]["generation"], 1);
-        let sp = s.patch(&w, Some("default"), "a", PatchType::Merge, &json!({"spec": {"size": 2}, "status": {"ok": false}}), None, &ctx()).unwrap();
+        let sp = s
+            .patch(
+                &w,
+                Some("default"),
+                "a",
+                PatchType::Merge,
+                &json!({"spec": {"size": 2}, "status": {"ok": false}}),
+                None,
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(sp["metadata"]["generation"], 2);
         assert_eq!(sp["status"]["ok"], true, "main resource ignores status");
     }
@@ -765,13 +956,28 @@ mod tests {
     #[test]
     fn stale_resource_version_conflicts_and_noop_keeps_version() {
         let (mut s, w) = setup();
-        let o = s.create(&w, Some("default"), json!({"metadata": {"name": "a"}, "spec": {"size": 1}}), &ctx()).unwrap();
-        let same = s.update(&w, Some("default"), "a", o.clone(), None, &ctx()).unwrap();
-        assert_eq!(same["metadata"]["resourceVersion"], o["metadata"]["resourceVersion"]);
+        let o = s
+            .create(
+                &w,
+                Some("default"),
+                json!({"metadata": {"name": "a"}, "spec": {"size": 1}}),
+                &ctx(),
+            )
+            .unwrap();
+        let same = s
+            .update(&w, Some("default"), "a", o.clone(), None, &ctx())
+            .unwrap();
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            o["metadata"]["resourceVersion"]
+        );
         let mut changed = o.clone();
         changed["spec"]["size"] = json!(5);
-        s.update(&w, Some("default"), "a", changed.clone(), None, &ctx()).unwrap();
-        let err = s.update(&w, Some("default"), "a", changed, None, &ctx()).unwrap_err();
+        s.update(&w, Some("default"), "a", changed.clone(), None, &ctx())
+            .unwrap();
+        let err = s
+            .update(&w, Some("default"), "a", changed, None, &ctx())
+            .unwrap_err();
         assert_eq!(err.code, 409);
         assert_eq!(err.reason, "Conflict");
         let err = s.create(&w, Some("default"), o, &ctx()).unwrap_err();
@@ -781,16 +987,44 @@ mod tests {
     #[test]
     fn finalizers_hold_deletion_and_owner_gc_collects_dependents() {
         let (mut s, w) = setup();
-        let o = s.create(&w, Some("default"), json!({"metadata": {"name": "a", "finalizers": ["x/y"]}}), &ctx()).unwrap();
+        let o = s
+            .create(
+                &w,
+                Some("default"),
+                json!({"metadata": {"name": "a", "finalizers": ["x/y"]}}),
+                &ctx(),
+            )
+            .unwrap();
         let uid = o["metadata"]["uid"].as_str().unwrap().to_string();
         let cm = s.find_type("", "v1", "configmaps").unwrap();
         s.create(&cm, Some("default"), json!({"metadata": {"name": "dep", "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Widget", "name": "a", "uid": uid}]}}), &ctx()).unwrap();
-        let d = s.delete(&w, Some("default"), "a", &DeleteOpts::default()).unwrap();
+        let d = s
+            .delete(&w, Some("default"), "a", &DeleteOpts::default())
+            .unwrap();
         assert!(d["metadata"]["deletionTimestamp"].is_string());
-        let err = s.patch(&w, Some("default"), "a", PatchType::Merge, &json!({"metadata": {"finalizers": ["x/y", "new"]}}), None, &ctx()).unwrap_err();
+        let err = s
+            .patch(
+                &w,
+                Some("default"),
+                "a",
+                PatchType::Merge,
+                &json!({"metadata": {"finalizers": ["x/y", "new"]}}),
+                None,
+                &ctx(),
+            )
+            .unwrap_err();
         assert_eq!(err.code, 422);
         assert!(s.get(&cm, Some("default"), "dep").is_ok());
-        s.patch(&w, Some("default"), "a", PatchType::Merge, &json!({"metadata": {"finalizers": null}}), None, &ctx()).unwrap();
+        s.patch(
+            &w,
+            Some("default"),
+            "a",
+            PatchType::Merge,
+            &json!({"metadata": {"finalizers": null}}),
+            None,
+            &ctx(),
+        )
+        .unwrap();
         assert_eq!(s.get(&w, Some("default"), "a").unwrap_err().code, 404);
         assert_eq!(s.get(&cm, Some("default"), "dep").unwrap_err().code, 404);
     }
@@ -799,12 +1033,35 @@ mod tests {
     fn server_side_apply_creates_then_updates_status() {
         let (mut s, w) = setup();
         let cfg = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"}, "spec": {"size": 3}});
-        let o = s.patch(&w, Some("default"), "a", PatchType::Apply { force: false }, &cfg, None, &ctx()).unwrap();
+        let o = s
+            .patch(
+                &w,
+                Some("default"),
+                "a",
+                PatchType::Apply { force: false },
+                &cfg,
+                None,
+                &ctx(),
+            )
+            .unwrap();
         assert_eq!(o["spec"]["size"], 3);
         assert_eq!(o["metadata"]["managedFields"][0]["manager"], "test");
         let st = json!({"apiVersion": "example.com/v1", "kind": "Widget", "status": {"ok": true}});
-        let ctl = WriteCtx { manager: "ctl".into(), dry_run: false };
-        let o = s.patch(&w, Some("default"), "a", PatchType::Apply { force: true }, &st, Some("status"), &ctl).unwrap();
+        let ctl = WriteCtx {
+            manager: "ctl".into(),
+            dry_run: false,
+        };
+        let o = s
+            .patch(
+                &w,
+                Some("default"),
+                "a",
+                PatchType::Apply { force: true },
+                &st,
+                Some("status"),
+                &ctl,
+            )
+            .unwrap();
         assert_eq!(o["status"]["ok"], true);
         assert_eq!(o["spec"]["size"], 3);
         assert_eq!(o["metadata"]["generation"], 1);
@@ -813,9 +1070,18 @@ mod tests {
     #[test]
     fn deleting_a_crd_stops_serving_it() {
         let (mut s, w) = setup();
-        s.create(&w, Some("default"), json!({"metadata": {"name": "a"}}), &ctx()).unwrap();
-        let crd_t = s.find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions").unwrap();
-        s.delete(&crd_t, None, "widgets.example.com", &DeleteOpts::default()).unwrap();
+        s.create(
+            &w,
+            Some("default"),
+            json!({"metadata": {"name": "a"}}),
+            &ctx(),
+        )
+        .unwrap();
+        let crd_t = s
+            .find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .unwrap();
+        s.delete(&crd_t, None, "widgets.example.com", &DeleteOpts::default())
+            .unwrap();
         assert!(s.find_type("example.com", "v1", "widgets").is_none());
         assert!(s.bucket(&w).is_none_or(|b| b.is_empty()));
     }
