@@ -48,10 +48,24 @@ pub fn json_merge(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
+/// RFC 6902 patch. Like the real server (evanphx/json-patch), a `test` for `null` passes
+/// when the path is missing: kube-rs' finalizer helper relies on that.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
     let p: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| format!("invalid JSON patch: {e}"))?;
-    json_patch::patch(target, &p).map_err(|e| format!("the JSON patch cannot be applied: {e}"))
+    let mut work = target.clone();
+    for op in p.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && work.pointer(t.path.as_str()).is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        json_patch::patch(&mut work, &[op])
+            .map_err(|e| format!("the JSON patch cannot be applied: {e}"))?;
+    }
+    *target = work;
+    Ok(())
 }
 
 fn same_key(a: &Value, b: &Value, keys: &[String]) -> bool {
@@ -212,6 +226,13 @@ mod tests {
         assert_eq!(t["a"], 2);
         assert!(json_patch(&mut t, &json!([{"op": "remove", "path": "/zz"}])).is_err());
         assert!(json_patch(&mut t, &json!({"op": "x"})).is_err());
+        let add = json!([{"op": "test", "path": "/f", "value": null}, {"op": "add", "path": "/f", "value": ["x"]}]);
+        json_patch(&mut t, &add).unwrap();
+        assert_eq!(t["f"], json!(["x"]));
+        assert!(
+            json_patch(&mut t, &add).is_err(),
+            "test for null fails once the path holds a value"
+        );
     }
 
     #[test]
