@@ -18,6 +18,7 @@ use crate::{
     api_error::{ApiError, ApiResult},
     discovery, openapi,
     path::{self, Route, Target},
+    protobuf,
     resources::ResourceType,
     selector::{FieldSelector, LabelSelector},
     store::{ListQuery, State, decode_continue},
@@ -118,7 +119,9 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?;
         serde_json::to_value(v)
             .map_err(|e| ApiError::bad_request(format!("YAML body is not JSON-compatible: {e}")))
-    } else if ct.contains("protobuf") || ct.contains("cbor") {
+    } else if ct.contains("protobuf") {
+        protobuf::decode(body).map_err(ApiError::unsupported_media_type)
+    } else if ct.contains("cbor") {
         Err(ApiError::unsupported_media_type(format!(
             "{ct} is not supported by this sandbox; send JSON"
         )))

@@ -13,6 +13,7 @@ mod kubeconfig;
 mod openapi;
 mod patch;
 mod path;
+mod protobuf;
 mod resources;
 mod schema;
 mod selector;

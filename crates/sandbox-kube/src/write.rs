@@ -173,8 +173,34 @@ impl State {
         Ok(obj)
     }
 
+    /// Defaulting the real server does for built-ins: Secret `stringData` folds into
+    /// `data` (base64) and an empty `type` becomes `Opaque`.
+    fn builtin_defaults(rt: &ResourceType, obj: &mut Value) {
+        if !(rt.group.is_empty() && rt.kind == "Secret") {
+            return;
+        }
+        use base64::Engine as _;
+        if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+            if !obj.get("data").is_some_and(Value::is_object) {
+                obj["data"] = json!({});
+            }
+            for (k, v) in sd {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+            }
+        }
+        if obj
+            .get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            obj["type"] = json!("Opaque");
+        }
+    }
+
     /// Admission for the kind: schema + CEL for custom resources, shape checks for CRDs.
-    fn admit(&self, rt: &ResourceType, obj: Value, old: Option<&Value>) -> ApiResult<Value> {
+    fn admit(&self, rt: &ResourceType, mut obj: Value, old: Option<&Value>) -> ApiResult<Value> {
+        Self::builtin_defaults(rt, &mut obj);
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         let mut causes = Vec::new();
         if let Some(msg) = validate_name(&name) {
@@ -1065,6 +1091,23 @@ mod tests {
         assert_eq!(o["status"]["ok"], true);
         assert_eq!(o["spec"]["size"], 3);
         assert_eq!(o["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let mut s = State::new(10);
+        let st = s.find_type("", "v1", "secrets").unwrap();
+        let o = s
+            .create(
+                &st,
+                Some("default"),
+                json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}, "data": {"a": "Yg=="}}),
+                &ctx(),
+            )
+            .unwrap();
+        assert_eq!(o["data"], json!({"a": "Yg==", "k": "dg=="}));
+        assert!(o.get("stringData").is_none());
+        assert_eq!(o["type"], "Opaque");
     }
 
     #[test]

@@ -325,3 +325,56 @@ async fn explain_reads_the_crd_schema() {
     );
     assert!(out.contains("-required-"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imperative_create_of_built_ins_sends_protobuf() {
+    let server = start().await;
+    let k = Kubectl::new(&server);
+    k.ok(&["create", "namespace", "team"]);
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "team",
+        "--from-literal=clientSecret=s3cret",
+    ]);
+    k.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "team",
+        "--from-literal=mode=fast",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "creds",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.type} {.data.clientSecret}"
+        ]),
+        "Opaque czNjcmV0"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.mode}"
+        ]),
+        "fast"
+    );
+    let ns = k.ok(&["get", "ns", "team"]);
+    assert!(ns.contains("Active"), "{ns}");
+    k.ok(&["delete", "ns", "team"]);
+    let err = k.fails(&["get", "secret", "creds", "-n", "team"]);
+    assert!(err.contains("not found"), "{err}");
+}
