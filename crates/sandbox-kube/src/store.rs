@@ -27,6 +27,8 @@ pub struct Event {
     pub namespace: String,
     pub type_: &'static str,
     pub object: Value,
+    /// The object before a MODIFIED change, so selector watches can turn it into ADDED/DELETED.
+    pub previous: Option<Value>,
 }
 
 /// Everything the server stores; guarded by one mutex so each write is atomic.
@@ -180,6 +182,7 @@ impl State {
         namespace: String,
         type_: &'static str,
         object: Value,
+        previous: Option<Value>,
     ) {
         let ev = Arc::new(Event {
             rv: self.rv,
@@ -187,6 +190,7 @@ impl State {
             namespace,
             type_,
             object,
+            previous,
         });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_len {

@@ -57,15 +57,31 @@ pub struct Request {
     pub include: Include,
 }
 
-fn matches(req: &Request, ev: &Event) -> bool {
-    ev.storage == req.rt.storage_key()
-        && req
+fn selected(req: &Request, obj: &Value) -> bool {
+    req.query.labels.matches(&labels_of(obj)) && req.query.fields.matches(obj)
+}
+
+/// The event type this watch sees for `ev`, if any: an object entering or leaving the
+/// selection is ADDED or DELETED, as on the real server.
+fn seen_as(req: &Request, ev: &Event) -> Option<&'static str> {
+    if ev.storage != req.rt.storage_key()
+        || req
             .query
             .namespace
             .as_deref()
-            .is_none_or(|ns| ns == ev.namespace)
-        && req.query.labels.matches(&labels_of(&ev.object))
-        && req.query.fields.matches(&ev.object)
+            .is_some_and(|ns| ns != ev.namespace)
+    {
+        return None;
+    }
+    let now = selected(req, &ev.object);
+    let before = ev.previous.as_ref().map_or(now, |p| selected(req, p));
+    match (ev.type_, before, now) {
+        ("MODIFIED", true, true) => Some("MODIFIED"),
+        ("MODIFIED", false, true) => Some("ADDED"),
+        ("MODIFIED", true, false) => Some("DELETED"),
+        (t, _, true) if t != "MODIFIED" => Some(t),
+        _ => None,
+    }
 }
 
 struct Encoder {
@@ -183,8 +199,11 @@ async fn pump(
             return;
         }
     }
-    for ev in backlog.iter().filter(|e| matches(&req, e)) {
-        let line = enc.line(&req.rt, ev.type_, &present(&req.rt, &ev.object));
+    for ev in &backlog {
+        let Some(type_) = seen_as(&req, ev) else {
+            continue;
+        };
+        let line = enc.line(&req.rt, type_, &present(&req.rt, &ev.object));
         if tx.send(line).await.is_err() {
             return;
         }
@@ -207,10 +226,10 @@ async fn pump(
                         continue;
                     }
                     last_rv = ev.rv;
-                    if !matches(&req, &ev) {
+                    let Some(type_) = seen_as(&req, &ev) else {
                         continue;
-                    }
-                    enc.line(&req.rt, ev.type_, &present(&req.rt, &ev.object))
+                    };
+                    enc.line(&req.rt, type_, &present(&req.rt, &ev.object))
                 }
                 // Fell behind or the store is gone: end the stream; the client re-watches.
                 Err(_) => return,

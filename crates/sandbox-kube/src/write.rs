@@ -367,11 +367,18 @@ impl State {
     ) -> ApiResult<Value> {
         let rv = self.next_rv();
         metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        self.objects
+        let previous = self
+            .objects
             .entry(rt.storage_key())
             .or_default()
             .insert((ns.to_string(), name.to_string()), obj.clone());
-        self.record(rt.storage_key(), ns.to_string(), type_, obj.clone());
+        self.record(
+            rt.storage_key(),
+            ns.to_string(),
+            type_,
+            obj.clone(),
+            previous,
+        );
         if rt.crd.is_none() && rt.kind == "CustomResourceDefinition" {
             self.refresh_custom_types();
         }
@@ -710,7 +717,13 @@ impl State {
         }
         let rv = self.next_rv();
         metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        self.record(rt.storage_key(), ns.to_string(), "DELETED", obj.clone());
+        self.record(
+            rt.storage_key(),
+            ns.to_string(),
+            "DELETED",
+            obj.clone(),
+            None,
+        );
         if rt.crd.is_none() && rt.kind == "CustomResourceDefinition" {
             self.refresh_custom_types();
         }

@@ -533,3 +533,50 @@ async fn discovery_follows_crds() {
     let d = kube::discovery::Discovery::new(client).run().await.unwrap();
     assert!(!d.has_group("test.edgetrain.dev"));
 }
+
+#[tokio::test]
+async fn selector_watch_sees_objects_enter_and_leave() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("team=a").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "m", "labels": {"team": "b"}}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let relabel = |t: &str| Patch::Merge(json!({"metadata": {"labels": {"team": t}}}));
+    cms.patch("m", &PatchParams::default(), &relabel("a"))
+        .await
+        .unwrap();
+    cms.patch("m", &PatchParams::default(), &relabel("c"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match stream.try_next().await.unwrap().expect("stream open") {
+            WatchEvent::Added(o) => {
+                seen.push(("ADDED", o.metadata.labels.unwrap()["team"].clone()))
+            }
+            WatchEvent::Deleted(o) => {
+                seen.push(("DELETED", o.metadata.labels.unwrap()["team"].clone()))
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![("ADDED", "a".to_string()), ("DELETED", "c".to_string())]
+    );
+}
