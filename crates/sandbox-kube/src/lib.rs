@@ -6,6 +6,7 @@
 mod api_error;
 mod apply;
 mod cli;
+mod convert;
 mod discovery;
 mod error;
 mod http;

@@ -48,9 +48,17 @@ impl ResourceType {
         self.crd.is_some()
     }
 
-    /// Storage is shared by every version of a group/resource, as in etcd.
+    /// Storage is shared by every version of a group/resource, as in etcd; events.k8s.io
+    /// Events share core Events' storage, as on the real server.
     pub fn storage_key(&self) -> (String, String) {
+        if self.is_events_v1() {
+            return (String::new(), "events".into());
+        }
         (self.group.clone(), self.plural.clone())
+    }
+
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.kind == "Event"
     }
 }
 

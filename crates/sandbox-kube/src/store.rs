@@ -229,7 +229,11 @@ impl State {
 /// The stored object as served at `rt`'s version (no conversion beyond apiVersion: the
 /// sandbox stores one schema for all versions).
 pub fn present(rt: &ResourceType, obj: &Value) -> Value {
-    let mut o = obj.clone();
+    let mut o = if rt.is_events_v1() {
+        crate::convert::core_to_events(obj)
+    } else {
+        obj.clone()
+    };
     o["apiVersion"] = json!(rt.api_version());
     o["kind"] = json!(rt.kind);
     o

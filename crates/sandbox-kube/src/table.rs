@@ -168,16 +168,50 @@ pub fn columns(rt: &ResourceType) -> Vec<PrinterColumn> {
             vec![c("Created At", "date", ".metadata.creationTimestamp")]
         }
         (_, "Event") => vec![
+            c("Last Seen", "string", "#lastSeen"),
             c("Type", "string", ".type"),
             c("Reason", "string", ".reason"),
-            c("Message", "string", ".message"),
-            age_column(),
+            c("Object", "string", "#object"),
+            c("Message", "string", "#message"),
         ],
         _ => vec![age_column()],
     }
 }
 
 fn cell(column: &PrinterColumn, obj: &Value, now: chrono::DateTime<chrono::Utc>) -> Value {
+    match column.json_path.as_str() {
+        "#lastSeen" => {
+            let at = [
+                "/lastTimestamp",
+                "/deprecatedLastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .find_map(|p| obj.pointer(p).and_then(Value::as_str));
+            return at.map_or(Value::Null, |t| json!(human_age(t, now)));
+        }
+        "#object" => {
+            let r = obj.get("involvedObject").or_else(|| obj.get("regarding"));
+            let kind = r
+                .and_then(|r| r.get("kind"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let name = r
+                .and_then(|r| r.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return json!(format!("{}/{name}", kind.to_lowercase()));
+        }
+        "#message" => {
+            return obj
+                .get("message")
+                .or_else(|| obj.get("note"))
+                .cloned()
+                .unwrap_or(Value::Null);
+        }
+        _ => {}
+    }
     if let Some(field) = column.json_path.strip_prefix('#') {
         // Built-in count columns (DATA): number of keys in data + binaryData/stringData.
         let n = obj

@@ -170,6 +170,9 @@ impl State {
         } else {
             md.remove("namespace");
         }
+        if rt.is_events_v1() {
+            return Ok(crate::convert::events_to_core(&obj));
+        }
         Ok(obj)
     }
 
@@ -624,6 +627,7 @@ impl State {
                 self.create(rt, ns, obj, ctx)
             }
             Some(live) => {
+                let live = present(rt, &live);
                 let mut obj = apply::apply(&live, &config, rt.schema.as_ref(), &w, force)
                     .map_err(|c| conflict_error(rt, name, &c))?;
                 // SSA carries no precondition unless the configuration sets one.

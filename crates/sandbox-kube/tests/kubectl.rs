@@ -378,3 +378,52 @@ async fn imperative_create_of_built_ins_sends_protobuf() {
     let err = k.fails(&["get", "secret", "creds", "-n", "team"]);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recorder_events_show_in_kubectl_get_events() {
+    use kube::{
+        Resource,
+        api::PostParams,
+        runtime::events::{Event, EventType, Recorder},
+    };
+    let server = start().await;
+    let client = server.client().unwrap();
+    let w = common::widgets(&client, "default")
+        .create(&PostParams::default(), &common::widget("ev", 1))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(client.clone(), "widget-controller".into());
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Provisioned".into(),
+        note: Some("widget is ready".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = w.object_ref(&common::widget_resource());
+    recorder.publish(&ev, &reference).await.unwrap();
+    // A second identical event becomes a series (merge patch of the same Event).
+    recorder.publish(&ev, &reference).await.unwrap();
+    let k = Kubectl::new(&server);
+    let out = k.ok(&["get", "events"]);
+    let row = out
+        .lines()
+        .find(|l| l.contains("Provisioned"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("widget/ev") && row.contains("widget is ready") && row.contains("Normal"),
+        "{row}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("Provisioned")).count(),
+        1,
+        "{out}"
+    );
+    let core = k.ok(&[
+        "get",
+        "events.v1.",
+        "-o",
+        "jsonpath={.items[0].involvedObject.name} {.items[0].reportingComponent}",
+    ]);
+    assert_eq!(core, "ev widget-controller");
+}
