@@ -173,6 +173,7 @@ fn write_ctx(
     Ok(WriteCtx {
         manager,
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     })
 }
 

@@ -35,8 +35,9 @@ fn is_int_or_string(schema: &Value) -> bool {
         == Some(true)
 }
 
-/// Removes fields the schema does not declare (unless preserved), like the real server.
-pub fn prune(schema: &Value, value: &mut Value, root: bool) {
+/// Removes fields the schema does not declare (unless preserved), like the real server;
+/// the removed paths are appended to `removed` (for `fieldValidation=Strict`).
+pub fn prune(schema: &Value, value: &mut Value, root: bool, path: &str, removed: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -54,32 +55,37 @@ pub fn prune(schema: &Value, value: &mut Value, root: bool) {
                     match props.get(&k) {
                         Some(sub) => {
                             if let Some(v) = map.get_mut(&k) {
-                                prune(sub, v, false);
+                                prune(sub, v, false, &join(path, &k), removed);
                             }
                         }
                         None if meta || keep_unknown => {}
                         None => {
                             map.remove(&k);
+                            removed.push(join(path, &k));
                         }
                     }
                 }
             } else if let Some(sub) = additional.filter(|a| a.is_object()) {
-                for v in map.values_mut() {
-                    prune(sub, v, false);
+                for (k, v) in map.iter_mut() {
+                    prune(sub, v, false, &join(path, k), removed);
                 }
             } else if !preserves_unknown(schema) && additional.is_none() && !embedded {
                 // An object schema with no properties keeps nothing but the metadata fields.
                 if schema.get("type").and_then(Value::as_str) == Some("object") {
                     map.retain(|k, _| {
-                        root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                        let keep = root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
+                        if !keep {
+                            removed.push(join(path, k));
+                        }
+                        keep
                     });
                 }
             }
         }
         Value::Array(items) => {
             if let Some(sub) = schema.get("items") {
-                for v in items {
-                    prune(sub, v, false);
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune(sub, v, false, &format!("{path}[{i}]"), removed);
                 }
             }
         }
@@ -414,17 +420,22 @@ pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>, out: &mut 
     }
 }
 
-/// Defaults, prunes and validates a custom resource; returns the admitted object or causes.
-pub fn admit(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<Value, Vec<Cause>> {
-    let mut v = kube_cel::apply_defaults(schema, obj);
-    prune(schema, &mut v, true);
+/// An admitted object and the unknown fields pruned from it.
+pub type Admitted = (Value, Vec<String>);
+
+/// Prunes, defaults and validates a custom resource; returns the admitted object or causes.
+pub fn admit(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<Admitted, Vec<Cause>> {
+    let mut v = obj.clone();
+    let mut removed = Vec::new();
+    prune(schema, &mut v, true, "", &mut removed);
+    let v = kube_cel::apply_defaults(schema, &v);
     let mut causes = Vec::new();
     validate(schema, &v, "", &mut causes);
     if causes.is_empty() {
         validate_cel(schema, &v, old, &mut causes);
     }
     if causes.is_empty() {
-        Ok(v)
+        Ok((v, removed))
     } else {
         Err(causes)
     }
@@ -458,7 +469,7 @@ mod tests {
         })
     }
 
-    fn fields(r: Result<Value, Vec<Cause>>) -> Vec<(String, String)> {
+    fn fields(r: Result<Admitted, Vec<Cause>>) -> Vec<(String, String)> {
         r.unwrap_err()
             .into_iter()
             .map(|c| (c.field, c.reason))
@@ -469,7 +480,8 @@ mod tests {
     fn defaults_and_prunes_unknown_fields_but_keeps_preserved_ones() {
         let obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
             "spec": {"size": 2, "bogus": 1, "free": {"any": {"thing": 1}}}, "extra": true});
-        let out = admit(&schema(), &obj, None).unwrap();
+        let (out, removed) = admit(&schema(), &obj, None).unwrap();
+        assert_eq!(removed, vec!["extra", "spec.bogus"]);
         assert_eq!(out["spec"]["mode"], "a");
         assert!(out["spec"].get("bogus").is_none());
         assert!(out.get("extra").is_none());

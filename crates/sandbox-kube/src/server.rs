@@ -246,10 +246,7 @@ impl SandboxKube {
         let rt = st
             .find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
             .expect("CRDs are built in");
-        let ctx = WriteCtx {
-            manager: "sandbox-kube-register".into(),
-            dry_run: false,
-        };
+        let ctx = WriteCtx::manager("sandbox-kube-register");
         let res = match st.get(&rt, None, &name) {
             Ok(_) => st.update(&rt, None, &name, crd, None, &ctx),
             Err(_) => st.create(&rt, None, crd, &ctx),

@@ -16,13 +16,20 @@ use crate::{
 pub struct WriteCtx {
     pub manager: String,
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
+    pub strict: bool,
 }
 
 impl WriteCtx {
     pub fn system() -> Self {
+        Self::manager("sandbox-kube")
+    }
+
+    pub fn manager(name: &str) -> Self {
         Self {
-            manager: "sandbox-kube".into(),
+            manager: name.into(),
             dry_run: false,
+            strict: false,
         }
     }
 }
@@ -202,7 +209,13 @@ impl State {
     }
 
     /// Admission for the kind: schema + CEL for custom resources, shape checks for CRDs.
-    fn admit(&self, rt: &ResourceType, mut obj: Value, old: Option<&Value>) -> ApiResult<Value> {
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        mut obj: Value,
+        old: Option<&Value>,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Value> {
         Self::builtin_defaults(rt, &mut obj);
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         let mut causes = Vec::new();
@@ -229,7 +242,20 @@ impl State {
         }
         let obj = match &rt.schema {
             Some(s) if causes.is_empty() => match schema::admit(s, &obj, old) {
-                Ok(v) => v,
+                Ok((_, unknown)) if ctx.strict && !unknown.is_empty() => {
+                    let listed: Vec<String> = unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        rt.kind,
+                        rt.version,
+                        rt.kind,
+                        listed.join(", ")
+                    )));
+                }
+                Ok((v, _)) => v,
                 Err(c) => {
                     causes.extend(c);
                     obj
@@ -330,7 +356,7 @@ impl State {
         {
             m.remove("status");
         }
-        let mut obj = self.admit(rt, obj, None)?;
+        let mut obj = self.admit(rt, obj, None, ctx)?;
         let md = metadata_mut(&mut obj);
         md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         md.insert("creationTimestamp".into(), json!(now()));
@@ -505,7 +531,7 @@ impl State {
                 }
             }
         }
-        let mut new = self.admit(rt, new, Some(&old))?;
+        let mut new = self.admit(rt, new, Some(&old), ctx)?;
         if rt.tracks_generation && spec_part(rt, &new) != spec_part(rt, &old) {
             let g = old
                 .pointer("/metadata/generation")
@@ -913,10 +939,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> WriteCtx {
-        WriteCtx {
-            manager: "test".into(),
-            dry_run: false,
-        }
+        WriteCtx::manager("test")
     }
 
     fn crd() -> Value {
@@ -1090,10 +1113,7 @@ mod tests {
         assert_eq!(o["spec"]["size"], 3);
         assert_eq!(o["metadata"]["managedFields"][0]["manager"], "test");
         let st = json!({"apiVersion": "example.com/v1", "kind": "Widget", "status": {"ok": true}});
-        let ctl = WriteCtx {
-            manager: "ctl".into(),
-            dry_run: false,
-        };
+        let ctl = WriteCtx::manager("ctl");
         let o = s
             .patch(
                 &w,

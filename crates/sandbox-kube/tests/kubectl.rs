@@ -427,3 +427,28 @@ async fn recorder_events_show_in_kubectl_get_events() {
     ]);
     assert_eq!(core, "ev widget-controller");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_field_validation_rejects_unknown_fields() {
+    let server = start().await;
+    let k = Kubectl::new(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: test.edgetrain.dev/v1alpha1\nkind: Widget\nmetadata:\n  name: typo\nspec:\n  size: 1\n  colour: red\n",
+    )
+    .unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let err = k.fails(&["apply", "-f", &file]);
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.colour""#),
+        "{err}"
+    );
+    // Without validation the field is pruned, as on a real server.
+    k.ok(&["apply", "--validate=false", "-f", &file]);
+    assert_eq!(
+        k.ok(&["get", "wd", "typo", "-o", "jsonpath={.spec}"]),
+        r#"{"color":"red","maxSize":10,"size":1}"#
+    );
+}
