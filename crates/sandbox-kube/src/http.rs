@@ -20,7 +20,7 @@ use crate::{
     path::{self, Route, Target},
     protobuf,
     resources::ResourceType,
-    selector::{FieldSelector, LabelSelector},
+    selector::{FieldSelector, LabelSelector, supported_fields},
     store::{ListQuery, State, decode_continue},
     table::{self, Include},
     watch::{self, WatchParams},
@@ -177,13 +177,28 @@ fn write_ctx(
     })
 }
 
-fn list_query(query: &HashMap<String, String>, ns: Option<&str>) -> ApiResult<ListQuery> {
+fn list_query(
+    rt: &ResourceType,
+    query: &HashMap<String, String>,
+    ns: Option<&str>,
+) -> ApiResult<ListQuery> {
     Ok(ListQuery {
         namespace: ns.map(str::to_string),
         labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
             .map_err(ApiError::bad_request)?,
-        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
-            .map_err(ApiError::bad_request)?,
+        fields: FieldSelector::parse_for(
+            query.get("fieldSelector").map_or("", String::as_str),
+            supported_fields(&rt.group, &rt.kind),
+            |f| {
+                if rt.is_events_v1() {
+                    f.replace("regarding.", "involvedObject.")
+                        .replace("reportingController", "reportingComponent")
+                } else {
+                    f.to_string()
+                }
+            },
+        )
+        .map_err(ApiError::bad_request)?,
         limit: query
             .get("limit")
             .and_then(|l| l.parse().ok())
@@ -278,7 +293,7 @@ fn objects(
     }
     match (method.clone(), t.name.as_deref()) {
         (Method::GET, None) => {
-            let q = list_query(query, ns)?;
+            let q = list_query(rt, query, ns)?;
             if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
                 let params = WatchParams::parse(query)?;
                 return Ok(Reply::Watch(Box::new(watch::Request {
@@ -339,7 +354,7 @@ fn objects(
             match name {
                 Some(name) => ok(st.delete(rt, ns, name, &opts)?),
                 None => {
-                    let q = list_query(query, ns)?;
+                    let q = list_query(rt, query, ns)?;
                     let page = st.list(rt, &q);
                     let mut deleted = Vec::new();
                     for o in page.items {

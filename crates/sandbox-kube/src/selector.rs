@@ -102,8 +102,37 @@ impl LabelSelector {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
+/// Field-selector fields the real server supports per kind, besides metadata.name/namespace.
+/// For events.k8s.io Events the names are given in core/v1 spelling (the stored form).
+pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("", "Event") | ("events.k8s.io", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "Secret") => &["type"],
+        ("", "Namespace") => &["status.phase"],
+        _ => &[],
+    }
+}
+
 impl FieldSelector {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// Parses `s`; `extra` are the kind's supported fields; `rename` maps a requested
+    /// field to the stored spelling (events.k8s.io `regarding.*` to core `involvedObject.*`).
+    pub fn parse_for(
+        s: &str,
+        extra: &[&str],
+        rename: impl Fn(&str) -> String,
+    ) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (field, eq, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -115,22 +144,38 @@ impl FieldSelector {
             } else {
                 return Err(format!("invalid field selector {part:?}"));
             };
-            let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" {
-                return Err(format!(
-                    "field label not supported: {field} (this sandbox supports metadata.name and metadata.namespace)"
-                ));
+            let field = rename(field.trim());
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !extra.contains(&field.as_str())
+            {
+                return Err(format!("field label not supported: {field}"));
             }
-            reqs.push((field.to_string(), eq, value.trim().to_string()));
+            reqs.push((field, eq, value.trim().to_string()));
         }
         Ok(Self(reqs))
+    }
+
+    #[cfg(test)]
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_for(s, &[], str::to_string)
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, value)| {
             let ptr = format!("/{}", field.replace('.', "/"));
-            let actual = obj.pointer(&ptr).and_then(Value::as_str).unwrap_or("");
-            (actual == value) == *eq
+            let actual = match obj.pointer(&ptr) {
+                Some(Value::String(s)) => s.clone(),
+                // `source` selects on source.component.
+                Some(Value::Object(o)) => o
+                    .get("component")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            (actual == *value) == *eq
         })
     }
 }
@@ -193,5 +238,13 @@ mod tests {
                 .matches(&o)
         );
         assert!(FieldSelector::parse("status.phase=Running").is_err());
+        let ev = json!({"involvedObject": {"name": "w", "uid": "u"}, "type": "Normal"});
+        let f = FieldSelector::parse_for(
+            "regarding.name=w,type=Normal",
+            supported_fields("events.k8s.io", "Event"),
+            |f| f.replace("regarding.", "involvedObject."),
+        )
+        .unwrap();
+        assert!(f.matches(&ev));
     }
 }
