@@ -406,18 +406,39 @@ pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>, out: &mut 
                 .reason
                 .clone()
                 .unwrap_or_else(|| "FieldValueInvalid".into());
+            // The real server names the field's type here (`Invalid value: "string": ...`).
+            let ty = value_at(obj, &e.field_path).map_or("object", type_name);
             let shown = match e.kind {
                 kube_cel::ErrorKind::ValidationFailure => {
-                    format!("Invalid value: \"object\": {}", e.message)
+                    format!("Invalid value: \"{ty}\": {}", e.message)
                 }
                 _ => format!(
-                    "Invalid value: \"object\": rule {:?} could not be evaluated: {}",
+                    "Invalid value: \"{ty}\": rule {:?} could not be evaluated: {}",
                     e.rule, e.message
                 ),
             };
             out.push(cause(&reason, &e.field_path, shown));
         }
     }
+}
+
+/// The value at a cause's field path (`spec.items[0].name`), if it can be found.
+fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, i)| (n, i));
+        if !name.is_empty() {
+            cur = cur.get(name)?;
+        }
+        for idx in indexes.split('[').filter(|i| !i.is_empty()) {
+            let idx = idx.trim_end_matches(']');
+            cur = match idx.parse::<usize>() {
+                Ok(i) => cur.get(i)?,
+                Err(_) => cur.get(idx.trim_matches('"'))?,
+            };
+        }
+    }
+    Some(cur)
 }
 
 /// An admitted object and the unknown fields pruned from it.
@@ -512,6 +533,13 @@ mod tests {
     }
 
     #[test]
+    fn value_at_follows_fields_and_indexes() {
+        let o = json!({"spec": {"items": [{"name": "a"}]}});
+        assert_eq!(value_at(&o, "spec.items[0].name"), Some(&json!("a")));
+        assert_eq!(value_at(&o, "spec.missing"), None);
+    }
+
+    #[test]
     fn int_or_string_accepts_both() {
         assert!(
             admit(
@@ -537,6 +565,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err[0].message.contains("is immutable"), "{err:?}");
+        assert!(
+            err[0].message.starts_with("Invalid value: \"string\""),
+            "{err:?}"
+        );
         assert_eq!(err[0].field, "spec.immutable");
         assert!(
             admit(

@@ -474,8 +474,22 @@ impl State {
         let old_rv = meta_str(&old, "resourceVersion")
             .unwrap_or_default()
             .to_string();
-        match meta_str(&new, "resourceVersion") {
-            Some(rv) if !rv.is_empty() && rv != old_rv => {
+        let given_rv = meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty());
+        if rt.is_custom() && applied.is_none() && given_rv.is_none() {
+            // Custom resources do not allow unconditional updates.
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                name,
+                &[Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: 0x0: must be specified for an update".into(),
+                    field: "metadata.resourceVersion".into(),
+                }],
+            ));
+        }
+        match given_rv {
+            Some(rv) if rv != old_rv => {
                 return Err(ApiError::conflict(
                     &rt.plural,
                     &rt.group,
@@ -1046,8 +1060,19 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code, 409);
         assert_eq!(err.reason, "Conflict");
-        let err = s.create(&w, Some("default"), o, &ctx()).unwrap_err();
+        let err = s
+            .create(&w, Some("default"), o.clone(), &ctx())
+            .unwrap_err();
         assert_eq!(err.reason, "AlreadyExists");
+        let mut unconditional = o;
+        unconditional["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        let err = s
+            .update(&w, Some("default"), "a", unconditional, None, &ctx())
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
     }
 
     #[test]
