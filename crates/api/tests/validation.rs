@@ -1,0 +1,569 @@
+//! Admission-time validation of the three CRDs, as the API server applies it: the OpenAPI schema
+//! (types, required fields, enums, patterns, bounds) and the CEL rules (including transition
+//! rules with `oldSelf`). Every rejected input is checked for the message a user would see.
+
+use edgetrain_api::crdgen;
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+
+/// The openAPIV3Schema of a kind, as generated.
+fn schema(kind: &str) -> Value {
+    let crd = crdgen::all()
+        .into_iter()
+        .map(|(_, crd)| crd)
+        .find(|crd| crd.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD for {kind}"));
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Every message the API server would answer for `obj` (an update when `old` is given).
+fn rejections(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<String> {
+    let schema = schema(kind);
+    let structural = jsonschema::validator_for(&schema).expect("schema compiles");
+    let mut out: Vec<String> = structural
+        .iter_errors(obj)
+        .map(|e| format!("{}: {}", e.instance_path(), e))
+        .collect();
+    if out.is_empty() {
+        // The API server evaluates CEL only on structurally valid objects.
+        if let Err(errors) = Validator::new().validate(&schema, obj, old) {
+            out.extend(errors.iter().map(|e| e.to_string()));
+        }
+    }
+    out
+}
+
+fn assert_valid(kind: &str, obj: &Value, old: Option<&Value>) {
+    let r = rejections(kind, obj, old);
+    assert!(r.is_empty(), "{kind} should be accepted, got: {r:#?}");
+}
+
+fn assert_rejected(kind: &str, obj: &Value, old: Option<&Value>, needle: &str) {
+    let r = rejections(kind, obj, old);
+    assert!(
+        r.iter().any(|m| m.contains(needle)),
+        "{kind} should be rejected with a message containing {needle:?}, got: {r:#?}"
+    );
+}
+
+fn ect() -> Value {
+    json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "EdgeComputeTarget",
+        "metadata": {"name": "t", "namespace": "default"},
+        "spec": {
+            "stackHub": {
+                "armEndpoint": "https://management.local.azurestack.external",
+                "location": "local",
+                "subscriptionId": "11111111-2222-3333-4444-555555555555",
+                "resourceGroup": "edge",
+                "credentialsSecretRef": {"name": "sh"}
+            },
+            "vm": {
+                "size": "Standard_DS3_v2",
+                "image": {"publisher": "Canonical", "offer": "ubuntu", "sku": "22_04-lts"},
+                "allowedSshSources": ["203.0.113.0/24"]
+            },
+            "azureML": {
+                "subscriptionId": "66666666-7777-8888-9999-000000000000",
+                "resourceGroup": "ml", "workspace": "ws1", "computeName": "edge01",
+                "credentialsSecretRef": {"name": "ml"}
+            }
+        }
+    })
+}
+
+fn tr() -> Value {
+    json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": "r", "namespace": "default"},
+        "spec": {
+            "computeTargetRef": {"name": "t"},
+            "code": {"configMapRef": {"name": "code"}},
+            "environment": {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"},
+            "command": "python train.py --data ${{inputs.training_data}}",
+            "data": {
+                "endpoint": "https://data.blob.local.azurestack.external",
+                "container": "telemetry",
+                "credentialsSecretRef": {"name": "st"}
+            }
+        }
+    })
+}
+
+fn mr() -> Value {
+    json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
+        "metadata": {"name": "m", "namespace": "default"},
+        "spec": {
+            "trainingRunRef": {"name": "r"},
+            "model": {"name": "churn"},
+            "registry": {
+                "loginServer": "contoso.azurecr.io", "repository": "models/churn",
+                "credentialsSecretRef": {"name": "acr"}
+            }
+        }
+    })
+}
+
+/// `obj` with the JSON pointer `path` set to `value` (created if absent).
+fn with(mut obj: Value, path: &str, value: Value) -> Value {
+    let (parent, key) = path.rsplit_once('/').unwrap();
+    obj.pointer_mut(parent)
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .insert(key.to_string(), value);
+    obj
+}
+
+/// `obj` without the field at `path`.
+fn without(mut obj: Value, path: &str) -> Value {
+    let (parent, key) = path.rsplit_once('/').unwrap();
+    obj.pointer_mut(parent)
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove(key);
+    obj
+}
+
+#[test]
+fn minimal_objects_are_accepted() {
+    assert_valid("EdgeComputeTarget", &ect(), None);
+    assert_valid("TrainingRun", &tr(), None);
+    assert_valid("ModelRelease", &mr(), None);
+}
+
+#[test]
+fn the_examples_are_accepted() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for file in [
+        "edgecomputetarget.yaml",
+        "trainingrun.yaml",
+        "modelrelease.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let obj: Value = serde_yaml::from_str(&text).unwrap();
+        let kind = obj["kind"].as_str().unwrap().to_string();
+        assert_valid(&kind, &obj, None);
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
+}
+
+// ---- EdgeComputeTarget ----
+
+#[test]
+fn ect_missing_vm_is_rejected() {
+    assert_rejected(
+        "EdgeComputeTarget",
+        &without(ect(), "/spec/vm"),
+        None,
+        "\"vm\" is a required property",
+    );
+}
+
+#[test]
+fn ect_unknown_deletion_policy_is_rejected() {
+    let obj = with(ect(), "/spec/deletionPolicy", json!("Destroy"));
+    assert_rejected("EdgeComputeTarget", &obj, None, "\"Destroy\" is not one of");
+}
+
+#[test]
+fn ect_unknown_api_profile_is_rejected() {
+    let obj = with(
+        ect(),
+        "/spec/stackHub/apiProfile",
+        json!("2018-03-01-hybrid"),
+    );
+    assert_rejected("EdgeComputeTarget", &obj, None, "is not one of");
+}
+
+#[test]
+fn ect_bad_cidr_is_rejected() {
+    let obj = with(
+        ect(),
+        "/spec/vm/allowedSshSources",
+        json!(["10.0.0.300/24"]),
+    );
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "allowedSshSources must be CIDRs",
+    );
+}
+
+#[test]
+fn ect_empty_ssh_sources_are_rejected() {
+    let obj = with(ect(), "/spec/vm/allowedSshSources", json!([]));
+    assert_rejected("EdgeComputeTarget", &obj, None, "allowedSshSources");
+}
+
+#[test]
+fn ect_idle_timeout_below_minimum_is_rejected() {
+    let obj = with(ect(), "/spec/idleTimeout", json!("1m"));
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "idleTimeout must be at least 5m",
+    );
+    assert_valid(
+        "EdgeComputeTarget",
+        &with(ect(), "/spec/idleTimeout", json!("1h30m")),
+        None,
+    );
+}
+
+#[test]
+fn ect_idle_timeout_that_is_no_duration_is_rejected() {
+    let obj = with(ect(), "/spec/idleTimeout", json!("ten minutes"));
+    assert_rejected("EdgeComputeTarget", &obj, None, "does not match");
+}
+
+#[test]
+fn ect_plain_http_endpoint_is_rejected_unless_loopback() {
+    let obj = with(
+        ect(),
+        "/spec/stackHub/armEndpoint",
+        json!("http://management.example.com"),
+    );
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "armEndpoint must be an https URL",
+    );
+    let local = with(
+        ect(),
+        "/spec/stackHub/armEndpoint",
+        json!("http://127.0.0.1:8443"),
+    );
+    assert_valid("EdgeComputeTarget", &local, None);
+}
+
+#[test]
+fn ect_image_change_is_rejected() {
+    let old = ect();
+    let new = with(ect(), "/spec/vm/image/sku", json!("24_04-lts"));
+    assert_rejected(
+        "EdgeComputeTarget",
+        &new,
+        Some(&old),
+        "vm.image is immutable",
+    );
+}
+
+#[test]
+fn ect_size_change_is_allowed() {
+    let old = ect();
+    let new = with(ect(), "/spec/vm/size", json!("Standard_DS4_v2"));
+    assert_valid("EdgeComputeTarget", &new, Some(&old));
+}
+
+#[test]
+fn ect_subscription_change_is_rejected() {
+    let old = ect();
+    let new = with(ect(), "/spec/stackHub/resourceGroup", json!("other"));
+    assert_rejected("EdgeComputeTarget", &new, Some(&old), "immutable");
+}
+
+#[test]
+fn ect_compute_name_change_is_rejected() {
+    let old = ect();
+    let new = with(ect(), "/spec/azureML/computeName", json!("edge02"));
+    assert_rejected(
+        "EdgeComputeTarget",
+        &new,
+        Some(&old),
+        "azureML workspace, computeName",
+    );
+}
+
+#[test]
+fn ect_reserved_admin_name_is_rejected() {
+    let obj = with(ect(), "/spec/vm/adminUsername", json!("root"));
+    assert_rejected("EdgeComputeTarget", &obj, None, "reserved name");
+}
+
+#[test]
+fn ect_subnet_and_address_prefix_together_are_rejected() {
+    let obj = with(
+        ect(),
+        "/spec/vm/network",
+        json!({
+            "subnetId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/a",
+            "addressPrefix": "10.1.0.0/24"
+        }),
+    );
+    assert_rejected("EdgeComputeTarget", &obj, None, "either subnetId");
+}
+
+#[test]
+fn ect_tiny_address_prefix_is_rejected() {
+    let obj = with(
+        ect(),
+        "/spec/vm/network",
+        json!({"addressPrefix": "10.1.0.0/30"}),
+    );
+    assert_rejected("EdgeComputeTarget", &obj, None, "/29 or larger");
+}
+
+#[test]
+fn ect_bad_subscription_id_is_rejected() {
+    let obj = with(ect(), "/spec/stackHub/subscriptionId", json!("not-a-guid"));
+    assert_rejected("EdgeComputeTarget", &obj, None, "does not match");
+}
+
+#[test]
+fn ect_small_os_disk_is_rejected() {
+    let obj = with(ect(), "/spec/vm/osDiskSizeGB", json!(10));
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "less than the minimum of 30",
+    );
+}
+
+#[test]
+fn ect_cloud_init_must_be_cloud_config() {
+    let obj = with(ect(), "/spec/vm/cloudInit", json!("#!/bin/sh\necho hi"));
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "must start with #cloud-config",
+    );
+}
+
+// ---- TrainingRun ----
+
+#[test]
+fn tr_both_code_sources_are_rejected() {
+    let obj = with(
+        tr(),
+        "/spec/code",
+        json!({"configMapRef": {"name": "c"}, "blobUri": "https://a.blob.x/c/code"}),
+    );
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "exactly one of configMapRef or blobUri",
+    );
+}
+
+#[test]
+fn tr_no_code_source_is_rejected() {
+    let obj = with(tr(), "/spec/code", json!({}));
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "exactly one of configMapRef or blobUri",
+    );
+}
+
+#[test]
+fn tr_image_and_environment_id_together_are_rejected() {
+    let obj = with(
+        tr(),
+        "/spec/environment",
+        json!({"image": "python:3.11", "environmentId": "azureml:env:1"}),
+    );
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "exactly one of image or environmentId",
+    );
+}
+
+#[test]
+fn tr_conda_file_without_image_is_rejected() {
+    let obj = with(
+        tr(),
+        "/spec/environment",
+        json!({"environmentId": "azureml:env:1", "condaFile": "name: x"}),
+    );
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "condaFile requires environment.image",
+    );
+}
+
+#[test]
+fn tr_negative_deadline_is_rejected() {
+    let obj = with(tr(), "/spec/activeDeadlineSeconds", json!(-5));
+    assert_rejected("TrainingRun", &obj, None, "less than the minimum of 60");
+}
+
+#[test]
+fn tr_backoff_limit_above_maximum_is_rejected() {
+    let obj = with(tr(), "/spec/backoffLimit", json!(11));
+    assert_rejected("TrainingRun", &obj, None, "greater than the maximum of 10");
+}
+
+#[test]
+fn tr_unknown_output_type_is_rejected() {
+    let obj = with(
+        tr(),
+        "/spec/outputs",
+        json!([{"name": "model", "type": "pickle"}]),
+    );
+    assert_rejected("TrainingRun", &obj, None, "\"pickle\" is not one of");
+}
+
+#[test]
+fn tr_plain_http_data_endpoint_is_rejected() {
+    let obj = with(
+        tr(),
+        "/spec/data/endpoint",
+        json!("http://data.blob.local.azurestack.external"),
+    );
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "data.endpoint must be an https URL",
+    );
+}
+
+#[test]
+fn tr_bad_environment_variable_name_is_rejected() {
+    let obj = with(tr(), "/spec/environmentVariables", json!({"1BAD": "x"}));
+    assert_rejected("TrainingRun", &obj, None, "environmentVariables names");
+}
+
+#[test]
+fn tr_bad_container_name_is_rejected() {
+    let obj = with(tr(), "/spec/data/container", json!("Telemetry_Data"));
+    assert_rejected("TrainingRun", &obj, None, "does not match");
+}
+
+#[test]
+fn tr_missing_command_is_rejected() {
+    assert_rejected(
+        "TrainingRun",
+        &without(tr(), "/spec/command"),
+        None,
+        "\"command\" is a required property",
+    );
+}
+
+#[test]
+fn tr_command_change_is_rejected() {
+    let old = tr();
+    let new = with(tr(), "/spec/command", json!("python other.py"));
+    assert_rejected("TrainingRun", &new, Some(&old), "command is immutable");
+}
+
+#[test]
+fn tr_adding_an_optional_field_after_creation_is_rejected() {
+    let old = tr();
+    let new = with(tr(), "/spec/activeDeadlineSeconds", json!(600));
+    assert_rejected(
+        "TrainingRun",
+        &new,
+        Some(&old),
+        "spec is immutable except suspend",
+    );
+}
+
+#[test]
+fn tr_suspend_may_change() {
+    let old = tr();
+    let new = with(tr(), "/spec/suspend", json!(true));
+    assert_valid("TrainingRun", &new, Some(&old));
+}
+
+// ---- ModelRelease ----
+
+#[test]
+fn mr_both_sources_are_rejected() {
+    let obj = with(
+        mr(),
+        "/spec/existingModel",
+        json!({"name": "churn", "version": "1", "computeTargetRef": {"name": "t"}}),
+    );
+    assert_rejected(
+        "ModelRelease",
+        &obj,
+        None,
+        "exactly one of trainingRunRef or existingModel",
+    );
+}
+
+#[test]
+fn mr_version_change_is_rejected() {
+    let old = with(mr(), "/spec/model/version", json!("3"));
+    let new = with(mr(), "/spec/model/version", json!("4"));
+    assert_rejected(
+        "ModelRelease",
+        &new,
+        Some(&old),
+        "model.version is immutable",
+    );
+    let unset = without(new.clone(), "/spec/model/version");
+    assert_rejected(
+        "ModelRelease",
+        &unset,
+        Some(&old),
+        "model.version is immutable",
+    );
+}
+
+#[test]
+fn mr_version_may_be_set_once_when_it_was_unset() {
+    let old = mr();
+    let new = with(mr(), "/spec/model/version", json!("7"));
+    assert_valid("ModelRelease", &new, Some(&old));
+}
+
+#[test]
+fn mr_base_image_by_tag_is_rejected() {
+    let obj = with(
+        mr(),
+        "/spec/image",
+        json!({"base": "contoso.azurecr.io/serving:latest"}),
+    );
+    assert_rejected("ModelRelease", &obj, None, "must be pinned by digest");
+}
+
+#[test]
+fn mr_bad_login_server_is_rejected() {
+    let obj = with(mr(), "/spec/registry/loginServer", json!("Bad_Host!"));
+    assert_rejected("ModelRelease", &obj, None, "does not match");
+}
+
+#[test]
+fn mr_uppercase_repository_is_rejected() {
+    let obj = with(mr(), "/spec/registry/repository", json!("Models/Churn"));
+    assert_rejected("ModelRelease", &obj, None, "does not match");
+}
+
+#[test]
+fn mr_unknown_model_type_is_rejected() {
+    let obj = with(mr(), "/spec/model/type", json!("onnx_model"));
+    assert_rejected("ModelRelease", &obj, None, "\"onnx_model\" is not one of");
+}
+
+#[test]
+fn mr_bad_tag_is_rejected() {
+    let obj = with(mr(), "/spec/registry/tags", json!(["-bad tag"]));
+    assert_rejected("ModelRelease", &obj, None, "valid OCI tags");
+}
