@@ -1,0 +1,424 @@
+//! The HTTP front: routes requests to discovery, storage and watch.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    body::Bytes,
+    extract::State as AxState,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use serde_json::{Value, json};
+
+use crate::{
+    api_error::{ApiError, ApiResult},
+    discovery, openapi,
+    path::{self, Route, Target},
+    protobuf,
+    resources::ResourceType,
+    selector::{FieldSelector, LabelSelector, supported_fields},
+    store::{ListQuery, State, decode_continue},
+    table::{self, Include},
+    watch::{self, WatchParams},
+    write::{DeleteOpts, PatchType, WriteCtx},
+};
+
+/// Shared by every request of one listener generation.
+#[derive(Clone)]
+pub struct App {
+    pub state: Arc<Mutex<State>>,
+    pub addr: SocketAddr,
+    /// Flips to true when the listener stops: open watches end.
+    pub cut: tokio::sync::watch::Receiver<bool>,
+    pub bookmark_every: std::time::Duration,
+}
+
+impl App {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (writes are built then stored).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub fn router(app: App) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+async fn handle(
+    AxState(app): AxState<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query: HashMap<String, String> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let res = dispatch(&app, &method, uri.path(), &query, &headers, &body);
+    tracing::debug!(%method, %uri, "request");
+    match res {
+        Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::Watch(w)) => watch::stream(app, *w),
+        Err(e) => {
+            tracing::debug!(%method, %uri, code = e.code, message = %e.message, "request failed");
+            e.into_response()
+        }
+    }
+}
+
+pub fn json_response(code: u16, v: &Value) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+enum Reply {
+    Json(u16, Value),
+    Watch(Box<watch::Request>),
+}
+
+fn ok(v: Value) -> ApiResult<Reply> {
+    Ok(Reply::Json(200, v))
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
+}
+
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if ct.contains("yaml") {
+        let v: serde_yaml::Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?;
+        serde_json::to_value(v)
+            .map_err(|e| ApiError::bad_request(format!("YAML body is not JSON-compatible: {e}")))
+    } else if ct.contains("protobuf") {
+        protobuf::decode(body).map_err(ApiError::unsupported_media_type)
+    } else if ct.contains("cbor") {
+        Err(ApiError::unsupported_media_type(format!(
+            "{ct} is not supported by this sandbox; send JSON"
+        )))
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn patch_type(headers: &HeaderMap, query: &HashMap<String, String>) -> ApiResult<PatchType> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    Ok(match ct {
+        "application/merge-patch+json" => PatchType::Merge,
+        "application/json-patch+json" => PatchType::Json,
+        "application/strategic-merge-patch+json" => PatchType::Strategic,
+        "application/apply-patch+yaml" | "application/apply-patch+json" => PatchType::Apply {
+            force: query.get("force").is_some_and(|f| f == "true"),
+        },
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+            )));
+        }
+    })
+}
+
+fn write_ctx(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    apply: bool,
+) -> ApiResult<WriteCtx> {
+    let manager = match query.get("fieldManager") {
+        Some(m) => m.clone(),
+        None if apply => {
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+            ));
+        }
+        None => headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.split('/').next().unwrap_or(ua).to_string())
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    Ok(WriteCtx {
+        manager,
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+    })
+}
+
+fn list_query(
+    rt: &ResourceType,
+    query: &HashMap<String, String>,
+    ns: Option<&str>,
+) -> ApiResult<ListQuery> {
+    Ok(ListQuery {
+        namespace: ns.map(str::to_string),
+        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+            .map_err(ApiError::bad_request)?,
+        fields: FieldSelector::parse_for(
+            query.get("fieldSelector").map_or("", String::as_str),
+            supported_fields(&rt.group, &rt.kind),
+            |f| {
+                if rt.is_events_v1() {
+                    f.replace("regarding.", "involvedObject.")
+                        .replace("reportingController", "reportingComponent")
+                } else {
+                    f.to_string()
+                }
+            },
+        )
+        .map_err(ApiError::bad_request)?,
+        limit: query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|l| *l > 0),
+        continue_after: match query.get("continue").filter(|c| !c.is_empty()) {
+            Some(c) => Some(
+                decode_continue(c)
+                    .ok_or_else(|| ApiError::bad_request("invalid continue token"))?,
+            ),
+            None => None,
+        },
+    })
+}
+
+fn dispatch(
+    app: &App,
+    method: &Method,
+    p: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Reply> {
+    let route = path::parse(p).ok_or_else(ApiError::path_not_found)?;
+    let objects_route = match route {
+        Route::Objects {
+            group,
+            version,
+            rest,
+        } => (group, version, rest),
+        other => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed());
+            }
+            let st = app.lock();
+            return match other {
+                Route::Version => ok(discovery::version()),
+                Route::Healthz => Ok(Reply::Json(200, json!("ok"))),
+                Route::CoreVersions => ok(discovery::core_versions(&app.addr.to_string())),
+                Route::Groups => ok(discovery::group_list(st.types())),
+                Route::Group(g) => discovery::group(st.types(), &g)
+                    .map(ok)
+                    .unwrap_or_else(|| Err(ApiError::path_not_found())),
+                Route::Resources { group, version } => {
+                    discovery::resource_list(st.types(), &group, &version)
+                        .map(ok)
+                        .unwrap_or_else(|| Err(ApiError::path_not_found()))
+                }
+                Route::OpenApiV3(rest) => openapi::v3(st.types(), &rest)
+                    .map(ok)
+                    .unwrap_or_else(|| Err(ApiError::path_not_found())),
+                Route::OpenApiV2 => Err(ApiError::path_not_found()),
+                Route::Objects { .. } => unreachable!("matched above"),
+            };
+        }
+    };
+    let (group, version, rest) = objects_route;
+    let (rt, target) = {
+        let st = app.lock();
+        let target = path::target(&rest, |plural| st.is_namespaced(&group, &version, plural))
+            .ok_or_else(ApiError::path_not_found)?;
+        let rt = st
+            .find_type(&group, &version, &target.plural)
+            .ok_or_else(ApiError::path_not_found)?;
+        (rt, target)
+    };
+    if target.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::path_not_found());
+    }
+    match target.subresource.as_deref() {
+        None => {}
+        Some("status") if rt.status_subresource => {}
+        Some(_) => return Err(ApiError::path_not_found()),
+    }
+    objects(app, method, &rt, &target, query, headers, body)
+}
+
+fn objects(
+    app: &App,
+    method: &Method,
+    rt: &ResourceType,
+    t: &Target,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Reply> {
+    let ns = t.namespace.as_deref();
+    let sub = t.subresource.as_deref();
+    let table = wants_table(headers);
+    let include = Include::parse(query.get("includeObject").map(String::as_str));
+    if rt.namespaced && ns.is_none() && t.name.is_some() {
+        return Err(ApiError::path_not_found());
+    }
+    match (method.clone(), t.name.as_deref()) {
+        (Method::GET, None) => {
+            let q = list_query(rt, query, ns)?;
+            if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                let params = WatchParams::parse(query)?;
+                return Ok(Reply::Watch(Box::new(watch::Request {
+                    rt: rt.clone(),
+                    query: q,
+                    params,
+                    table,
+                    include,
+                })));
+            }
+            let page = app.lock().list(rt, &q);
+            if table {
+                return ok(table::render(
+                    rt,
+                    &page.items,
+                    include,
+                    true,
+                    Some(page.resource_version),
+                    page.continue_token.as_deref(),
+                ));
+            }
+            let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+            if let Some(c) = page.continue_token {
+                meta["continue"] = json!(c);
+                meta["remainingItemCount"] = json!(page.remaining);
+            }
+            ok(
+                json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": meta, "items": page.items}),
+            )
+        }
+        (Method::GET, Some(name)) => {
+            let obj = app.lock().get(rt, ns, name)?;
+            if table {
+                return ok(table::render(rt, &[obj], include, true, None, None));
+            }
+            ok(obj)
+        }
+        (Method::POST, None) => {
+            let body = parse_body(headers, body)?;
+            let ctx = write_ctx(headers, query, false)?;
+            let created = app.lock().create(rt, ns, body, &ctx)?;
+            Ok(Reply::Json(201, created))
+        }
+        (Method::PUT, Some(name)) => {
+            let body = parse_body(headers, body)?;
+            let ctx = write_ctx(headers, query, false)?;
+            ok(app.lock().update(rt, ns, name, body, sub, &ctx)?)
+        }
+        (Method::PATCH, Some(name)) => {
+            let pt = patch_type(headers, query)?;
+            let body = parse_body(headers, body)?;
+            let ctx = write_ctx(headers, query, matches!(pt, PatchType::Apply { .. }))?;
+            ok(app.lock().patch(rt, ns, name, pt, &body, sub, &ctx)?)
+        }
+        (Method::DELETE, name) if sub.is_none() => {
+            let opts = delete_opts(query, body)?;
+            let mut st = app.lock();
+            match name {
+                Some(name) => ok(st.delete(rt, ns, name, &opts)?),
+                None => {
+                    let q = list_query(rt, query, ns)?;
+                    let page = st.list(rt, &q);
+                    let mut deleted = Vec::new();
+                    for o in page.items {
+                        let n = o
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                        let ons = o
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                        deleted.push(st.delete(rt, ons.as_deref(), &n, &opts)?);
+                    }
+                    ok(
+                        json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": st.resource_version().to_string()}, "items": deleted}),
+                    )
+                }
+            }
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn delete_opts(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<DeleteOpts> {
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let propagation = b
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| query.get("propagationPolicy").cloned())
+        .or_else(
+            || match b.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".into()),
+                _ => None,
+            },
+        );
+    if let Some(p) = &propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{p}\""
+        )));
+    }
+    let dry = b
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|x| x == "All"))
+        || query.get("dryRun").is_some_and(|d| d == "All");
+    Ok(DeleteOpts {
+        propagation,
+        precondition_uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run: dry,
+    })
+}

@@ -1,0 +1,36 @@
+//! The kubeconfig the sandbox writes: no credentials, plain HTTP on loopback.
+
+/// A kubeconfig with one context, `edgetrain-sandbox`, namespace `default`.
+pub fn render(server: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: edgetrain-sandbox
+  cluster:
+    server: {server}
+users:
+- name: edgetrain-sandbox
+  user: {{}}
+contexts:
+- name: edgetrain-sandbox
+  context:
+    cluster: edgetrain-sandbox
+    user: edgetrain-sandbox
+    namespace: default
+current-context: edgetrain-sandbox
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kubeconfig_parses_and_points_at_the_server() {
+        let text = super::render("http://127.0.0.1:1234");
+        let kc: kube::config::Kubeconfig = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(kc.current_context.as_deref(), Some("edgetrain-sandbox"));
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("http://127.0.0.1:1234"));
+    }
+}

@@ -1,0 +1,139 @@
+//! A minimal `/openapi/v3`: per group/version documents carrying each kind's schema
+//! (CRD `openAPIV3Schema`, or an open object for built-ins) and PATCH operations that
+//! advertise `fieldValidation`, which is what `kubectl apply` and `kubectl explain` read (pure).
+
+use std::hash::{Hash, Hasher};
+
+use serde_json::{Map, Value, json};
+
+use crate::resources::ResourceType;
+
+fn gv_path(t: &ResourceType) -> String {
+    if t.group.is_empty() {
+        format!("api/{}", t.version)
+    } else {
+        format!("apis/{}/{}", t.group, t.version)
+    }
+}
+
+fn schema_name(t: &ResourceType) -> String {
+    let mut g: Vec<&str> = if t.group.is_empty() {
+        vec!["io", "k8s", "api", "core"]
+    } else {
+        t.group.split('.').collect()
+    };
+    if !t.group.is_empty() {
+        g.reverse();
+    }
+    format!("{}.{}.{}", g.join("."), t.version, t.kind)
+}
+
+fn gvk(t: &ResourceType) -> Value {
+    json!({"group": t.group, "version": t.version, "kind": t.kind})
+}
+
+fn document(types: &[&ResourceType]) -> Value {
+    let mut schemas = Map::new();
+    let mut paths = Map::new();
+    for t in types {
+        let mut s = t.schema.clone().unwrap_or_else(|| {
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                "description": format!("{} (built-in; this sandbox does not publish its full schema)", t.kind)})
+        });
+        s["x-kubernetes-group-version-kind"] = json!([gvk(t)]);
+        if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+            props.entry("apiVersion").or_insert(json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+            props.entry("kind").or_insert(json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+            props
+                .entry("metadata")
+                .or_insert(json!({"type": "object", "description": "Standard object's metadata."}));
+        }
+        schemas.insert(schema_name(t), s);
+        let base = if t.namespaced {
+            format!("/{}/namespaces/{{namespace}}/{}", gv_path(t), t.plural)
+        } else {
+            format!("/{}/{}", gv_path(t), t.plural)
+        };
+        let param = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        let op = |action: &str| {
+            json!({
+                "operationId": format!("{action}{}", t.kind),
+                "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation")],
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk(t),
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", schema_name(t))}}}}}
+            })
+        };
+        paths.insert(base.clone(), json!({"post": op("post")}));
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch")}),
+        );
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (edgetrain sandbox)", "version": "v1.32.0"},
+        "paths": paths, "components": {"schemas": schemas}})
+}
+
+fn hash(v: &Value) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    format!("{:016X}", h.finish())
+}
+
+/// `/openapi/v3` (the index) or `/openapi/v3/{api/v1 | apis/g/v}`.
+pub fn v3(types: &[ResourceType], rest: &[String]) -> Option<Value> {
+    let mut gvs: Vec<String> = Vec::new();
+    for t in types {
+        let p = gv_path(t);
+        if !gvs.contains(&p) {
+            gvs.push(p);
+        }
+    }
+    if rest.is_empty() {
+        let mut paths = Map::new();
+        for gv in gvs {
+            let members: Vec<&ResourceType> = types.iter().filter(|t| gv_path(t) == gv).collect();
+            let url = format!("/openapi/v3/{gv}?hash={}", hash(&document(&members)));
+            paths.insert(gv, json!({"serverRelativeURL": url}));
+        }
+        return Some(json!({"paths": paths}));
+    }
+    let want = rest.join("/");
+    let members: Vec<&ResourceType> = types.iter().filter(|t| gv_path(t) == want).collect();
+    (!members.is_empty()).then(|| document(&members))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::builtins;
+
+    #[test]
+    fn index_lists_group_versions_and_documents_carry_gvk() {
+        let types = builtins();
+        let idx = v3(&types, &[]).unwrap();
+        assert!(
+            idx["paths"]["api/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/api/v1?hash=")
+        );
+        let doc = v3(
+            &types,
+            &["apis".into(), "coordination.k8s.io".into(), "v1".into()],
+        )
+        .unwrap();
+        let lease = &doc["components"]["schemas"]["io.k8s.coordination.v1.Lease"];
+        assert_eq!(lease["x-kubernetes-group-version-kind"][0]["kind"], "Lease");
+        let patch = &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"]
+            ["patch"];
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
+        assert!(v3(&types, &["apis".into(), "nope".into(), "v1".into()]).is_none());
+    }
+}
