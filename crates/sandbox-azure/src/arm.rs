@@ -16,7 +16,7 @@ use crate::{
     arm_error::ArmError,
     ids::{self, ArmPath},
     shared::Shared,
-    specs::Operation,
+    specs::{Operation, Specs},
     state::{Effect, OpStatus, Operation as LroOperation, PowerState, State, set_provisioning},
     validate::validate_request,
 };
@@ -124,37 +124,7 @@ fn dispatch(
     if let Some(resp) = operation_status(sh, &method, &arm)? {
         return Ok(resp);
     }
-    let api_version = match query_get(&query, "api-version") {
-        Some(v) if !v.is_empty() => v.to_owned(),
-        _ => {
-            return Err(ArmError::bad_request(
-                "MissingApiVersionParameter",
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            ));
-        }
-    };
-    let Some(matched) = sh.specs.match_path(method.as_str(), &path) else {
-        return Err(unknown_path(sh, &method, &path, &arm, &api_version));
-    };
-    let Some(op) = matched
-        .operations
-        .iter()
-        .find(|o| o.api_version == api_version)
-        .copied()
-    else {
-        return Err(unsupported_version(&api_version, &arm, &matched.operations));
-    };
-    let body_json = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        Some(serde_json::from_slice::<Value>(body).map_err(|e| {
-            ArmError::bad_request(
-                "InvalidRequestContent",
-                format!("The request content was invalid and could not be deserialized: {e}"),
-            )
-        })?)
-    };
-    validate_request(&sh.specs, op, &matched.params, &query, body_json.as_ref())?;
+    let (op, api_version, body_json) = check_request(&sh.specs, &method, &path, &query, body)?;
     let req = Req {
         sh,
         op,
@@ -179,6 +149,57 @@ fn dispatch(
     }
 }
 
+/// Everything ARM checks before the resource provider sees a request: api-version present and
+/// supported for the path, path known, body JSON and valid against the operation's schema.
+/// Returns the operation, the api-version and the parsed body.
+pub fn check_request<'s>(
+    specs: &'s Specs,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(&'s Operation, String, Option<Value>), ArmError> {
+    let arm = ArmPath::parse(path).ok_or_else(|| {
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("The path '{path}' is not an ARM resource path."),
+        )
+    })?;
+    let api_version = match query_get(query, "api-version") {
+        Some(v) if !v.is_empty() => v.to_owned(),
+        _ => {
+            return Err(ArmError::bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            ));
+        }
+    };
+    let Some(matched) = specs.match_path(method.as_str(), path) else {
+        return Err(unknown_path(specs, method, path, &arm, &api_version));
+    };
+    let Some(op) = matched
+        .operations
+        .iter()
+        .find(|o| o.api_version == api_version)
+        .copied()
+    else {
+        return Err(unsupported_version(&api_version, &arm, &matched.operations));
+    };
+    let body_json = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(serde_json::from_slice::<Value>(body).map_err(|e| {
+            ArmError::bad_request(
+                "InvalidRequestContent",
+                format!("The request content was invalid and could not be deserialized: {e}"),
+            )
+        })?)
+    };
+    validate_request(specs, op, &matched.params, query, body_json.as_ref())?;
+    Ok((op, api_version, body_json))
+}
+
 fn normalize(path: &str) -> String {
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() {
@@ -200,7 +221,7 @@ fn not_implemented(req: &Req<'_>, what: &str) -> ArmError {
 }
 
 fn unknown_path(
-    sh: &Arc<Shared>,
+    specs: &Specs,
     method: &Method,
     path: &str,
     arm: &ArmPath,
@@ -213,14 +234,14 @@ fn unknown_path(
             format!("No route for '{path}'."),
         );
     };
-    if !sh.specs.knows_namespace(namespace) {
+    if !specs.knows_namespace(namespace) {
         return ArmError::new(
             StatusCode::NOT_FOUND,
             "InvalidResourceNamespace",
             format!("The resource namespace '{namespace}' is invalid."),
         );
     }
-    if sh.specs.path_exists_any_method(path) {
+    if specs.path_exists_any_method(path) {
         return ArmError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "UnsupportedHttpMethod",

@@ -45,6 +45,27 @@ use crate::{
     state::State,
 };
 
+impl Specs {
+    /// Check a request the way the simulator's ARM front door does (api-version, path, body
+    /// schema) without serving it: for contract tests of clients. `path_and_query` is e.g.
+    /// `/subscriptions/s/.../virtualMachines/vm?api-version=2020-06-01`.
+    pub fn check_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<(), ArmError> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let method = axum::http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+            ArmError::bad_request("InvalidMethod", format!("Unknown method '{method}'."))
+        })?;
+        let query = arm::parse_query(Some(query));
+        arm::check_request(self, &method, path.trim_end_matches('/'), &query, body).map(|_| ())
+    }
+}
+
 /// `edgetrain-sandbox azure` command-line arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AzureArgs {
