@@ -54,13 +54,7 @@ pub fn sign_service_sas(fields: &SasFields<'_>, account_key: &Secret) -> Result<
         "",
     ]
     .join("\n");
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(account_key.expose())
-        .map_err(|e| Error::InvalidConfig(format!("storage account key is not base64: {e}")))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key)
-        .map_err(|e| Error::InvalidConfig(format!("storage account key: {e}")))?;
-    mac.update(string_to_sign.as_bytes());
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sig = hmac_base64(account_key, &string_to_sign)?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("sv", X_MS_VERSION);
     query.append_pair("sr", sr);
@@ -77,6 +71,39 @@ pub fn sign_service_sas(fields: &SasFields<'_>, account_key: &Secret) -> Result<
     }
     query.append_pair("sig", &sig);
     Ok(Secret::new(query.finish()))
+}
+
+/// Sign an account SAS (blob service, all resource types) — used to create containers, which a
+/// service SAS cannot do. String-to-sign layout of versions before 2020-12-06.
+pub fn sign_account_sas(
+    account: &str,
+    permissions: &str,
+    expiry: &str,
+    account_key: &Secret,
+) -> Result<Secret> {
+    let string_to_sign =
+        format!("{account}\n{permissions}\nb\nsco\n\n{expiry}\n\nhttps\n{X_MS_VERSION}\n");
+    let sig = hmac_base64(account_key, &string_to_sign)?;
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("sv", X_MS_VERSION)
+        .append_pair("ss", "b")
+        .append_pair("srt", "sco")
+        .append_pair("sp", permissions)
+        .append_pair("se", expiry)
+        .append_pair("spr", "https")
+        .append_pair("sig", &sig);
+    Ok(Secret::new(query.finish()))
+}
+
+fn hmac_base64(account_key: &Secret, string_to_sign: &str) -> Result<String> {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(account_key.expose())
+        .map_err(|e| Error::InvalidConfig(format!("storage account key is not base64: {e}")))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key)
+        .map_err(|e| Error::InvalidConfig(format!("storage account key: {e}")))?;
+    mac.update(string_to_sign.as_bytes());
+    Ok(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 /// Resolves `*.localhost` to loopback, so production-style URLs

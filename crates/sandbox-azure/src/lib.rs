@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 pub use crate::{
     arm_error::{ArmError, ErrorDetail},
-    blob::{SasFields, X_MS_VERSION, sign_service_sas},
+    blob::{SasFields, X_MS_VERSION, sign_account_sas, sign_service_sas},
     config::{Config, IdentitySystem, LroConfig, ServicePrincipal, StorageConfig, WorkspaceConfig},
     error::{Error, Result},
     faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
@@ -207,29 +207,20 @@ impl AzureSim {
             config,
         });
         if let Some(storage) = &shared.storage {
+            let account = &storage.datastore_account;
             let container = blob::ContainerSas {
                 container_url: format!(
                     "{}/{}",
-                    storage.azurite.path_style_url(&storage.datastore_account),
+                    storage.azurite.path_style_url(account),
                     storage.datastore_container
                 ),
-                sas: sign_service_sas(
-                    &SasFields {
-                        account: &storage.datastore_account,
-                        container: &storage.datastore_container,
-                        blob: None,
-                        permissions: "racwl",
-                        start: None,
-                        expiry: "2099-01-01T00:00:00Z",
-                        ip: None,
-                        protocol: Some("https"),
-                    },
+                sas: blob::sign_account_sas(
+                    account,
+                    "rwdlac",
+                    "2099-01-01T00:00:00Z",
                     &storage.datastore_key,
                 )?,
             };
-            // A container SAS cannot create its container: use the account key via Shared Key-free
-            // path by signing an account-level request is not needed — Azurite accepts container
-            // creation with a service SAS carrying `c`.
             container.create_container(&shared.http).await?;
         }
         {
