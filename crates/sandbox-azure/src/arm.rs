@@ -521,8 +521,8 @@ pub struct Prepared {
     pub initial_power: Option<PowerState>,
     /// Skip the generic provisioningState handling (jobs have none).
     pub no_provisioning_state: bool,
-    /// Answer with this body and status instead (e.g. a job update changes tags only).
-    pub replace_response: Option<(StatusCode, Value)>,
+    /// Store exactly this body and answer 200 (a job update changes tags only).
+    pub store_as_is: Option<Value>,
 }
 
 fn put(req: &Req<'_>, st: &mut State, body: Option<Value>) -> Result<Response, ArmError> {
@@ -561,8 +561,9 @@ fn put(req: &Req<'_>, st: &mut State, body: Option<Value>) -> Result<Response, A
         }
         _ => Prepared::default(),
     };
-    if let Some((status, body)) = prepared.replace_response {
-        return Ok(json_response(status, &body));
+    if let Some(body) = prepared.store_as_is {
+        st.put(&id, body.clone());
+        return Ok(json_response(StatusCode::OK, &body));
     }
     let lro = req.op.long_running;
     if !prepared.no_provisioning_state {
@@ -586,13 +587,13 @@ fn put(req: &Req<'_>, st: &mut State, body: Option<Value>) -> Result<Response, A
     if creating {
         stored.power = prepared.initial_power;
     }
-    crate::network::after_put(req, st, &ty, &id);
-    crate::compute::after_put(req, st, &ty, &id);
+    crate::network::after_put(st, &ty, &id);
+    crate::compute::after_put(st, &ty, &id);
     let after = st
         .get(&id)
         .cloned()
         .ok_or_else(|| ArmError::not_found(&id))?;
-    crate::ml::after_put(req, st, &ty, &after, creating);
+    crate::ml::after_put(req, &ty, &after, creating);
     let status = if creating && req.op.responses.iter().any(|r| r == "201") {
         StatusCode::CREATED
     } else {
@@ -673,7 +674,7 @@ fn delete(req: &Req<'_>, st: &mut State) -> Result<Response, ArmError> {
     };
     let ty = req.type_key();
     crate::network::before_delete(st, &ty, &existing)?;
-    crate::ml::before_delete(req, st, &ty, &existing)?;
+    crate::ml::before_delete(req, &ty, &existing);
     if req.op.long_running {
         if let Some(res) = st.get_mut(&existing.id)
             && res.body["properties"]["provisioningState"].is_string()

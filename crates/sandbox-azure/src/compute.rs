@@ -85,7 +85,7 @@ pub fn prepare_vm(
 }
 
 /// Mark the VM's NICs as attached.
-pub fn after_put(req: &Req<'_>, st: &mut State, ty: &str, id: &str) {
+pub fn after_put(st: &mut State, ty: &str, id: &str) {
     if ty != "microsoft.compute/virtualmachines" {
         return;
     }
@@ -105,7 +105,6 @@ pub fn after_put(req: &Req<'_>, st: &mut State, ty: &str, id: &str) {
             nic.body["properties"]["virtualMachine"] = json!({ "id": vm.id });
         }
     }
-    let _ = req;
 }
 
 /// `GET .../instanceView` and `$expand=instanceView`.

@@ -137,12 +137,7 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 /// A container SAS for an account the simulator holds the key of.
-fn signed_container(
-    sh: &Shared,
-    storage: &Storage,
-    account: &str,
-    container: &str,
-) -> Result<ContainerSas> {
+fn signed_container(storage: &Storage, account: &str, container: &str) -> Result<ContainerSas> {
     let key = storage
         .azurite
         .key(account)
@@ -163,7 +158,6 @@ fn signed_container(
         },
         key,
     )?;
-    let _ = sh;
     Ok(ContainerSas {
         container_url: format!("{}/{container}", storage.azurite.path_style_url(account)),
         sas,
@@ -172,7 +166,7 @@ fn signed_container(
 
 /// A container + prefix from an https blob URL (its own SAS if it carries one) or an
 /// `azureml://datastores/{name}/paths/{path}` URI on the default datastore.
-fn locate(sh: &Shared, storage: &Storage, uri: &str) -> Result<(ContainerSas, String)> {
+fn locate(storage: &Storage, uri: &str) -> Result<(ContainerSas, String)> {
     if let Some(rest) = uri.strip_prefix("azureml://datastores/") {
         let (ds, path) = rest
             .split_once("/paths/")
@@ -183,7 +177,6 @@ fn locate(sh: &Shared, storage: &Storage, uri: &str) -> Result<(ContainerSas, St
             )));
         }
         let container = signed_container(
-            sh,
             storage,
             &storage.datastore_account,
             &storage.datastore_container,
@@ -202,7 +195,7 @@ fn locate(sh: &Shared, storage: &Storage, uri: &str) -> Result<(ContainerSas, St
             sas: Secret::new(url.query().unwrap_or_default()),
         }
     } else {
-        signed_container(sh, storage, &account, &container)?
+        signed_container(storage, &account, &container)?
     };
     Ok((sas, path))
 }
@@ -269,7 +262,7 @@ async fn prepare(
                 .and_then(|c| c.body["properties"]["codeUri"].as_str().map(str::to_owned))
         }
         .ok_or_else(|| job_err(name, format!("code asset '{code_id}' has no codeUri")))?;
-        let (container, prefix) = locate(sh, storage, &code_uri)?;
+        let (container, prefix) = locate(storage, &code_uri)?;
         download_prefix(sh, &container, &prefix, wd).await?;
     }
     let mut inputs = HashMap::new();
@@ -287,7 +280,7 @@ async fn prepare(
                 let dest = wd.join("inputs").join(&key);
                 std::fs::create_dir_all(&dest)
                     .map_err(io_err(format!("create {}", dest.display())))?;
-                let (container, path) = locate(sh, storage, &uri)?;
+                let (container, path) = locate(storage, &uri)?;
                 if kind == "uri_file" {
                     let file_name = path.rsplit('/').next().unwrap_or("input").to_owned();
                     let data = container.get(&sh.http, &path).await?;
@@ -493,7 +486,6 @@ async fn finalize(
     outputs: &[(String, PathBuf, String)],
 ) -> Result<()> {
     let container = signed_container(
-        sh,
         storage,
         &storage.datastore_account,
         &storage.datastore_container,

@@ -64,7 +64,7 @@ pub fn prepare(
                 ..Prepared::default()
             })
         }
-        "microsoft.machinelearningservices/workspaces/jobs" => prepare_job(req, st, existing, body),
+        "microsoft.machinelearningservices/workspaces/jobs" => prepare_job(st, existing, body),
         "microsoft.machinelearningservices/workspaces/environments/versions" => {
             body["properties"]["environmentType"] = json!("UserCreated");
             Ok(Prepared::default())
@@ -74,7 +74,6 @@ pub fn prepare(
 }
 
 fn prepare_job(
-    req: &Req<'_>,
     st: &State,
     existing: Option<&Resource>,
     body: &mut Value,
@@ -87,7 +86,7 @@ fn prepare_job(
             updated["properties"]["isArchived"] = archived.clone();
         }
         return Ok(Prepared {
-            replace_response: Some((StatusCode::OK, updated)),
+            store_as_is: Some(updated),
             ..Prepared::default()
         });
     }
@@ -121,7 +120,6 @@ fn prepare_job(
             .with_target(format!("properties.{field}")));
         }
     }
-    let _ = req;
     body["properties"]["status"] = json!("NotStarted");
     if body["properties"]["experimentName"].is_null() {
         body["properties"]["experimentName"] = json!("Default");
@@ -137,24 +135,16 @@ fn user_error(message: String) -> ArmError {
     ArmError::bad_request("UserError", message)
 }
 
-pub fn after_put(req: &Req<'_>, st: &mut State, ty: &str, res: &Resource, creating: bool) {
+pub fn after_put(req: &Req<'_>, ty: &str, res: &Resource, creating: bool) {
     if ty == "microsoft.machinelearningservices/workspaces/jobs" && creating {
         crate::jobs::spawn(req.sh.clone(), res.id.clone());
     }
-    let _ = st;
 }
 
-pub fn before_delete(
-    req: &Req<'_>,
-    st: &mut State,
-    ty: &str,
-    res: &Resource,
-) -> Result<(), ArmError> {
+pub fn before_delete(req: &Req<'_>, ty: &str, res: &Resource) {
     if ty == "microsoft.machinelearningservices/workspaces/jobs" {
         crate::jobs::request_cancel(req.sh, &res.id);
     }
-    let _ = st;
-    Ok(())
 }
 
 /// Query filters of list operations.

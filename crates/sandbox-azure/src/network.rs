@@ -196,7 +196,7 @@ fn used_private_ips(st: &State, except_nic: &str) -> Vec<Ipv4Addr> {
 
 /// Keep the back-references ARM shows: subnet → ipConfigurations, public IP → ipConfiguration;
 /// create the child subnets a vnet PUT carries inline.
-pub fn after_put(_req: &Req<'_>, st: &mut State, ty: &str, id: &str) {
+pub fn after_put(st: &mut State, ty: &str, id: &str) {
     match ty {
         "microsoft.network/virtualnetworks" => {
             let Some(vnet) = st.get(id).cloned() else {

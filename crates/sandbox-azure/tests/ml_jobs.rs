@@ -368,9 +368,20 @@ async fn command_job_reads_sas_data_and_uploads_outputs_and_metrics() {
         "azureml://datastores/workspaceblobstore/paths/azureml/edgetrain-job-1/artifacts/"
     );
     // A repeated PUT is an update of tags, not a second run.
-    let again = arm.put(&format!("{job}?api-version={ML_API}"), &body).await;
+    let mut retag = body.clone();
+    retag["properties"]["tags"] = json!({"round": "2"});
+    let again = arm
+        .put(&format!("{job}?api-version={ML_API}"), &retag)
+        .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["properties"]["status"], "Completed");
+    let reread = arm.get(&format!("{job}?api-version={ML_API}")).await;
+    assert_eq!(reread.body["properties"]["tags"]["round"], "2");
+    assert_eq!(
+        sim.counters()
+            .get("PUT", "Microsoft.MachineLearningServices"),
+        6
+    );
 
     // Register the model from the job output.
     let model = arm
@@ -503,6 +514,28 @@ async fn cancel_timeout_failure_and_list_paging() {
         .collect();
     names.sort();
     assert_eq!(names, vec!["failer", "sleeper", "slowpoke"]);
+
+    // Detach: an LRO with both headers; the compute is gone afterwards.
+    let detach = arm
+        .call(
+            "DELETE",
+            &format!("{compute}?api-version={ML_API}&underlyingResourceAction=Detach"),
+            None,
+        )
+        .await;
+    assert_eq!(detach.status, 202, "{}", detach.body);
+    assert!(detach.header("location").is_some());
+    assert_eq!(
+        arm.wait_async(&detach.header("azure-asyncoperation").unwrap())
+            .await,
+        "Succeeded"
+    );
+    assert_eq!(
+        arm.get(&format!("{compute}?api-version={ML_API}"))
+            .await
+            .status,
+        404
+    );
 
     // Jobs must target an attached compute of the workspace.
     let bad = job_body(
