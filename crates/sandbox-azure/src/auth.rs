@@ -53,11 +53,20 @@ struct Issued {
     expires_at: i64,
 }
 
-/// Registered principals and issued tokens.
-#[derive(Debug, Default)]
+/// Registered principals and issued tokens (Debug shows counts only: tokens are secrets).
+#[derive(Default)]
 pub struct TokenAuthority {
     principals: Vec<ServicePrincipal>,
     tokens: HashMap<String, Issued>,
+}
+
+impl std::fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAuthority")
+            .field("principals", &self.principals)
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
 }
 
 /// Audiences compare without a trailing slash (`https://management.azure.com/` == `.../com`).

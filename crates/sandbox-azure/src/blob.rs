@@ -183,7 +183,7 @@ impl ContainerSas {
             .await
             .map_err(|source| Error::Blob {
                 what: what.clone(),
-                source,
+                source: source.without_url(),
             })?;
         let status = resp.status().as_u16();
         if status == 201 || status == 409 {
@@ -207,7 +207,7 @@ impl ContainerSas {
             .await
             .map_err(|source| Error::Blob {
                 what: what.clone(),
-                source,
+                source: source.without_url(),
             })?;
         check(resp, what).await.map(|_| ())
     }
@@ -221,13 +221,13 @@ impl ContainerSas {
             .await
             .map_err(|source| Error::Blob {
                 what: what.clone(),
-                source,
+                source: source.without_url(),
             })?;
         let resp = check(resp, what.clone()).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| Error::Blob { what, source })?;
+        let bytes = resp.bytes().await.map_err(|source| Error::Blob {
+            what,
+            source: source.without_url(),
+        })?;
         Ok(bytes.to_vec())
     }
 
@@ -256,13 +256,16 @@ impl ContainerSas {
                 .await
                 .map_err(|source| Error::Blob {
                     what: what.clone(),
-                    source,
+                    source: source.without_url(),
                 })?;
             let text = check(resp, what.clone())
                 .await?
                 .text()
                 .await
-                .map_err(|source| Error::Blob { what, source })?;
+                .map_err(|source| Error::Blob {
+                    what,
+                    source: source.without_url(),
+                })?;
             let (page, next) = parse_list(&text)?;
             names.extend(page);
             match next {

@@ -48,8 +48,8 @@ impl PowerState {
     }
 }
 
-/// A stored resource.
-#[derive(Debug, Clone)]
+/// A stored resource. Debug leaves out `secrets`.
+#[derive(Clone)]
 pub struct Resource {
     pub id: String,
     /// What GET returns (secrets already removed).
@@ -58,6 +58,16 @@ pub struct Resource {
     pub power: Option<PowerState>,
     /// Secrets kept out of `body` (compute admin account, datastore credentials).
     pub secrets: Option<Value>,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("id", &self.id)
+            .field("power", &self.power)
+            .field("secrets", &self.secrets.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// What finishing an operation does.
@@ -136,7 +146,7 @@ impl Counters {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct State {
     resources: HashMap<String, Resource>,
     pub operations: HashMap<String, Operation>,
@@ -146,6 +156,17 @@ pub struct State {
     /// Metrics each finished job wrote to `outputs/metrics.json`, by job id key.
     pub job_metrics: HashMap<String, BTreeMap<String, f64>>,
     seq: u64,
+}
+
+/// Debug shows sizes only: resources carry secrets (compute keys, datastore keys).
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("resources", &self.resources.len())
+            .field("operations", &self.operations.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
 }
 
 impl State {
@@ -382,6 +403,15 @@ mod tests {
         assert_eq!(vm.body["properties"]["provisioningState"], "Succeeded");
         assert_eq!(vm.power, Some(PowerState::Running));
         assert_eq!(st.inventory().len(), 1);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let mut st = State::default();
+        st.put(VM, json!({})).secrets = Some(json!({"key": "topsecret"}));
+        let shown = format!("{st:?} {:?}", st.get(VM).unwrap());
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert!(shown.contains("***"));
     }
 
     #[test]
