@@ -1,0 +1,309 @@
+//! Azure simulator for edgetrain's development and tests: Azure AD / AD FS token endpoints,
+//! Stack Hub metadata and ARM (Compute, Network), public ARM for Azure ML, and Azurite for blobs.
+//! Every ARM request body is validated against the official OpenAPI files in `azure-specs/`.
+//!
+//! The operator never links this crate; it only talks HTTP to it.
+
+mod arm;
+mod arm_error;
+mod auth;
+mod azurite;
+mod blob;
+mod compute;
+mod config;
+mod error;
+mod faults;
+mod ids;
+mod jobs;
+mod ml;
+mod network;
+mod secret;
+mod server;
+mod shared;
+mod specs;
+mod state;
+mod validate;
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use tokio::sync::watch;
+
+pub use crate::{
+    arm_error::{ArmError, ErrorDetail},
+    blob::{SasFields, X_MS_VERSION, sign_account_sas, sign_service_sas},
+    config::{Config, IdentitySystem, LroConfig, ServicePrincipal, StorageConfig, WorkspaceConfig},
+    error::{Error, Result},
+    faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
+    secret::Secret,
+    specs::Specs,
+    state::{Counters, InventoryItem},
+};
+use crate::{
+    auth::TokenAuthority,
+    faults::FaultEngine,
+    shared::{Shared, Storage, lock},
+    state::State,
+};
+
+impl Specs {
+    /// Check a request the way the simulator's ARM front door does (api-version, path, body
+    /// schema) without serving it: for contract tests of clients. `path_and_query` is e.g.
+    /// `/subscriptions/s/.../virtualMachines/vm?api-version=2020-06-01`.
+    pub fn check_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<(), ArmError> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let method = axum::http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+            ArmError::bad_request("InvalidMethod", format!("Unknown method '{method}'."))
+        })?;
+        let query = arm::parse_query(Some(query));
+        arm::check_request(self, &method, path.trim_end_matches('/'), &query, body).map(|_| ())
+    }
+}
+
+/// `edgetrain-sandbox azure` command-line arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AzureArgs {
+    /// Address to listen on (loopback; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Directory for certificates, Azurite data and job working directories.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Simulator configuration (TOML or JSON).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Fault configuration (TOML or JSON); replaces `faults` of the config file.
+    #[arg(long)]
+    pub faults: Option<PathBuf>,
+}
+
+/// Run the simulator in the foreground until SIGTERM or Ctrl-C.
+pub async fn run(args: AzureArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(path) = &args.faults {
+        config.faults = config::read_structured(path)?;
+    }
+    config.listen = args.listen;
+    config.state_dir = args.state_dir;
+    let sim = AzureSim::start(config).await?;
+    tracing::info!(base_url = %sim.base_url(), "Azure simulator listening");
+    println!("azure simulator listening on {}", sim.base_url());
+    if let Some(storage) = sim.storage_endpoints() {
+        println!("azurite blob (path style): {}", storage.path_style);
+        println!("sandbox CA: {}", storage.ca_pem_path.display());
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.map_err(Error::Signal)?,
+    }
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Where the simulator's blob storage is, for tests and the demo.
+#[derive(Debug, Clone)]
+pub struct StorageEndpoints {
+    pub port: u16,
+    /// `https://127.0.0.1:PORT` — append `/{account}`.
+    pub path_style: String,
+    /// CA that signed Azurite's certificate.
+    pub ca_pem_path: PathBuf,
+    pub ca_pem: Vec<u8>,
+    pub stack_hub_account: String,
+    pub stack_hub_key: Secret,
+    pub datastore_account: String,
+    pub datastore_key: Secret,
+    pub datastore_container: String,
+}
+
+impl StorageEndpoints {
+    /// `https://{account}.blob.localhost:PORT` (needs `*.blob.localhost` to resolve to 127.0.0.1).
+    pub fn host_style(&self, account: &str) -> String {
+        format!("https://{account}.blob.localhost:{}", self.port)
+    }
+
+    /// `https://127.0.0.1:PORT/{account}`.
+    pub fn path_style(&self, account: &str) -> String {
+        format!("{}/{account}", self.path_style)
+    }
+}
+
+/// A running simulator (in-process handle for tests).
+#[derive(Debug)]
+pub struct AzureSim {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl AzureSim {
+    /// Start Azurite (when configured), bind, and serve in the background.
+    pub async fn start(config: Config) -> Result<Self> {
+        config.validate()?;
+        blob::install_crypto_provider();
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| Error::WriteFile {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let specs = Specs::load()?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let storage = if config.azurite {
+            let s = &config.storage;
+            let stack_key = s
+                .stack_hub_key
+                .clone()
+                .unwrap_or_else(azurite::generate_account_key);
+            let ds_key = s
+                .datastore_key
+                .clone()
+                .unwrap_or_else(azurite::generate_account_key);
+            let az = azurite::Azurite::start(
+                &config.state_dir,
+                vec![
+                    (s.stack_hub_account.clone(), stack_key),
+                    (s.datastore_account.clone(), ds_key.clone()),
+                ],
+            )
+            .await?;
+            Some(Storage {
+                azurite: az,
+                datastore_account: s.datastore_account.clone(),
+                datastore_key: ds_key,
+                datastore_container: s.datastore_container.clone(),
+            })
+        } else {
+            None
+        };
+        let http = blob::http_client(storage.as_ref().map(|s| s.azurite.certs.ca_pem.as_slice()))?;
+        let shared = Arc::new(Shared {
+            specs,
+            base_url: format!("http://{addr}"),
+            state: std::sync::Mutex::new(State::default()),
+            tokens: std::sync::Mutex::new(TokenAuthority::new(config.service_principals.clone())),
+            faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
+            storage,
+            http,
+            job_cancel: std::sync::Mutex::new(Default::default()),
+            config,
+        });
+        if let Some(storage) = &shared.storage {
+            let account = &storage.datastore_account;
+            let container = blob::ContainerSas {
+                container_url: format!(
+                    "{}/{}",
+                    storage.azurite.path_style_url(account),
+                    storage.datastore_container
+                ),
+                sas: blob::sign_account_sas(
+                    account,
+                    "rwdlac",
+                    "2099-01-01T00:00:00Z",
+                    &storage.datastore_key,
+                )?,
+            };
+            container.create_container(&shared.http).await?;
+        }
+        {
+            let mut st = shared.state();
+            ml::seed(&shared, &mut st);
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
+        Ok(Self {
+            shared,
+            stop,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — ARM, token and metadata endpoints all live here.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn register_service_principal(&self, principal: ServicePrincipal) {
+        lock(&self.shared.tokens).register(principal);
+    }
+
+    /// Requests received by (method, provider); provider is the ARM namespace, `token` or `metadata`.
+    pub fn counters(&self) -> Counters {
+        self.shared.state().counters.clone()
+    }
+
+    /// Faults injected so far, by kind (`throttle`, `server_error`, `drop`, `budget`).
+    pub fn faults_injected(&self) -> BTreeMap<String, u64> {
+        self.shared.state().faults_injected.clone()
+    }
+
+    /// Every stored resource, oldest first.
+    pub fn inventory(&self) -> Vec<InventoryItem> {
+        self.shared.state().inventory()
+    }
+
+    /// The stored body of a resource (what GET returns, without computed parts).
+    pub fn resource(&self, id: &str) -> Option<serde_json::Value> {
+        self.shared.state().get(id).map(|r| r.body.clone())
+    }
+
+    /// Metrics a finished job wrote to `outputs/metrics.json`.
+    pub fn job_metrics(&self, job_id: &str) -> Option<BTreeMap<String, f64>> {
+        self.shared
+            .state()
+            .job_metrics
+            .get(&ids::key(job_id))
+            .cloned()
+    }
+
+    pub fn storage_endpoints(&self) -> Option<StorageEndpoints> {
+        let s = self.shared.storage.as_ref()?;
+        let az = &s.azurite;
+        let stack = &self.shared.config.storage.stack_hub_account;
+        Some(StorageEndpoints {
+            port: az.port,
+            path_style: format!("https://127.0.0.1:{}", az.port),
+            ca_pem_path: az.certs.ca_pem_path.clone(),
+            ca_pem: az.certs.ca_pem.clone(),
+            stack_hub_account: stack.clone(),
+            stack_hub_key: az.key(stack)?.clone(),
+            datastore_account: s.datastore_account.clone(),
+            datastore_key: s.datastore_key.clone(),
+            datastore_container: s.datastore_container.clone(),
+        })
+    }
+
+    /// Stop serving, cancel running jobs and stop Azurite.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for tx in lock(&self.shared.job_cancel).values() {
+            let _ = tx.send(true);
+        }
+        let _ = self.server.await;
+        if let Some(storage) = &self.shared.storage {
+            storage.azurite.shutdown();
+        }
+    }
+}
