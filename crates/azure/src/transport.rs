@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, sync::Once, time::Duration};
 
+use url::Url;
+
 use crate::{
     Error, Result,
     arm::{Attempt, RequestMetrics, RetryPolicy},
@@ -28,6 +30,20 @@ impl Default for HttpConfig {
             read_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// Join a relative path onto a base URL treating the base as a directory.
+pub(crate) fn join_url(base: &Url, rel: &str) -> Result<Url> {
+    let mut b = base.clone();
+    if !b.path().ends_with('/') {
+        let p = format!("{}/", b.path());
+        b.set_path(&p);
+    }
+    b.join(rel.trim_start_matches('/'))
+        .map_err(|source| Error::Url {
+            url: format!("{base} + {rel}"),
+            source,
+        })
 }
 
 static RING: Once = Once::new();

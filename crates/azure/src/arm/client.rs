@@ -18,7 +18,7 @@ use super::{
 use crate::{
     Error, Result,
     identity::{ClientSecretCredential, ServicePrincipal, TokenCache, scope_for_resource},
-    transport::send_with_retries,
+    transport::{join_url, send_with_retries},
 };
 
 /// A raw ARM response.
@@ -44,7 +44,7 @@ pub fn request_url(base: &Url, id: &str, api_version: &str, query: &[(&str, &str
             "resource id {id:?} must start with '/'"
         )));
     }
-    let mut u = crate::identity::join(base, id)?;
+    let mut u = join_url(base, id)?;
     {
         let mut q = u.query_pairs_mut();
         q.append_pair("api-version", api_version);

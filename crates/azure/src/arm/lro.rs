@@ -89,6 +89,26 @@ fn parse_body(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap_or(serde_json::Value::Null)
 }
 
+/// The resource's own URL for a request on it or on one of its actions
+/// (`.../vm1/deallocate` → `.../vm1`), keeping only `api-version`.
+fn resource_url(request_url: &Url, resource_id: &str) -> Url {
+    let mut u = request_url.clone();
+    if let Some(i) = u.path().find(resource_id) {
+        let path = u.path()[..i + resource_id.len()].to_string();
+        u.set_path(&path);
+    }
+    let version: Vec<(String, String)> = request_url
+        .query_pairs()
+        .filter(|(k, _)| k == "api-version")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.set_query(None);
+    if !version.is_empty() {
+        u.query_pairs_mut().extend_pairs(version);
+    }
+    u
+}
+
 /// Interpret the initial response (pure). Error statuses become `Err(Error::Arm)`.
 pub fn interpret_start(
     method: &Method,
@@ -129,7 +149,10 @@ pub fn interpret_start(
         None => status == StatusCode::ACCEPTED,
     };
     if running {
-        return Ok(pending(LroKind::ProvisioningState, request_url));
+        return Ok(pending(
+            LroKind::ProvisioningState,
+            &resource_url(request_url, resource_id),
+        ));
     }
     Ok(Started::Done {
         status: status.as_u16(),
@@ -327,6 +350,29 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(s, Started::Done { status: 204, .. }));
+    }
+
+    #[test]
+    fn bare_202_on_an_action_polls_the_resource_itself() {
+        let action = Url::parse(&format!(
+            "http://127.0.0.1:9{VM}/deallocate?api-version=2020-06-01&x=1"
+        ))
+        .unwrap();
+        let s = interpret_start(
+            &Method::POST,
+            &action,
+            VM,
+            StatusCode::ACCEPTED,
+            &HeaderMap::new(),
+            b"",
+            now(),
+        )
+        .unwrap();
+        let Started::Pending { token: t, .. } = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(t.kind, LroKind::ProvisioningState);
+        assert_eq!(t.url, url().as_str());
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! Service-principal tokens from Azure AD or AD FS, discovered from an ARM endpoint's metadata.
+//!
+//! azure_identity's `ClientSecretCredential` speaks only the v2 (`scope=`) endpoint of Entra ID,
+//! while AD FS (disconnected Stack Hub) needs the v1 endpoint with `resource=`; so this module
+//! implements azure_core's [`TokenCredential`] itself, for both, with a shared cache.
+
+mod authority;
+mod cache;
+mod metadata;
+mod token;
+
+pub use authority::{Authority, IdentityProvider, identity_provider};
+pub use cache::{TokenCache, TokenKey};
+pub use metadata::{CloudMetadata, METADATA_API_VERSION, discover, metadata_url, parse_metadata};
+pub use token::{
+    ServicePrincipal, is_fresh, parse_token_response, resource_for_scope, scope_for_resource,
+};
+
+use std::sync::Arc;
+
+use azure_core::{
+    credentials::{AccessToken, TokenCredential, TokenRequestOptions},
+    time::OffsetDateTime,
+};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// Client-credentials credential for one authority, usable wherever azure_core wants a
+/// [`TokenCredential`].
+#[derive(Debug, Clone)]
+pub struct ClientSecretCredential {
+    http: reqwest::Client,
+    authority: Authority,
+    principal: ServicePrincipal,
+    known_resources: Vec<String>,
+    cache: Arc<TokenCache>,
+}
+
+impl ClientSecretCredential {
+    /// `known_resources`: audiences from metadata, kept verbatim when mapped from scopes.
+    pub fn new(
+        http: reqwest::Client,
+        authority: Authority,
+        principal: ServicePrincipal,
+        known_resources: Vec<String>,
+        cache: Arc<TokenCache>,
+    ) -> Self {
+        Self {
+            http,
+            authority,
+            principal,
+            known_resources,
+            cache,
+        }
+    }
+
+    /// Discover the authority from `{arm}/metadata/endpoints` and build a credential for it.
+    /// Returns the credential and ARM's audience.
+    pub async fn discover(
+        http: reqwest::Client,
+        arm: &Url,
+        principal: ServicePrincipal,
+        cache: Arc<TokenCache>,
+    ) -> Result<(Self, String)> {
+        let md = discover(&http, arm).await?;
+        let authority = Authority::new(md.login_endpoint.clone(), &principal.tenant)?;
+        let audience = md.arm_audience().to_string();
+        Ok((
+            Self::new(http, authority, principal, md.audiences, cache),
+            audience,
+        ))
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// A token for a v1 `resource`, from the cache when fresh.
+    pub async fn token_for_resource(&self, resource: &str) -> Result<AccessToken> {
+        let key = TokenKey {
+            authority: self.authority.login_endpoint().to_string(),
+            tenant: self.authority.tenant().to_string(),
+            client_id: self.principal.client_id.clone(),
+            audience: resource.to_string(),
+        };
+        self.cache
+            .get_or_fetch(&key, || self.request_token(resource))
+            .await
+    }
+
+    async fn request_token(&self, resource: &str) -> Result<AccessToken> {
+        let url = self.authority.token_url()?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.principal.client_id.as_str()),
+            ("client_secret", self.principal.client_secret.secret()),
+            ("resource", resource),
+        ];
+        tracing::debug!(token_url = %url, client_id = %self.principal.client_id, resource, "requesting token");
+        let transport = |source| Error::Transport {
+            method: "POST".into(),
+            url: url.to_string(),
+            source,
+        };
+        let resp = self
+            .http
+            .post(url.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(transport)?;
+        parse_token_response(url.as_str(), status, &body, OffsetDateTime::now_utc())
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for ClientSecretCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        // v1 endpoints take exactly one resource.
+        let [scope] = scopes else {
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                format!("expected exactly one scope, got {}", scopes.len()),
+            ));
+        };
+        let resource = resource_for_scope(scope, &self.known_resources);
+        self.token_for_resource(&resource).await.map_err(|e| {
+            azure_core::Error::with_error(
+                azure_core::error::ErrorKind::Credential,
+                e,
+                "service principal token request failed",
+            )
+        })
+    }
+}
