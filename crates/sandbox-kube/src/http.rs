@@ -94,7 +94,9 @@ fn ok(v: Value) -> ApiResult<Reply> {
     Ok(Reply::Json(200, v))
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
+/// Whether the client's preferred (first) Accept entry asks for `as=<what>`.
+fn wants_as(headers: &HeaderMap, what: &str) -> bool {
+    let want = format!("as={what}");
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -102,7 +104,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .any(|a| {
             a.split(',')
                 .next()
-                .is_some_and(|first| first.contains("as=Table"))
+                .is_some_and(|first| first.split(';').any(|p| p.trim() == want))
         })
 }
 
@@ -286,7 +288,9 @@ fn objects(
 ) -> ApiResult<Reply> {
     let ns = t.namespace.as_deref();
     let sub = t.subresource.as_deref();
-    let table = wants_table(headers);
+    let table = wants_as(headers, "Table");
+    let metadata_only = wants_as(headers, "PartialObjectMetadata")
+        || wants_as(headers, "PartialObjectMetadataList");
     let include = Include::parse(query.get("includeObject").map(String::as_str));
     if rt.namespaced && ns.is_none() && t.name.is_some() {
         return Err(ApiError::path_not_found());
@@ -301,6 +305,7 @@ fn objects(
                     query: q,
                     params,
                     table,
+                    metadata_only,
                     include,
                 })));
             }
@@ -320,6 +325,12 @@ fn objects(
                 meta["continue"] = json!(c);
                 meta["remainingItemCount"] = json!(page.remaining);
             }
+            if metadata_only {
+                let items: Vec<Value> = page.items.iter().map(table::partial).collect();
+                return ok(
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                );
+            }
             ok(
                 json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": meta, "items": page.items}),
             )
@@ -328,6 +339,9 @@ fn objects(
             let obj = app.lock().get(rt, ns, name)?;
             if table {
                 return ok(table::render(rt, &[obj], include, true, None, None));
+            }
+            if metadata_only {
+                return ok(table::partial(&obj));
             }
             ok(obj)
         }

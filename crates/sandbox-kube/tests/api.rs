@@ -580,3 +580,60 @@ async fn selector_watch_sees_objects_enter_and_leave() {
         vec![("ADDED", "a".to_string()), ("DELETED", "c".to_string())]
     );
 }
+
+#[tokio::test]
+async fn metadata_and_streaming_list_watchers_see_objects() {
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{WatchStreamExt, watcher},
+    };
+    let server = start().await;
+    let client = server.client().unwrap();
+    let api = widgets(&client, "default");
+    api.create(&PostParams::default(), &widget("m1", 1))
+        .await
+        .unwrap();
+    let meta = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(meta.items[0].metadata.name.as_deref(), Some("m1"));
+    assert_eq!(
+        meta.items[0].types.as_ref().unwrap().kind,
+        "PartialObjectMetadata"
+    );
+
+    let mut streaming = watcher(api.clone(), watcher::Config::default().streaming_lists())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), streaming.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+
+    let meta_api: Api<PartialObjectMeta<kube::api::DynamicObject>> =
+        Api::namespaced_with(client.clone(), "default", &common::widget_resource());
+    let mut metas = watcher(meta_api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), metas.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+    api.create(&PostParams::default(), &widget("m2", 1))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), metas.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), streaming.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+}
