@@ -86,11 +86,17 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
     o
 }
 
+/// The object without what changes on every write (resourceVersion, managedFields times):
+/// equal values mean a no-op write.
 fn without_volatile(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
         m.remove("resourceVersion");
+        if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
     }
     o
 }
@@ -559,7 +565,14 @@ impl State {
         let time = now();
         let w = writer(rt, ctx, sub.unwrap_or(""), &time);
         if applied.is_none() {
-            apply::record_update(Some(&old), &mut new, rt.schema.as_ref(), &w);
+            // A client may rewrite managedFields itself (kubectl does when it upgrades
+            // client-side-apply ownership to server-side apply): start from what it sent.
+            let sent = new.pointer("/metadata/managedFields").cloned();
+            let mut base = old.clone();
+            if let Some(mf) = sent.filter(|mf| Some(mf) != old.pointer("/metadata/managedFields")) {
+                metadata_mut(&mut base).insert("managedFields".into(), mf);
+            }
+            apply::record_update(Some(&base), &mut new, rt.schema.as_ref(), &w);
         }
         metadata_mut(&mut new).insert("resourceVersion".into(), json!(old_rv));
         if without_volatile(&new) == without_volatile(&old) {

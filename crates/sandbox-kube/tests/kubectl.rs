@@ -452,3 +452,28 @@ async fn strict_field_validation_rejects_unknown_fields() {
         r#"{"color":"red","maxSize":10,"size":1}"#
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_side_apply_upgrades_to_server_side_apply() {
+    let server = start().await;
+    let k = Kubectl::new(&server);
+    k.ok(&["apply", "-f", &path("examples")]);
+    // kubectl rewrites managedFields to hand client-side-apply ownership to SSA: no conflict.
+    let out = k.ok(&["apply", "--server-side", "-f", &path("examples")]);
+    assert!(
+        out.contains("widget.test.edgetrain.dev/small serverside-applied"),
+        "{out}"
+    );
+    let managers = k.ok(&[
+        "get",
+        "wd",
+        "small",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        managers.split_whitespace().any(|m| m == "kubectl"),
+        "{managers}"
+    );
+}
