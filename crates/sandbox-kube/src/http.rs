@@ -68,6 +68,9 @@ async fn handle(
     match res {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Watch(w)) => watch::stream(app, *w),
+        Ok(Reply::Text(t)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
+        }
         Err(e) => {
             tracing::debug!(%method, %uri, code = e.code, message = %e.message, "request failed");
             e.into_response()
@@ -87,6 +90,7 @@ pub fn json_response(code: u16, v: &Value) -> Response {
 
 enum Reply {
     Json(u16, Value),
+    Text(&'static str),
     Watch(Box<watch::Request>),
 }
 
@@ -237,7 +241,7 @@ fn dispatch(
             let st = app.lock();
             return match other {
                 Route::Version => ok(discovery::version()),
-                Route::Healthz => Ok(Reply::Json(200, json!("ok"))),
+                Route::Healthz => Ok(Reply::Text("ok")),
                 Route::CoreVersions => ok(discovery::core_versions(&app.addr.to_string())),
                 Route::Groups => ok(discovery::group_list(st.types())),
                 Route::Group(g) => discovery::group(st.types(), &g)

@@ -637,3 +637,20 @@ async fn metadata_and_streaming_list_watchers_see_objects() {
         .unwrap();
     assert_eq!(next.metadata.name.as_deref(), Some("m2"));
 }
+
+#[tokio::test]
+async fn version_and_health_endpoints() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let v = client.apiserver_version().await.unwrap();
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "32"));
+    let req = http::Request::get("/healthz").body(Vec::new()).unwrap();
+    assert_eq!(client.request_text(req).await.unwrap(), "ok");
+    let req = http::Request::get("/no/such/path")
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(
+        api_err(client.request_text(req).await.unwrap_err()).code,
+        404
+    );
+}
