@@ -224,6 +224,13 @@ impl State {
     ) -> ApiResult<Value> {
         Self::builtin_defaults(rt, &mut obj);
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let served = present(rt, &obj);
+        if let Err(why) = crate::typed::check(rt, &served) {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {why}",
+                rt.kind, rt.version, rt.kind
+            )));
+        }
         let mut causes = Vec::new();
         if let Some(msg) = validate_name(&name) {
             causes.push(Cause {
