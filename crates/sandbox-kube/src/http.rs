@@ -72,7 +72,8 @@ async fn handle(
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
         }
         Err(e) => {
-            tracing::debug!(%method, %uri, code = e.code, message = %e.message, "request failed");
+            // The message is not logged: a decode error can quote a Secret's value.
+            tracing::debug!(%method, %uri, code = e.code, reason = e.reason, "request failed");
             e.into_response()
         }
     }
