@@ -190,8 +190,18 @@ impl State {
     }
 
     /// Defaulting the real server does for built-ins: Secret `stringData` folds into
-    /// `data` (base64) and an empty `type` becomes `Opaque`.
+    /// `data` (base64) and an empty `type` becomes `Opaque`; Namespaces carry the
+    /// `kubernetes.io/metadata.name` label.
     fn builtin_defaults(rt: &ResourceType, obj: &mut Value) {
+        if rt.group.is_empty() && rt.kind == "Namespace" {
+            let name = meta_str(obj, "name").unwrap_or_default().to_string();
+            let md = metadata_mut(obj);
+            if !md.get("labels").is_some_and(Value::is_object) {
+                md.insert("labels".into(), json!({}));
+            }
+            md["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            return;
+        }
         if !(rt.group.is_empty() && rt.kind == "Secret") {
             return;
         }
@@ -1190,6 +1200,12 @@ mod tests {
         assert_eq!(o["data"], json!({"a": "Yg==", "k": "dg=="}));
         assert!(o.get("stringData").is_none());
         assert_eq!(o["type"], "Opaque");
+        let nst = s.find_type("", "v1", "namespaces").unwrap();
+        let ns = s.get(&nst, None, "default").unwrap();
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "default"
+        );
     }
 
     #[test]
