@@ -441,3 +441,78 @@ fn delete_opts(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<Delet
         dry_run: dry,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_as_uses_the_preferred_entry() {
+        let h = headers(&[(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )]);
+        assert!(wants_as(&h, "Table"));
+        let h = headers(&[(
+            header::ACCEPT,
+            "application/json,application/json;as=Table;v=v1;g=meta.k8s.io",
+        )]);
+        assert!(!wants_as(&h, "Table"));
+        let h = headers(&[(
+            header::ACCEPT,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )]);
+        assert!(
+            wants_as(&h, "PartialObjectMetadataList") && !wants_as(&h, "PartialObjectMetadata")
+        );
+    }
+
+    #[test]
+    fn patch_types_by_content_type() {
+        let q = HashMap::from([("force".to_string(), "true".to_string())]);
+        let h = headers(&[(header::CONTENT_TYPE, "application/apply-patch+yaml")]);
+        assert_eq!(
+            patch_type(&h, &q).unwrap(),
+            PatchType::Apply { force: true }
+        );
+        let h = headers(&[(
+            header::CONTENT_TYPE,
+            "application/merge-patch+json; charset=utf-8",
+        )]);
+        assert_eq!(patch_type(&h, &HashMap::new()).unwrap(), PatchType::Merge);
+        let h = headers(&[(header::CONTENT_TYPE, "text/plain")]);
+        assert_eq!(patch_type(&h, &HashMap::new()).unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn delete_options_from_body_or_query() {
+        let body = Bytes::from(
+            r#"{"propagationPolicy":"Orphan","preconditions":{"uid":"u"},"dryRun":["All"]}"#,
+        );
+        let o = delete_opts(&HashMap::new(), &body).unwrap();
+        assert_eq!(o.propagation.as_deref(), Some("Orphan"));
+        assert_eq!(o.precondition_uid.as_deref(), Some("u"));
+        assert!(o.dry_run);
+        let q = HashMap::from([("propagationPolicy".to_string(), "Sideways".to_string())]);
+        assert_eq!(delete_opts(&q, &Bytes::new()).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn apply_requires_a_field_manager() {
+        let h = HeaderMap::new();
+        assert_eq!(write_ctx(&h, &HashMap::new(), true).unwrap_err().code, 400);
+        let h = headers(&[(header::USER_AGENT, "kubectl/v1.32.4 (linux/amd64)")]);
+        assert_eq!(
+            write_ctx(&h, &HashMap::new(), false).unwrap().manager,
+            "kubectl"
+        );
+    }
+}

@@ -654,3 +654,52 @@ async fn version_and_health_endpoints() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_watch_sees_every_change_in_order() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(20), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let cms = cms.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let cm: ConfigMap =
+                        serde_json::from_value(json!({"metadata": {"name": format!("w{w}-{i}")}}))
+                            .unwrap();
+                    cms.create(&PostParams::default(), &cm).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut versions = Vec::new();
+    while versions.len() < 40 {
+        match stream.try_next().await.unwrap().expect("stream open") {
+            WatchEvent::Added(o) => {
+                versions.push(o.metadata.resource_version.unwrap().parse::<u64>().unwrap())
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        versions.windows(2).all(|p| p[0] < p[1]),
+        "strictly increasing: {versions:?}"
+    );
+}
