@@ -183,6 +183,18 @@ impl State {
         } else {
             md.remove("namespace");
         }
+        // Go's omitempty: empty metadata maps and lists are never stored or served.
+        for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match md.get(k) {
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                md.remove(k);
+            }
+        }
         if rt.is_events_v1() {
             return Ok(crate::convert::events_to_core(&obj));
         }
@@ -1205,6 +1217,22 @@ mod tests {
         assert_eq!(
             ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
             "default"
+        );
+    }
+
+    #[test]
+    fn empty_metadata_maps_and_lists_are_dropped() {
+        let mut s = State::new(10);
+        let cm = s.find_type("", "v1", "configmaps").unwrap();
+        let o = s
+            .create(&cm, Some("default"), json!({"metadata": {"name": "c", "labels": {}, "annotations": null, "finalizers": []}}), &ctx())
+            .unwrap();
+        let md = o["metadata"].as_object().unwrap();
+        assert!(
+            !md.contains_key("labels")
+                && !md.contains_key("annotations")
+                && !md.contains_key("finalizers"),
+            "{md:?}"
         );
     }
 
