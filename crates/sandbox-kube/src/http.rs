@@ -44,8 +44,14 @@ impl App {
     }
 }
 
+/// The real API server's request body limit (3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
 pub fn router(app: App) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(app)
+    axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
 }
 
 async fn handle(
