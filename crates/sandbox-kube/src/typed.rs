@@ -15,6 +15,31 @@ use k8s_openapi::{
 
 use crate::resources::ResourceType;
 
+fn schema_of<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+}
+
+/// The JSON schema of a built-in kind (schemars form: definitions under `$defs`), from the
+/// k8s-openapi types, which carry the official API documentation.
+pub fn schema(rt: &ResourceType) -> Option<Value> {
+    if rt.is_custom() {
+        return None;
+    }
+    Some(match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") => schema_of::<Namespace>(),
+        ("", "ConfigMap") => schema_of::<ConfigMap>(),
+        ("", "Secret") => schema_of::<Secret>(),
+        ("", "ServiceAccount") => schema_of::<ServiceAccount>(),
+        ("", "Event") => schema_of::<Event>(),
+        ("events.k8s.io", "Event") => schema_of::<EventV1>(),
+        ("coordination.k8s.io", "Lease") => schema_of::<Lease>(),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            schema_of::<CustomResourceDefinition>()
+        }
+        _ => return None,
+    })
+}
+
 fn decodes<T: DeserializeOwned>(obj: &Value) -> Result<(), String> {
     serde_json::from_value::<T>(obj.clone())
         .map(|_| ())

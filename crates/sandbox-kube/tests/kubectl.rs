@@ -324,6 +324,9 @@ async fn explain_reads_the_crd_schema() {
         "{out}"
     );
     assert!(out.contains("-required-"), "{out}");
+    // Built-ins are documented from the k8s-openapi schemas.
+    let out = k.ok(&["explain", "secret.data"]);
+    assert!(out.contains("base64"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
