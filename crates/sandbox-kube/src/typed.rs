@@ -40,6 +40,82 @@ pub fn schema(rt: &ResourceType) -> Option<Value> {
     })
 }
 
+fn resolve<'a>(schema: &'a Value, defs: Option<&'a Value>) -> &'a Value {
+    schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .and_then(|name| defs?.get(name))
+        .unwrap_or(schema)
+}
+
+fn prune_walk(
+    schema: &Value,
+    value: &mut Value,
+    path: &str,
+    defs: Option<&Value>,
+    out: &mut Vec<String>,
+) {
+    let schema = resolve(schema, defs);
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match value {
+        Value::Object(m) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                let keys: Vec<String> = m.keys().cloned().collect();
+                for k in keys {
+                    // The server owns metadata; its unknown fields are not this check's business.
+                    if path.is_empty() && k == "metadata" {
+                        continue;
+                    }
+                    match props.get(&k) {
+                        Some(sub) => {
+                            if let Some(v) = m.get_mut(&k) {
+                                prune_walk(sub, v, &join(&k), defs, out);
+                            }
+                        }
+                        None => {
+                            m.remove(&k);
+                            out.push(join(&k));
+                        }
+                    }
+                }
+            } else if let Some(sub) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, v) in m.iter_mut() {
+                    prune_walk(sub, v, &join(k), defs, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune_walk(sub, v, &format!("{path}[{i}]"), defs, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Drops fields a built-in kind does not have (as the real server's decoder does) and
+/// returns their paths (`fieldValidation=Strict` rejects them). `obj` is in served form.
+/// CRD objects are left alone: their schema type is recursive and decoded by `check`.
+pub fn prune(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if rt.kind == "CustomResourceDefinition" {
+        return out;
+    }
+    if let Some(schema) = schema(rt) {
+        prune_walk(&schema, obj, "", schema.get("$defs"), &mut out);
+    }
+    out
+}
+
 fn decodes<T: DeserializeOwned>(obj: &Value) -> Result<(), String> {
     serde_json::from_value::<T>(obj.clone())
         .map(|_| ())
@@ -85,5 +161,18 @@ mod tests {
         assert!(check(&kind("Secret"), &s).is_err());
         let ok = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}, "data": {"k": "dg=="}});
         assert!(check(&kind("Secret"), &ok).is_ok());
+    }
+
+    #[test]
+    fn unknown_built_in_fields_are_pruned_and_reported() {
+        let mut s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "labels": {"x": "y"}},
+            "data": {"k": "dg=="}, "strinData": {"typo": "v"}});
+        assert_eq!(prune(&kind("Secret"), &mut s), vec!["strinData"]);
+        assert!(s.get("strinData").is_none());
+        assert_eq!(s["data"]["k"], "dg==");
+        assert_eq!(s["metadata"]["labels"]["x"], "y");
+        let mut l = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"},
+            "spec": {"holderIdentity": "me", "holder": "typo"}});
+        assert_eq!(prune(&kind("Lease"), &mut l), vec!["spec.holder"]);
     }
 }

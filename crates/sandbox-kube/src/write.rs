@@ -246,7 +246,18 @@ impl State {
     ) -> ApiResult<Value> {
         Self::builtin_defaults(rt, &mut obj);
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        let served = present(rt, &obj);
+        let mut served = present(rt, &obj);
+        let unknown = crate::typed::prune(rt, &mut served);
+        if ctx.strict && !unknown.is_empty() {
+            return Err(strict_error(rt, &unknown));
+        }
+        if !unknown.is_empty() {
+            obj = if rt.is_events_v1() {
+                crate::convert::events_to_core(&served)
+            } else {
+                served.clone()
+            };
+        }
         if let Err(why) = crate::typed::check(rt, &served) {
             return Err(ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {why}",
@@ -278,17 +289,7 @@ impl State {
         let obj = match &rt.schema {
             Some(s) if causes.is_empty() => match schema::admit(s, &obj, old) {
                 Ok((_, unknown)) if ctx.strict && !unknown.is_empty() => {
-                    let listed: Vec<String> = unknown
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
-                    return Err(ApiError::bad_request(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                        rt.kind,
-                        rt.version,
-                        rt.kind,
-                        listed.join(", ")
-                    )));
+                    return Err(strict_error(rt, &unknown));
                 }
                 Ok((v, _)) => v,
                 Err(c) => {
@@ -941,6 +942,20 @@ fn writer<'a>(rt: &ResourceType, ctx: &'a WriteCtx, sub: &'a str, time: &'a str)
         subresource: sub,
         time,
     }
+}
+
+fn strict_error(rt: &ResourceType, unknown: &[String]) -> ApiError {
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+        rt.kind,
+        rt.version,
+        rt.kind,
+        listed.join(", ")
+    ))
 }
 
 fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[apply::Conflict]) -> ApiError {

@@ -454,6 +454,15 @@ async fn strict_field_validation_rejects_unknown_fields() {
         k.ok(&["get", "wd", "typo", "-o", "jsonpath={.spec}"]),
         r#"{"color":"red","maxSize":10,"size":1}"#
     );
+    // Built-ins too: a misspelt stringData.
+    let secret = dir.path().join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstrinData:\n  k: v\n",
+    )
+    .unwrap();
+    let err = k.fails(&["apply", "-f", &secret.to_string_lossy()]);
+    assert!(err.contains(r#"unknown field "strinData""#), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
