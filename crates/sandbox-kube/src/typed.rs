@@ -1,6 +1,11 @@
 //! Shape checks for built-in kinds: the body must decode as the k8s-openapi type, which is
 //! what the real server's Go decoder enforces (field types, base64 in Secret data, ...).
 
+use std::{
+    collections::HashMap,
+    sync::{Mutex, OnceLock},
+};
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -25,6 +30,22 @@ pub fn schema(rt: &ResourceType) -> Option<Value> {
     if rt.is_custom() {
         return None;
     }
+    // Generating a schema walks the whole type; every write of a built-in needs one.
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), Option<Value>>>> = OnceLock::new();
+    let key = (rt.group.clone(), rt.kind.clone());
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let generated = generate(rt);
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, generated.clone());
+    generated
+}
+
+fn generate(rt: &ResourceType) -> Option<Value> {
     Some(match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => schema_of::<Namespace>(),
         ("", "ConfigMap") => schema_of::<ConfigMap>(),
