@@ -24,6 +24,9 @@ fn schema_of<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
 
+/// Generated schemas by (group, kind).
+type SchemaCache = HashMap<(String, String), Option<Value>>;
+
 /// The JSON schema of a built-in kind (schemars form: definitions under `$defs`), from the
 /// k8s-openapi types, which carry the official API documentation.
 pub fn schema(rt: &ResourceType) -> Option<Value> {
@@ -31,7 +34,7 @@ pub fn schema(rt: &ResourceType) -> Option<Value> {
         return None;
     }
     // Generating a schema walks the whole type; every write of a built-in needs one.
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), Option<Value>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<SchemaCache>> = OnceLock::new();
     let key = (rt.group.clone(), rt.kind.clone());
     let cache = CACHE.get_or_init(Mutex::default);
     if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
