@@ -77,10 +77,11 @@ pub struct EdgeComputeTargetSpec {
     /// SSH key rotation for the VM's administrator account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_rotation: Option<SshKeyRotation>,
-    /// What happens in Azure when this object is deleted: `Retain` (default) leaves the VM and the
+    /// What happens in Azure when this object is deleted: `Retain` leaves the VM and the
     /// attachment; `Delete` detaches the compute and deletes what the operator created.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// Unset: the operator's configured default (`Retain` unless installed otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
 /// The Azure Stack Hub side.

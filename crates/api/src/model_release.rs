@@ -74,10 +74,11 @@ pub struct ModelReleaseSpec {
     /// Build a serving image from a base image. Unset: only the model artifact is pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
-    /// What happens when this object is deleted: `Retain` (default) keeps the model version
+    /// What happens when this object is deleted: `Retain` keeps the model version
     /// and the pushed artifacts; `Delete` archives the model version and deletes the tags.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// Unset: the operator's configured default (`Retain` unless installed otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
 /// An existing Azure ML model version.
