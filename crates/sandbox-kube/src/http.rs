@@ -44,6 +44,8 @@ impl App {
     }
 }
 
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
 /// The real API server's request body limit (3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -74,6 +76,7 @@ async fn handle(
     match res {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Watch(w)) => watch::stream(app, *w),
+        Ok(Reply::Bytes(ct, b)) => ([(header::CONTENT_TYPE, ct)], b).into_response(),
         Ok(Reply::Text(t)) => {
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
         }
@@ -98,6 +101,7 @@ pub fn json_response(code: u16, v: &Value) -> Response {
 enum Reply {
     Json(u16, Value),
     Text(&'static str),
+    Bytes(&'static str, Vec<u8>),
     Watch(Box<watch::Request>),
 }
 
@@ -262,7 +266,10 @@ fn dispatch(
                 Route::OpenApiV3(rest) => openapi::v3(st.types(), &rest)
                     .map(ok)
                     .unwrap_or_else(|| Err(ApiError::path_not_found())),
-                Route::OpenApiV2 => Err(ApiError::path_not_found()),
+                // An empty Swagger document (an empty protobuf message is zero bytes): kubectl's
+                // fallback probe for kinds missing from /openapi/v3 then finds nothing and
+                // reports an unknown kind, as against a real server.
+                Route::OpenApiV2 => Ok(Reply::Bytes(OPENAPI_V2_PROTOBUF, Vec::new())),
                 Route::Objects { .. } => unreachable!("matched above"),
             };
         }
