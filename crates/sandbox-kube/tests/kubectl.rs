@@ -219,27 +219,35 @@ async fn get_watch_streams_changes() {
     let server = start().await;
     let k = Kubectl::new(&server);
     k.ok(&["apply", "-f", &path("examples")]);
-    let mut child = k
-        .command(&["get", "wd", "--watch", "--output-watch-events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl on PATH");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let done = line.starts_with("MODIFIED") && line.contains("small");
-            lines.push(line);
-            if done {
+    let mut child = common::KillOnDrop(
+        k.command(&["get", "wd", "--watch", "--output-watch-events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl on PATH"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    // Lines arrive on a channel so that every wait below is bounded.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
                 break;
             }
         }
-        lines
     });
-    // Give the watch time to start before changing anything.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let next = |rx: &std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("kubectl printed a line in time")
+    };
+    let mut lines = Vec::new();
+    // Header, then the initial ADDED rows: from here on the watch is established.
+    while !lines
+        .iter()
+        .any(|l: &String| l.starts_with("ADDED") && l.contains("small"))
+    {
+        lines.push(next(&rx));
+    }
     k.ok(&[
         "patch",
         "wd",
@@ -249,11 +257,13 @@ async fn get_watch_streams_changes() {
         "-p",
         r#"{"spec":{"size":7}}"#,
     ]);
-    let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
-        .await
-        .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    while !lines
+        .last()
+        .is_some_and(|l| l.starts_with("MODIFIED") && l.contains("small"))
+    {
+        lines.push(next(&rx));
+    }
+    drop(child);
     assert!(
         lines[0]
             .split_whitespace()
