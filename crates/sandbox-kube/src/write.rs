@@ -312,6 +312,8 @@ impl State {
                     message: clash,
                     field: "spec.names".into(),
                 });
+            } else {
+                causes.extend(schema::crd_rule_errors(&obj));
             }
         }
         if causes.is_empty() {
