@@ -123,10 +123,31 @@ fn validate_name(name: &str) -> Option<String> {
 }
 
 impl State {
-    fn namespace_exists(&self, ns: &str) -> bool {
+    fn namespace_object(&self, ns: &str) -> Option<&Value> {
         self.objects
-            .get(&(String::new(), "namespaces".to_string()))
-            .is_some_and(|b| b.contains_key(&(String::new(), ns.to_string())))
+            .get(&(String::new(), "namespaces".to_string()))?
+            .get(&(String::new(), ns.to_string()))
+    }
+
+    fn namespace_is_empty(&self, ns: &str) -> bool {
+        !self
+            .objects
+            .values()
+            .any(|b| b.keys().any(|(n, _)| n == ns))
+    }
+
+    /// A terminating namespace goes away once the last object in it has.
+    fn finish_namespace(&mut self, ns: &str) {
+        let Some(obj) = self.namespace_object(ns).cloned() else {
+            return;
+        };
+        if meta_str(&obj, "deletionTimestamp").is_some() && self.namespace_is_empty(ns) {
+            let rt = self
+                .find_type("", "v1", "namespaces")
+                .expect("namespaces are built in");
+            // Removing a namespace cannot fail.
+            let _ = self.remove(&rt, "", ns, obj);
+        }
     }
 
     /// Fills apiVersion/kind/namespace and checks the body against the URL.
@@ -382,8 +403,20 @@ impl State {
         } else {
             ""
         };
-        if rt.namespaced && !self.namespace_exists(ns_key) {
-            return Err(ApiError::not_found("namespaces", "", ns_key));
+        if rt.namespaced {
+            let Some(nso) = self.namespace_object(ns_key) else {
+                return Err(ApiError::not_found("namespaces", "", ns_key));
+            };
+            if meta_str(nso, "deletionTimestamp").is_some() {
+                return Err(ApiError::forbidden(
+                    &rt.plural,
+                    &rt.group,
+                    &name,
+                    &format!(
+                        "unable to create new content in namespace {ns_key} because it is being terminated"
+                    ),
+                ));
+            }
         }
         if self.lookup(rt, ns_key, &name).is_some() {
             return Err(ApiError::already_exists(&rt.plural, &rt.group, &name));
@@ -614,7 +647,12 @@ impl State {
         if ctx.dry_run {
             return Ok(present(rt, &new));
         }
-        if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+        let terminating_namespace =
+            rt.kind == "Namespace" && rt.group.is_empty() && !self.namespace_is_empty(name);
+        if meta_str(&new, "deletionTimestamp").is_some()
+            && finalizers(&new).is_empty()
+            && !terminating_namespace
+        {
             return self.remove(rt, &ns_key, name, new);
         }
         self.store(rt, &ns_key, name, new, "MODIFIED")
@@ -775,6 +813,17 @@ impl State {
         }
         if rt.kind == "Namespace" && rt.group.is_empty() {
             self.delete_namespace_content(name);
+            if !self.namespace_is_empty(name) {
+                // Terminating until what is left (held by finalizers) is gone.
+                let current = self.namespace_object(name).cloned().unwrap_or(old);
+                if meta_str(&current, "deletionTimestamp").is_some() {
+                    return Ok(present(rt, &current));
+                }
+                let mut new = current;
+                metadata_mut(&mut new).insert("deletionTimestamp".into(), json!(now()));
+                new["status"] = json!({"phase": "Terminating"});
+                return self.store(rt, "", name, new, "MODIFIED");
+            }
         }
         if rt.kind == "CustomResourceDefinition" && rt.crd.is_none() {
             self.delete_crd_content(&old);
@@ -817,6 +866,9 @@ impl State {
             self.refresh_custom_types();
         }
         self.collect_garbage();
+        if rt.namespaced && !ns.is_empty() {
+            self.finish_namespace(ns);
+        }
         Ok(present(rt, &obj))
     }
 
@@ -1251,6 +1303,53 @@ mod tests {
                 && !md.contains_key("finalizers"),
             "{md:?}"
         );
+    }
+
+    #[test]
+    fn namespace_terminates_until_finalized_content_is_gone() {
+        let (mut s, w) = setup();
+        let nst = s.find_type("", "v1", "namespaces").unwrap();
+        s.create(&nst, None, json!({"metadata": {"name": "team"}}), &ctx())
+            .unwrap();
+        s.create(
+            &w,
+            Some("team"),
+            json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+            &ctx(),
+        )
+        .unwrap();
+        s.create(
+            &w,
+            Some("team"),
+            json!({"metadata": {"name": "free"}}),
+            &ctx(),
+        )
+        .unwrap();
+        let ns = s
+            .delete(&nst, None, "team", &DeleteOpts::default())
+            .unwrap();
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert_eq!(s.get(&w, Some("team"), "free").unwrap_err().code, 404);
+        let err = s
+            .create(
+                &w,
+                Some("team"),
+                json!({"metadata": {"name": "new"}}),
+                &ctx(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 403);
+        s.patch(
+            &w,
+            Some("team"),
+            "held",
+            PatchType::Merge,
+            &json!({"metadata": {"finalizers": null}}),
+            None,
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(s.get(&nst, None, "team").unwrap_err().code, 404);
     }
 
     #[test]
