@@ -703,3 +703,39 @@ async fn concurrent_writers_watch_sees_every_change_in_order() {
         "strictly increasing: {versions:?}"
     );
 }
+
+#[tokio::test]
+async fn dry_run_writes_nothing_and_foreground_deletes_dependents() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let api = widgets(&client, "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let o = api.create(&dry, &widget("d", 1)).await.unwrap();
+    assert_eq!(
+        o.data["spec"]["maxSize"], 10,
+        "dry run still admits and defaults"
+    );
+    assert_eq!(api_err(api.get("d").await.unwrap_err()).code, 404);
+
+    let w = api
+        .create(&PostParams::default(), &widget("d", 1))
+        .await
+        .unwrap();
+    let dry_delete = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    api.delete("d", &dry_delete).await.unwrap();
+    assert!(api.get("d").await.is_ok());
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
+        "apiVersion": "test.edgetrain.dev/v1alpha1", "kind": "Widget", "name": "d", "uid": w.metadata.uid}]}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    api.delete("d", &DeleteParams::foreground()).await.unwrap();
+    assert_eq!(api_err(cms.get("child").await.unwrap_err()).code, 404);
+    assert_eq!(api_err(api.get("d").await.unwrap_err()).code, 404);
+}
