@@ -75,6 +75,18 @@ impl ApiError {
         .with_details(name, group, resource)
     }
 
+    pub fn forbidden(resource: &str, group: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(resource, group)
+            ),
+        )
+        .with_details(name, group, resource)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

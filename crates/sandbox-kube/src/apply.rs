@@ -331,6 +331,17 @@ fn tracked(p: &FieldPath) -> bool {
     ) && !matches!(p.as_slice(), [a] if a == "f:apiVersion" || a == "f:kind")
 }
 
+/// Whether `p` is a key field of a list-map item (`..., k:{"type":"A"}, f:type`).
+fn is_item_key(p: &[String]) -> bool {
+    let [.., item, last] = p else {
+        return false;
+    };
+    let (Some(key), Some(field)) = (item.strip_prefix("k:"), last.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(field))
+}
+
 /// Applies `config` for `w` on top of `live`; returns the new object or the conflicts.
 pub fn apply(
     live: &Value,
@@ -373,9 +384,37 @@ pub fn apply(
         })
         .flat_map(|m| m.fields.iter().cloned())
         .collect();
+    let mut parents = BTreeSet::new();
     for p in previous.difference(&claimed) {
-        if !others.contains(p) {
+        // Key fields stay until their item is judged as a whole (below).
+        if !others.contains(p) && !is_item_key(p) {
             remove_path(&mut out, p);
+            for i in 1..p.len() {
+                parents.insert(p[..i].to_vec());
+            }
+        }
+    }
+    // What nobody owns any more and is left empty (a map, or a list-map item with only its
+    // keys) goes too, deepest first.
+    let mut by_depth: Vec<FieldPath> = parents.into_iter().collect();
+    by_depth.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for parent in by_depth {
+        let still_owned = claimed
+            .iter()
+            .chain(others.iter())
+            .any(|p| p.len() > parent.len() && p.starts_with(&parent));
+        let key: Map<String, Value> = parent
+            .last()
+            .and_then(|k| k.strip_prefix("k:"))
+            .and_then(|k| serde_json::from_str(k).ok())
+            .unwrap_or_default();
+        let hollow = match get_path(&out, &parent) {
+            Some(Value::Object(o)) => o.keys().all(|k| key.contains_key(k)),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if !still_owned && hollow {
+            remove_path(&mut out, &parent);
         }
     }
     merge_config(&mut out, config, schema, "");
@@ -502,6 +541,32 @@ mod tests {
         let mut o = out.clone();
         remove_path(&mut o, &p[..3]);
         assert_eq!(o["status"]["conditions"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dropping_a_list_map_item_removes_it() {
+        let schema = json!({"properties": {"status": {"properties": {"conditions": {
+            "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+            "items": {"type": "object"}}}}}});
+        let both = json!({"status": {"conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "False"}]}});
+        let o1 = apply(&json!({}), &both, Some(&schema), &w("m"), false).unwrap();
+        let one = json!({"status": {"conditions": [{"type": "A", "status": "True"}]}});
+        let o2 = apply(&o1, &one, Some(&schema), &w("m"), false).unwrap();
+        assert_eq!(
+            o2["status"]["conditions"],
+            json!([{"type": "A", "status": "True"}])
+        );
+        // Dropping everything under status removes it rather than leaving it empty.
+        let o3 = apply(
+            &o2,
+            &json!({"spec": {"x": 1}}),
+            Some(&schema),
+            &w("m"),
+            false,
+        )
+        .unwrap();
+        assert!(o3.get("status").is_none(), "{o3}");
+        assert_eq!(o3["spec"]["x"], 1);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use tokio::signal::unix::{SignalKind, signal};
+
 use crate::{
     error::{Error, Result},
     server::{Options, SandboxKube},
@@ -27,16 +29,15 @@ pub struct KubeApiArgs {
     pub crds: Option<PathBuf>,
 }
 
-async fn terminated() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
-}
-
 /// Runs the API server until SIGTERM or SIGINT, then shuts down cleanly.
 pub async fn run(args: KubeApiArgs) -> Result<()> {
+    // Signal handlers first, so a signal sent as soon as the kubeconfig exists is not lost.
+    let signal_err = |source| Error::Io {
+        path: PathBuf::from("<signal handler>"),
+        source,
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let server = SandboxKube::start(Options {
         listen: args.listen,
         history: args.history,
@@ -53,9 +54,9 @@ pub async fn run(args: KubeApiArgs) -> Result<()> {
     }
     tracing::info!(url = %server.url(), "sandbox Kubernetes API listening");
     println!("{}", server.url());
-    terminated().await.map_err(|source| Error::Io {
-        path: PathBuf::from("<signals>"),
-        source,
-    })?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
     server.shutdown().await
 }

@@ -44,8 +44,16 @@ impl App {
     }
 }
 
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The real API server's request body limit (3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
 pub fn router(app: App) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(app)
+    axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
 }
 
 async fn handle(
@@ -68,8 +76,13 @@ async fn handle(
     match res {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Watch(w)) => watch::stream(app, *w),
+        Ok(Reply::Bytes(ct, b)) => ([(header::CONTENT_TYPE, ct)], b).into_response(),
+        Ok(Reply::Text(t)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
+        }
         Err(e) => {
-            tracing::debug!(%method, %uri, code = e.code, message = %e.message, "request failed");
+            // The message is not logged: a decode error can quote a Secret's value.
+            tracing::debug!(%method, %uri, code = e.code, reason = e.reason, "request failed");
             e.into_response()
         }
     }
@@ -87,6 +100,8 @@ pub fn json_response(code: u16, v: &Value) -> Response {
 
 enum Reply {
     Json(u16, Value),
+    Text(&'static str),
+    Bytes(&'static str, Vec<u8>),
     Watch(Box<watch::Request>),
 }
 
@@ -94,7 +109,9 @@ fn ok(v: Value) -> ApiResult<Reply> {
     Ok(Reply::Json(200, v))
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
+/// Whether the client's preferred (first) Accept entry asks for `as=<what>`.
+fn wants_as(headers: &HeaderMap, what: &str) -> bool {
+    let want = format!("as={what}");
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -102,7 +119,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .any(|a| {
             a.split(',')
                 .next()
-                .is_some_and(|first| first.contains("as=Table"))
+                .is_some_and(|first| first.split(';').any(|p| p.trim() == want))
         })
 }
 
@@ -235,7 +252,7 @@ fn dispatch(
             let st = app.lock();
             return match other {
                 Route::Version => ok(discovery::version()),
-                Route::Healthz => Ok(Reply::Json(200, json!("ok"))),
+                Route::Healthz => Ok(Reply::Text("ok")),
                 Route::CoreVersions => ok(discovery::core_versions(&app.addr.to_string())),
                 Route::Groups => ok(discovery::group_list(st.types())),
                 Route::Group(g) => discovery::group(st.types(), &g)
@@ -249,7 +266,10 @@ fn dispatch(
                 Route::OpenApiV3(rest) => openapi::v3(st.types(), &rest)
                     .map(ok)
                     .unwrap_or_else(|| Err(ApiError::path_not_found())),
-                Route::OpenApiV2 => Err(ApiError::path_not_found()),
+                // An empty Swagger document (an empty protobuf message is zero bytes): kubectl's
+                // fallback probe for kinds missing from /openapi/v3 then finds nothing and
+                // reports an unknown kind, as against a real server.
+                Route::OpenApiV2 => Ok(Reply::Bytes(OPENAPI_V2_PROTOBUF, Vec::new())),
                 Route::Objects { .. } => unreachable!("matched above"),
             };
         }
@@ -286,7 +306,9 @@ fn objects(
 ) -> ApiResult<Reply> {
     let ns = t.namespace.as_deref();
     let sub = t.subresource.as_deref();
-    let table = wants_table(headers);
+    let table = wants_as(headers, "Table");
+    let metadata_only = wants_as(headers, "PartialObjectMetadata")
+        || wants_as(headers, "PartialObjectMetadataList");
     let include = Include::parse(query.get("includeObject").map(String::as_str));
     if rt.namespaced && ns.is_none() && t.name.is_some() {
         return Err(ApiError::path_not_found());
@@ -301,6 +323,7 @@ fn objects(
                     query: q,
                     params,
                     table,
+                    metadata_only,
                     include,
                 })));
             }
@@ -320,6 +343,12 @@ fn objects(
                 meta["continue"] = json!(c);
                 meta["remainingItemCount"] = json!(page.remaining);
             }
+            if metadata_only {
+                let items: Vec<Value> = page.items.iter().map(table::partial).collect();
+                return ok(
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                );
+            }
             ok(
                 json!({"kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": meta, "items": page.items}),
             )
@@ -328,6 +357,9 @@ fn objects(
             let obj = app.lock().get(rt, ns, name)?;
             if table {
                 return ok(table::render(rt, &[obj], include, true, None, None));
+            }
+            if metadata_only {
+                return ok(table::partial(&obj));
             }
             ok(obj)
         }
@@ -421,4 +453,79 @@ fn delete_opts(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<Delet
             .map(str::to_string),
         dry_run: dry,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_as_uses_the_preferred_entry() {
+        let h = headers(&[(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )]);
+        assert!(wants_as(&h, "Table"));
+        let h = headers(&[(
+            header::ACCEPT,
+            "application/json,application/json;as=Table;v=v1;g=meta.k8s.io",
+        )]);
+        assert!(!wants_as(&h, "Table"));
+        let h = headers(&[(
+            header::ACCEPT,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )]);
+        assert!(
+            wants_as(&h, "PartialObjectMetadataList") && !wants_as(&h, "PartialObjectMetadata")
+        );
+    }
+
+    #[test]
+    fn patch_types_by_content_type() {
+        let q = HashMap::from([("force".to_string(), "true".to_string())]);
+        let h = headers(&[(header::CONTENT_TYPE, "application/apply-patch+yaml")]);
+        assert_eq!(
+            patch_type(&h, &q).unwrap(),
+            PatchType::Apply { force: true }
+        );
+        let h = headers(&[(
+            header::CONTENT_TYPE,
+            "application/merge-patch+json; charset=utf-8",
+        )]);
+        assert_eq!(patch_type(&h, &HashMap::new()).unwrap(), PatchType::Merge);
+        let h = headers(&[(header::CONTENT_TYPE, "text/plain")]);
+        assert_eq!(patch_type(&h, &HashMap::new()).unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn delete_options_from_body_or_query() {
+        let body = Bytes::from(
+            r#"{"propagationPolicy":"Orphan","preconditions":{"uid":"u"},"dryRun":["All"]}"#,
+        );
+        let o = delete_opts(&HashMap::new(), &body).unwrap();
+        assert_eq!(o.propagation.as_deref(), Some("Orphan"));
+        assert_eq!(o.precondition_uid.as_deref(), Some("u"));
+        assert!(o.dry_run);
+        let q = HashMap::from([("propagationPolicy".to_string(), "Sideways".to_string())]);
+        assert_eq!(delete_opts(&q, &Bytes::new()).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn apply_requires_a_field_manager() {
+        let h = HeaderMap::new();
+        assert_eq!(write_ctx(&h, &HashMap::new(), true).unwrap_err().code, 400);
+        let h = headers(&[(header::USER_AGENT, "kubectl/v1.32.4 (linux/amd64)")]);
+        assert_eq!(
+            write_ctx(&h, &HashMap::new(), false).unwrap().manager,
+            "kubectl"
+        );
+    }
 }

@@ -21,6 +21,7 @@ mod selector;
 mod server;
 mod store;
 mod table;
+mod typed;
 mod watch;
 mod write;
 

@@ -36,10 +36,23 @@ fn document(types: &[&ResourceType]) -> Value {
     let mut schemas = Map::new();
     let mut paths = Map::new();
     for t in types {
-        let mut s = t.schema.clone().unwrap_or_else(|| {
-            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                "description": format!("{} (built-in; this sandbox does not publish its full schema)", t.kind)})
-        });
+        let mut s = match (&t.schema, crate::typed::schema(t)) {
+            (Some(crd), _) => crd.clone(),
+            (None, Some(mut builtin)) => {
+                rewrite_refs(&mut builtin);
+                if let Some(defs) = builtin.as_object_mut().and_then(|m| m.remove("$defs")) {
+                    for (name, def) in defs.as_object().into_iter().flatten() {
+                        schemas.insert(name.clone(), def.clone());
+                    }
+                }
+                if let Some(m) = builtin.as_object_mut() {
+                    m.remove("$schema");
+                    m.remove("title");
+                }
+                builtin
+            }
+            (None, None) => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        };
         s["x-kubernetes-group-version-kind"] = json!([gvk(t)]);
         if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
             props.entry("apiVersion").or_insert(json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
@@ -72,6 +85,24 @@ fn document(types: &[&ResourceType]) -> Value {
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (edgetrain sandbox)", "version": "v1.32.0"},
         "paths": paths, "components": {"schemas": schemas}})
+}
+
+/// schemars refers to `#/$defs/X`; OpenAPI documents to `#/components/schemas/X`.
+fn rewrite_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/components/schemas/{name}");
+            }
+            for x in m.values_mut() {
+                rewrite_refs(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
 }
 
 fn hash(v: &Value) -> String {

@@ -441,6 +441,55 @@ fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+fn collect_rule_errors(cs: &kube_cel::CompiledSchema, path: &str, out: &mut Vec<Cause>) {
+    for (i, r) in cs.validations.iter().enumerate() {
+        if let Err(e) = r {
+            out.push(cause(
+                "FieldValueInvalid",
+                &format!("{path}.x-kubernetes-validations[{i}].rule"),
+                format!("Invalid value: \"string\": compilation failed: {e}"),
+            ));
+        }
+    }
+    let mut props: Vec<_> = cs.properties.iter().collect();
+    props.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, sub) in props {
+        collect_rule_errors(sub, &format!("{path}.properties[{k}]"), out);
+    }
+    if let Some(items) = &cs.items {
+        collect_rule_errors(items, &format!("{path}.items"), out);
+    }
+    if let Some(ap) = &cs.additional_properties {
+        collect_rule_errors(ap, &format!("{path}.additionalProperties"), out);
+    }
+    for (name, subs) in [
+        ("allOf", &cs.all_of),
+        ("anyOf", &cs.any_of),
+        ("oneOf", &cs.one_of),
+    ] {
+        for (i, sub) in subs.iter().enumerate() {
+            collect_rule_errors(sub, &format!("{path}.{name}[{i}]"), out);
+        }
+    }
+}
+
+/// CEL rules of a CRD that do not compile: the real server refuses such a CRD.
+pub fn crd_rule_errors(crd: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let versions = crd.pointer("/spec/versions").and_then(Value::as_array);
+    for (i, v) in versions.into_iter().flatten().enumerate() {
+        if let Some(s) = v.pointer("/schema/openAPIV3Schema") {
+            let compiled = kube_cel::compile_schema(s);
+            collect_rule_errors(
+                &compiled,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
 /// An admitted object and the unknown fields pruned from it.
 pub type Admitted = (Value, Vec<String>);
 
@@ -529,6 +578,25 @@ mod tests {
         assert_eq!(
             names,
             vec!["spec.at", "spec.name", "spec.port", "spec.size"]
+        );
+    }
+
+    #[test]
+    fn crd_rules_that_do_not_compile_are_reported() {
+        let crd = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object", "properties": {"spec": {"type": "object",
+                "x-kubernetes-validations": [{"rule": "self.size <"}, {"rule": "true"}]}}}}}]}});
+        let errs = crd_rule_errors(&crd);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].field,
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+        );
+        assert!(
+            crd_rule_errors(
+                &json!({"spec": {"versions": [{"schema": {"openAPIV3Schema": schema()}}]}})
+            )
+            .is_empty()
         );
     }
 

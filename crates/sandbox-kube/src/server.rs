@@ -118,7 +118,7 @@ impl SandboxKube {
     /// A client for this server (namespace `default`).
     pub fn client(&self) -> Result<kube::Client> {
         let url = self.url();
-        let uri: http::Uri = url.parse().map_err(|_| Error::NotRunning)?;
+        let uri: http::Uri = url.parse().expect("http://<socket address> is a valid URI");
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
         kube::Client::try_from(config).map_err(|source| Error::Client { url, source })

@@ -248,6 +248,12 @@ fn cell(column: &PrinterColumn, obj: &Value, now: chrono::DateTime<chrono::Utc>)
     }
 }
 
+/// The `PartialObjectMetadata` form of an object (metadata-only requests).
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_default()})
+}
+
 /// What each row carries as `object` (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Include {
@@ -305,9 +311,7 @@ pub fn render(
             let mut row = json!({"cells": cells});
             match include {
                 Include::None => {}
-                Include::Metadata => {
-                    row["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or_default()});
-                }
+                Include::Metadata => row["object"] = partial(o),
                 Include::Object => row["object"] = o.clone(),
             }
             row

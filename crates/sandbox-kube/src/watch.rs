@@ -54,6 +54,7 @@ pub struct Request {
     pub query: ListQuery,
     pub params: WatchParams,
     pub table: bool,
+    pub metadata_only: bool,
     pub include: Include,
 }
 
@@ -86,6 +87,7 @@ fn seen_as(req: &Request, ev: &Event) -> Option<&'static str> {
 
 struct Encoder {
     table: bool,
+    metadata_only: bool,
     include: Include,
     columns_sent: bool,
 }
@@ -103,6 +105,8 @@ impl Encoder {
             );
             self.columns_sent = true;
             t
+        } else if self.metadata_only && type_ != "ERROR" {
+            table::partial(obj)
         } else {
             obj.clone()
         };
@@ -125,6 +129,7 @@ pub fn stream(app: App, req: Request) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut enc = Encoder {
         table: req.table,
+        metadata_only: req.metadata_only,
         include: req.include,
         columns_sent: false,
     };
@@ -216,6 +221,8 @@ async fn pump(
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         let line = tokio::select! {
             _ = cut.changed() => return,
+            // The client went away: stop now rather than at the next event.
+            _ = tx.closed() => return,
             _ = tokio::time::sleep_until(sleep_until) => return,
             _ = ticker.tick(), if req.params.bookmarks => {
                 enc.line(&req.rt, "BOOKMARK", &bookmark(&req.rt, last_rv, false))

@@ -86,11 +86,17 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
     o
 }
 
+/// The object without what changes on every write (resourceVersion, managedFields times):
+/// equal values mean a no-op write.
 fn without_volatile(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
         m.remove("resourceVersion");
+        if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
     }
     o
 }
@@ -117,10 +123,31 @@ fn validate_name(name: &str) -> Option<String> {
 }
 
 impl State {
-    fn namespace_exists(&self, ns: &str) -> bool {
+    fn namespace_object(&self, ns: &str) -> Option<&Value> {
         self.objects
-            .get(&(String::new(), "namespaces".to_string()))
-            .is_some_and(|b| b.contains_key(&(String::new(), ns.to_string())))
+            .get(&(String::new(), "namespaces".to_string()))?
+            .get(&(String::new(), ns.to_string()))
+    }
+
+    fn namespace_is_empty(&self, ns: &str) -> bool {
+        !self
+            .objects
+            .values()
+            .any(|b| b.keys().any(|(n, _)| n == ns))
+    }
+
+    /// A terminating namespace goes away once the last object in it has.
+    fn finish_namespace(&mut self, ns: &str) {
+        let Some(obj) = self.namespace_object(ns).cloned() else {
+            return;
+        };
+        if meta_str(&obj, "deletionTimestamp").is_some() && self.namespace_is_empty(ns) {
+            let rt = self
+                .find_type("", "v1", "namespaces")
+                .expect("namespaces are built in");
+            // Removing a namespace cannot fail.
+            let _ = self.remove(&rt, "", ns, obj);
+        }
     }
 
     /// Fills apiVersion/kind/namespace and checks the body against the URL.
@@ -177,6 +204,18 @@ impl State {
         } else {
             md.remove("namespace");
         }
+        // Go's omitempty: empty metadata maps and lists are never stored or served.
+        for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match md.get(k) {
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                md.remove(k);
+            }
+        }
         if rt.is_events_v1() {
             return Ok(crate::convert::events_to_core(&obj));
         }
@@ -184,8 +223,18 @@ impl State {
     }
 
     /// Defaulting the real server does for built-ins: Secret `stringData` folds into
-    /// `data` (base64) and an empty `type` becomes `Opaque`.
+    /// `data` (base64) and an empty `type` becomes `Opaque`; Namespaces carry the
+    /// `kubernetes.io/metadata.name` label.
     fn builtin_defaults(rt: &ResourceType, obj: &mut Value) {
+        if rt.group.is_empty() && rt.kind == "Namespace" {
+            let name = meta_str(obj, "name").unwrap_or_default().to_string();
+            let md = metadata_mut(obj);
+            if !md.get("labels").is_some_and(Value::is_object) {
+                md.insert("labels".into(), json!({}));
+            }
+            md["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            return;
+        }
         if !(rt.group.is_empty() && rt.kind == "Secret") {
             return;
         }
@@ -218,6 +267,24 @@ impl State {
     ) -> ApiResult<Value> {
         Self::builtin_defaults(rt, &mut obj);
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let mut served = present(rt, &obj);
+        let unknown = crate::typed::prune(rt, &mut served);
+        if ctx.strict && !unknown.is_empty() {
+            return Err(strict_error(rt, &unknown));
+        }
+        if !unknown.is_empty() {
+            obj = if rt.is_events_v1() {
+                crate::convert::events_to_core(&served)
+            } else {
+                served.clone()
+            };
+        }
+        if let Err(why) = crate::typed::check(rt, &served) {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {why}",
+                rt.kind, rt.version, rt.kind
+            )));
+        }
         let mut causes = Vec::new();
         if let Some(msg) = validate_name(&name) {
             causes.push(Cause {
@@ -243,17 +310,7 @@ impl State {
         let obj = match &rt.schema {
             Some(s) if causes.is_empty() => match schema::admit(s, &obj, old) {
                 Ok((_, unknown)) if ctx.strict && !unknown.is_empty() => {
-                    let listed: Vec<String> = unknown
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
-                    return Err(ApiError::bad_request(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                        rt.kind,
-                        rt.version,
-                        rt.kind,
-                        listed.join(", ")
-                    )));
+                    return Err(strict_error(rt, &unknown));
                 }
                 Ok((v, _)) => v,
                 Err(c) => {
@@ -276,6 +333,8 @@ impl State {
                     message: clash,
                     field: "spec.names".into(),
                 });
+            } else {
+                causes.extend(schema::crd_rule_errors(&obj));
             }
         }
         if causes.is_empty() {
@@ -344,8 +403,20 @@ impl State {
         } else {
             ""
         };
-        if rt.namespaced && !self.namespace_exists(ns_key) {
-            return Err(ApiError::not_found("namespaces", "", ns_key));
+        if rt.namespaced {
+            let Some(nso) = self.namespace_object(ns_key) else {
+                return Err(ApiError::not_found("namespaces", "", ns_key));
+            };
+            if meta_str(nso, "deletionTimestamp").is_some() {
+                return Err(ApiError::forbidden(
+                    &rt.plural,
+                    &rt.group,
+                    &name,
+                    &format!(
+                        "unable to create new content in namespace {ns_key} because it is being terminated"
+                    ),
+                ));
+            }
         }
         if self.lookup(rt, ns_key, &name).is_some() {
             return Err(ApiError::already_exists(&rt.plural, &rt.group, &name));
@@ -559,7 +630,14 @@ impl State {
         let time = now();
         let w = writer(rt, ctx, sub.unwrap_or(""), &time);
         if applied.is_none() {
-            apply::record_update(Some(&old), &mut new, rt.schema.as_ref(), &w);
+            // A client may rewrite managedFields itself (kubectl does when it upgrades
+            // client-side-apply ownership to server-side apply): start from what it sent.
+            let sent = new.pointer("/metadata/managedFields").cloned();
+            let mut base = old.clone();
+            if let Some(mf) = sent.filter(|mf| Some(mf) != old.pointer("/metadata/managedFields")) {
+                metadata_mut(&mut base).insert("managedFields".into(), mf);
+            }
+            apply::record_update(Some(&base), &mut new, rt.schema.as_ref(), &w);
         }
         metadata_mut(&mut new).insert("resourceVersion".into(), json!(old_rv));
         if without_volatile(&new) == without_volatile(&old) {
@@ -569,7 +647,12 @@ impl State {
         if ctx.dry_run {
             return Ok(present(rt, &new));
         }
-        if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+        let terminating_namespace =
+            rt.kind == "Namespace" && rt.group.is_empty() && !self.namespace_is_empty(name);
+        if meta_str(&new, "deletionTimestamp").is_some()
+            && finalizers(&new).is_empty()
+            && !terminating_namespace
+        {
             return self.remove(rt, &ns_key, name, new);
         }
         self.store(rt, &ns_key, name, new, "MODIFIED")
@@ -730,6 +813,17 @@ impl State {
         }
         if rt.kind == "Namespace" && rt.group.is_empty() {
             self.delete_namespace_content(name);
+            if !self.namespace_is_empty(name) {
+                // Terminating until what is left (held by finalizers) is gone.
+                let current = self.namespace_object(name).cloned().unwrap_or(old);
+                if meta_str(&current, "deletionTimestamp").is_some() {
+                    return Ok(present(rt, &current));
+                }
+                let mut new = current;
+                metadata_mut(&mut new).insert("deletionTimestamp".into(), json!(now()));
+                new["status"] = json!({"phase": "Terminating"});
+                return self.store(rt, "", name, new, "MODIFIED");
+            }
         }
         if rt.kind == "CustomResourceDefinition" && rt.crd.is_none() {
             self.delete_crd_content(&old);
@@ -772,6 +866,9 @@ impl State {
             self.refresh_custom_types();
         }
         self.collect_garbage();
+        if rt.namespaced && !ns.is_empty() {
+            self.finish_namespace(ns);
+        }
         Ok(present(rt, &obj))
     }
 
@@ -899,6 +996,20 @@ fn writer<'a>(rt: &ResourceType, ctx: &'a WriteCtx, sub: &'a str, time: &'a str)
         subresource: sub,
         time,
     }
+}
+
+fn strict_error(rt: &ResourceType, unknown: &[String]) -> ApiError {
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+        rt.kind,
+        rt.version,
+        rt.kind,
+        listed.join(", ")
+    ))
 }
 
 fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[apply::Conflict]) -> ApiError {
@@ -1170,6 +1281,75 @@ mod tests {
         assert_eq!(o["data"], json!({"a": "Yg==", "k": "dg=="}));
         assert!(o.get("stringData").is_none());
         assert_eq!(o["type"], "Opaque");
+        let nst = s.find_type("", "v1", "namespaces").unwrap();
+        let ns = s.get(&nst, None, "default").unwrap();
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "default"
+        );
+    }
+
+    #[test]
+    fn empty_metadata_maps_and_lists_are_dropped() {
+        let mut s = State::new(10);
+        let cm = s.find_type("", "v1", "configmaps").unwrap();
+        let o = s
+            .create(&cm, Some("default"), json!({"metadata": {"name": "c", "labels": {}, "annotations": null, "finalizers": []}}), &ctx())
+            .unwrap();
+        let md = o["metadata"].as_object().unwrap();
+        assert!(
+            !md.contains_key("labels")
+                && !md.contains_key("annotations")
+                && !md.contains_key("finalizers"),
+            "{md:?}"
+        );
+    }
+
+    #[test]
+    fn namespace_terminates_until_finalized_content_is_gone() {
+        let (mut s, w) = setup();
+        let nst = s.find_type("", "v1", "namespaces").unwrap();
+        s.create(&nst, None, json!({"metadata": {"name": "team"}}), &ctx())
+            .unwrap();
+        s.create(
+            &w,
+            Some("team"),
+            json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+            &ctx(),
+        )
+        .unwrap();
+        s.create(
+            &w,
+            Some("team"),
+            json!({"metadata": {"name": "free"}}),
+            &ctx(),
+        )
+        .unwrap();
+        let ns = s
+            .delete(&nst, None, "team", &DeleteOpts::default())
+            .unwrap();
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert_eq!(s.get(&w, Some("team"), "free").unwrap_err().code, 404);
+        let err = s
+            .create(
+                &w,
+                Some("team"),
+                json!({"metadata": {"name": "new"}}),
+                &ctx(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 403);
+        s.patch(
+            &w,
+            Some("team"),
+            "held",
+            PatchType::Merge,
+            &json!({"metadata": {"finalizers": null}}),
+            None,
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(s.get(&nst, None, "team").unwrap_err().code, 404);
     }
 
     #[test]

@@ -580,3 +580,162 @@ async fn selector_watch_sees_objects_enter_and_leave() {
         vec![("ADDED", "a".to_string()), ("DELETED", "c".to_string())]
     );
 }
+
+#[tokio::test]
+async fn metadata_and_streaming_list_watchers_see_objects() {
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{WatchStreamExt, watcher},
+    };
+    let server = start().await;
+    let client = server.client().unwrap();
+    let api = widgets(&client, "default");
+    api.create(&PostParams::default(), &widget("m1", 1))
+        .await
+        .unwrap();
+    let meta = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(meta.items[0].metadata.name.as_deref(), Some("m1"));
+    assert_eq!(
+        meta.items[0].types.as_ref().unwrap().kind,
+        "PartialObjectMetadata"
+    );
+
+    let mut streaming = watcher(api.clone(), watcher::Config::default().streaming_lists())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), streaming.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+
+    let meta_api: Api<PartialObjectMeta<kube::api::DynamicObject>> =
+        Api::namespaced_with(client.clone(), "default", &common::widget_resource());
+    let mut metas = watcher(meta_api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), metas.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+    api.create(&PostParams::default(), &widget("m2", 1))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), metas.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), streaming.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+}
+
+#[tokio::test]
+async fn version_and_health_endpoints() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let v = client.apiserver_version().await.unwrap();
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "32"));
+    let req = http::Request::get("/healthz").body(Vec::new()).unwrap();
+    assert_eq!(client.request_text(req).await.unwrap(), "ok");
+    let req = http::Request::get("/no/such/path")
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(
+        api_err(client.request_text(req).await.unwrap_err()).code,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_watch_sees_every_change_in_order() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(20), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let cms = cms.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let cm: ConfigMap =
+                        serde_json::from_value(json!({"metadata": {"name": format!("w{w}-{i}")}}))
+                            .unwrap();
+                    cms.create(&PostParams::default(), &cm).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut versions = Vec::new();
+    while versions.len() < 40 {
+        match stream.try_next().await.unwrap().expect("stream open") {
+            WatchEvent::Added(o) => {
+                versions.push(o.metadata.resource_version.unwrap().parse::<u64>().unwrap())
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        versions.windows(2).all(|p| p[0] < p[1]),
+        "strictly increasing: {versions:?}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing_and_foreground_deletes_dependents() {
+    let server = start().await;
+    let client = server.client().unwrap();
+    let api = widgets(&client, "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let o = api.create(&dry, &widget("d", 1)).await.unwrap();
+    assert_eq!(
+        o.data["spec"]["maxSize"], 10,
+        "dry run still admits and defaults"
+    );
+    assert_eq!(api_err(api.get("d").await.unwrap_err()).code, 404);
+
+    let w = api
+        .create(&PostParams::default(), &widget("d", 1))
+        .await
+        .unwrap();
+    let dry_delete = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    api.delete("d", &dry_delete).await.unwrap();
+    assert!(api.get("d").await.is_ok());
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
+        "apiVersion": "test.edgetrain.dev/v1alpha1", "kind": "Widget", "name": "d", "uid": w.metadata.uid}]}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    api.delete("d", &DeleteParams::foreground()).await.unwrap();
+    assert_eq!(api_err(cms.get("child").await.unwrap_err()).code, 404);
+    assert_eq!(api_err(api.get("d").await.unwrap_err()).code, 404);
+}

@@ -219,27 +219,35 @@ async fn get_watch_streams_changes() {
     let server = start().await;
     let k = Kubectl::new(&server);
     k.ok(&["apply", "-f", &path("examples")]);
-    let mut child = k
-        .command(&["get", "wd", "--watch", "--output-watch-events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl on PATH");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let done = line.starts_with("MODIFIED") && line.contains("small");
-            lines.push(line);
-            if done {
+    let mut child = common::KillOnDrop(
+        k.command(&["get", "wd", "--watch", "--output-watch-events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl on PATH"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    // Lines arrive on a channel so that every wait below is bounded.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
                 break;
             }
         }
-        lines
     });
-    // Give the watch time to start before changing anything.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let next = |rx: &std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("kubectl printed a line in time")
+    };
+    let mut lines = Vec::new();
+    // Header, then the initial ADDED rows: from here on the watch is established.
+    while !lines
+        .iter()
+        .any(|l: &String| l.starts_with("ADDED") && l.contains("small"))
+    {
+        lines.push(next(&rx));
+    }
     k.ok(&[
         "patch",
         "wd",
@@ -249,11 +257,13 @@ async fn get_watch_streams_changes() {
         "-p",
         r#"{"spec":{"size":7}}"#,
     ]);
-    let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
-        .await
-        .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    while !lines
+        .last()
+        .is_some_and(|l| l.starts_with("MODIFIED") && l.contains("small"))
+    {
+        lines.push(next(&rx));
+    }
+    drop(child);
     assert!(
         lines[0]
             .split_whitespace()
@@ -324,6 +334,9 @@ async fn explain_reads_the_crd_schema() {
         "{out}"
     );
     assert!(out.contains("-required-"), "{out}");
+    // Built-ins are documented from the k8s-openapi schemas.
+    let out = k.ok(&["explain", "secret.data"]);
+    assert!(out.contains("base64"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -450,5 +463,39 @@ async fn strict_field_validation_rejects_unknown_fields() {
     assert_eq!(
         k.ok(&["get", "wd", "typo", "-o", "jsonpath={.spec}"]),
         r#"{"color":"red","maxSize":10,"size":1}"#
+    );
+    // Built-ins too: a misspelt stringData.
+    let secret = dir.path().join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstrinData:\n  k: v\n",
+    )
+    .unwrap();
+    let err = k.fails(&["apply", "-f", &secret.to_string_lossy()]);
+    assert!(err.contains(r#"unknown field "strinData""#), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_side_apply_upgrades_to_server_side_apply() {
+    let server = start().await;
+    let k = Kubectl::new(&server);
+    k.ok(&["apply", "-f", &path("examples")]);
+    // kubectl rewrites managedFields to hand client-side-apply ownership to SSA: no conflict.
+    let out = k.ok(&["apply", "--server-side", "-f", &path("examples")]);
+    assert!(
+        out.contains("widget.test.edgetrain.dev/small serverside-applied"),
+        "{out}"
+    );
+    let managers = k.ok(&[
+        "get",
+        "wd",
+        "small",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        managers.split_whitespace().any(|m| m == "kubectl"),
+        "{managers}"
     );
 }

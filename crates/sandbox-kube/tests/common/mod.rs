@@ -130,3 +130,14 @@ where
     }
     false
 }
+
+/// A child process that is killed when dropped (also when a test fails midway).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Already exited is fine.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
