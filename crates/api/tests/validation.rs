@@ -1,9 +1,10 @@
 //! Admission-time validation of the three CRDs, as the API server applies it: the OpenAPI schema
 //! (types, required fields, enums, patterns, bounds) and the CEL rules (including transition
-//! rules with `oldSelf`). Every rejected input is checked for the message a user would see.
+//! rules with `oldSelf`, evaluated by kube's CEL library). The admission code is the sandbox API
+//! server's, so these tests and the sandbox can never disagree. Every rejected input is checked
+//! for the message a user would see.
 
 use edgetrain_api::crdgen;
-use kube::core::cel::Validator;
 use serde_json::{Value, json};
 
 /// The openAPIV3Schema of a kind, as generated.
@@ -27,19 +28,13 @@ fn schema(kind: &str) -> Value {
 
 /// Every message the API server would answer for `obj` (an update when `old` is given).
 fn rejections(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<String> {
-    let schema = schema(kind);
-    let structural = jsonschema::validator_for(&schema).expect("schema compiles");
-    let mut out: Vec<String> = structural
-        .iter_errors(obj)
-        .map(|e| format!("{}: {}", e.instance_path(), e))
-        .collect();
-    if out.is_empty() {
-        // The API server evaluates CEL only on structurally valid objects.
-        if let Err(errors) = Validator::new().validate(&schema, obj, old) {
-            out.extend(errors.iter().map(|e| e.to_string()));
-        }
+    match edgetrain_sandbox_kube::admit_custom_resource(&schema(kind), obj, old) {
+        Ok(_) => vec![],
+        Err(causes) => causes
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect(),
     }
-    out
 }
 
 fn assert_valid(kind: &str, obj: &Value, old: Option<&Value>) {
@@ -169,14 +164,19 @@ fn ect_missing_vm_is_rejected() {
         "EdgeComputeTarget",
         &without(ect(), "/spec/vm"),
         None,
-        "\"vm\" is a required property",
+        "spec.vm: Required value",
     );
 }
 
 #[test]
 fn ect_unknown_deletion_policy_is_rejected() {
     let obj = with(ect(), "/spec/deletionPolicy", json!("Destroy"));
-    assert_rejected("EdgeComputeTarget", &obj, None, "\"Destroy\" is not one of");
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "spec.deletionPolicy: Unsupported value: \"Destroy\"",
+    );
 }
 
 #[test]
@@ -186,7 +186,12 @@ fn ect_unknown_api_profile_is_rejected() {
         "/spec/stackHub/apiProfile",
         json!("2018-03-01-hybrid"),
     );
-    assert_rejected("EdgeComputeTarget", &obj, None, "is not one of");
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "spec.stackHub.apiProfile: Unsupported value",
+    );
 }
 
 #[test]
@@ -229,7 +234,12 @@ fn ect_idle_timeout_below_minimum_is_rejected() {
 #[test]
 fn ect_idle_timeout_that_is_no_duration_is_rejected() {
     let obj = with(ect(), "/spec/idleTimeout", json!("ten minutes"));
-    assert_rejected("EdgeComputeTarget", &obj, None, "does not match");
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "spec.idleTimeout in body should match",
+    );
 }
 
 #[test]
@@ -323,7 +333,12 @@ fn ect_tiny_address_prefix_is_rejected() {
 #[test]
 fn ect_bad_subscription_id_is_rejected() {
     let obj = with(ect(), "/spec/stackHub/subscriptionId", json!("not-a-guid"));
-    assert_rejected("EdgeComputeTarget", &obj, None, "does not match");
+    assert_rejected(
+        "EdgeComputeTarget",
+        &obj,
+        None,
+        "subscriptionId in body should match",
+    );
 }
 
 #[test]
@@ -333,7 +348,7 @@ fn ect_small_os_disk_is_rejected() {
         "EdgeComputeTarget",
         &obj,
         None,
-        "less than the minimum of 30",
+        "osDiskSizeGB in body should be greater than or equal to 30",
     );
 }
 
@@ -409,13 +424,23 @@ fn tr_conda_file_without_image_is_rejected() {
 #[test]
 fn tr_negative_deadline_is_rejected() {
     let obj = with(tr(), "/spec/activeDeadlineSeconds", json!(-5));
-    assert_rejected("TrainingRun", &obj, None, "less than the minimum of 60");
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "activeDeadlineSeconds in body should be greater than or equal to 60",
+    );
 }
 
 #[test]
 fn tr_backoff_limit_above_maximum_is_rejected() {
     let obj = with(tr(), "/spec/backoffLimit", json!(11));
-    assert_rejected("TrainingRun", &obj, None, "greater than the maximum of 10");
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "backoffLimit in body should be less than or equal to 10",
+    );
 }
 
 #[test]
@@ -425,7 +450,12 @@ fn tr_unknown_output_type_is_rejected() {
         "/spec/outputs",
         json!([{"name": "model", "type": "pickle"}]),
     );
-    assert_rejected("TrainingRun", &obj, None, "\"pickle\" is not one of");
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "spec.outputs[0].type: Unsupported value: \"pickle\"",
+    );
 }
 
 #[test]
@@ -452,7 +482,12 @@ fn tr_bad_environment_variable_name_is_rejected() {
 #[test]
 fn tr_bad_container_name_is_rejected() {
     let obj = with(tr(), "/spec/data/container", json!("Telemetry_Data"));
-    assert_rejected("TrainingRun", &obj, None, "does not match");
+    assert_rejected(
+        "TrainingRun",
+        &obj,
+        None,
+        "spec.data.container in body should match",
+    );
 }
 
 #[test]
@@ -461,7 +496,7 @@ fn tr_missing_command_is_rejected() {
         "TrainingRun",
         &without(tr(), "/spec/command"),
         None,
-        "\"command\" is a required property",
+        "spec.command: Required value",
     );
 }
 
@@ -547,19 +582,34 @@ fn mr_base_image_by_tag_is_rejected() {
 #[test]
 fn mr_bad_login_server_is_rejected() {
     let obj = with(mr(), "/spec/registry/loginServer", json!("Bad_Host!"));
-    assert_rejected("ModelRelease", &obj, None, "does not match");
+    assert_rejected(
+        "ModelRelease",
+        &obj,
+        None,
+        "loginServer in body should match",
+    );
 }
 
 #[test]
 fn mr_uppercase_repository_is_rejected() {
     let obj = with(mr(), "/spec/registry/repository", json!("Models/Churn"));
-    assert_rejected("ModelRelease", &obj, None, "does not match");
+    assert_rejected(
+        "ModelRelease",
+        &obj,
+        None,
+        "repository in body should match",
+    );
 }
 
 #[test]
 fn mr_unknown_model_type_is_rejected() {
     let obj = with(mr(), "/spec/model/type", json!("onnx_model"));
-    assert_rejected("ModelRelease", &obj, None, "\"onnx_model\" is not one of");
+    assert_rejected(
+        "ModelRelease",
+        &obj,
+        None,
+        "spec.model.type: Unsupported value: \"onnx_model\"",
+    );
 }
 
 #[test]

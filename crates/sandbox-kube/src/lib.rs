@@ -25,6 +25,18 @@ mod typed;
 mod watch;
 mod write;
 
+pub use api_error::Cause;
 pub use cli::{KubeApiArgs, run};
 pub use error::{Error, Result};
 pub use server::{Options, SandboxKube};
+
+/// Admission of a custom resource against its CRD's openAPIV3Schema, exactly as the server
+/// applies it: prune, default, validate the schema, then evaluate the CEL rules (with `old`
+/// for transition rules). Lets other crates test their CRDs without starting a server.
+pub fn admit_custom_resource(
+    schema: &serde_json::Value,
+    obj: &serde_json::Value,
+    old: Option<&serde_json::Value>,
+) -> std::result::Result<serde_json::Value, Vec<Cause>> {
+    schema::admit(schema, obj, old).map(|(admitted, _pruned)| admitted)
+}
