@@ -146,7 +146,10 @@ async fn network_and_vm_created_with_a_poller_token_that_survives_a_restart() {
     let vms: Vec<_> = sim
         .inventory()
         .into_iter()
-        .filter(|i| i.resource_type.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines"))
+        .filter(|i| {
+            i.resource_type
+                .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+        })
         .collect();
     assert_eq!(vms.len(), 1, "{vms:?}");
     assert!(vms[0].id.eq_ignore_ascii_case(&vm_id));

@@ -35,7 +35,7 @@ fn workspace() -> Workspace {
     Workspace {
         subscription_id: SUB.into(),
         resource_group: "rg".into(),
-        name: "ws".into(),
+        name: "edge-ws".into(),
     }
 }
 
@@ -172,9 +172,11 @@ fn rich_job() -> ml::Job {
     };
     ml::command_job_body(&ml::CommandJobSpec {
         command: "python train.py ${{inputs.lit}} ${{outputs.model}}".into(),
-        code_id: Some(workspace().code_version_id("h", "1").unwrap()),
-        environment_id: workspace().environment_version_id("e", "1").unwrap(),
-        compute_id: workspace().compute_id("edge").unwrap(),
+        code_id: Some(workspace().code_version_id("code-hash", "1").unwrap()),
+        environment_id: workspace()
+            .environment_version_id("train-env", "1")
+            .unwrap(),
+        compute_id: workspace().compute_id("edge-vm").unwrap(),
         inputs: BTreeMap::from([
             (
                 "lit".into(),
@@ -222,7 +224,8 @@ fn code_version() -> ml::Resource<ml::CodeVersion> {
         description: Some("d".into()),
         tags: Some(tags()),
         properties: Some(tags()),
-        provisioning_state: None,
+        // Read back from the server, never sent: the body must not carry it.
+        provisioning_state: Some("Succeeded".into()),
     })
 }
 
@@ -255,14 +258,24 @@ fn stack_hub_bodies_match_compute_and_network_specs() {
     let rg = rg();
     let put = |id: String, api| with_version(&id, api);
     accepted(&s, "PUT", &put(rg.vm_id("vm").unwrap(), COMPUTE_API), &vm());
-    accepted(&s, "PUT", &put(rg.nsg_id("g").unwrap(), NETWORK_API), &nsg());
+    accepted(
+        &s,
+        "PUT",
+        &put(rg.nsg_id("g").unwrap(), NETWORK_API),
+        &nsg(),
+    );
     accepted(
         &s,
         "PUT",
         &put(rg.public_ip_id("p").unwrap(), NETWORK_API),
         &public_ip(),
     );
-    accepted(&s, "PUT", &put(rg.nic_id("n").unwrap(), NETWORK_API), &nic());
+    accepted(
+        &s,
+        "PUT",
+        &put(rg.nic_id("n").unwrap(), NETWORK_API),
+        &nic(),
+    );
     accepted(
         &s,
         "PUT",
@@ -282,24 +295,34 @@ fn azure_ml_bodies_match_ml_specs() {
     let s = Specs::load().unwrap();
     let ws = workspace();
     let put = |id: String| with_version(&id, ML_API);
-    accepted(&s, "PUT", &put(ws.compute_id("edge").unwrap()), &attach());
-    accepted(&s, "PUT", &put(ws.job_id("j").unwrap()), &rich_job());
     accepted(
         &s,
         "PUT",
-        &put(ws.code_version_id("h", "1").unwrap()),
+        &put(ws.compute_id("edge-vm").unwrap()),
+        &attach(),
+    );
+    accepted(
+        &s,
+        "PUT",
+        &put(ws.job_id("edgetrain-job-1").unwrap()),
+        &rich_job(),
+    );
+    accepted(
+        &s,
+        "PUT",
+        &put(ws.code_version_id("code-hash", "1").unwrap()),
         &code_version(),
     );
     accepted(
         &s,
         "PUT",
-        &put(ws.environment_version_id("e", "1").unwrap()),
+        &put(ws.environment_version_id("train-env", "1").unwrap()),
         &environment_version(),
     );
     accepted(
         &s,
         "PUT",
-        &put(ws.model_version_id("m", "1").unwrap()),
+        &put(ws.model_version_id("model-a", "1").unwrap()),
         &model_version(),
     );
     let pending = ml::PendingUploadRequest {
@@ -312,7 +335,7 @@ fn azure_ml_bodies_match_ml_specs() {
         &with_version(
             &format!(
                 "{}/startPendingUpload",
-                ws.code_version_id("h", "1").unwrap()
+                ws.code_version_id("code-hash", "1").unwrap()
             ),
             ML_API,
         ),
@@ -325,7 +348,7 @@ fn azure_ml_bodies_match_ml_specs() {
 #[test]
 fn validator_rejects_wrong_bodies() {
     let s = Specs::load().unwrap();
-    let job = with_version(&workspace().job_id("j").unwrap(), ML_API);
+    let job = with_version(&workspace().job_id("edgetrain-job-1").unwrap(), ML_API);
     let check = |path: &str, body: Value| {
         s.check_client_request("PUT", path, &serde_json::to_vec(&body).unwrap())
     };
@@ -389,7 +412,7 @@ fn validator_rejects_wrong_bodies() {
         "properties": {"address": "a", "sshPort": "22", "administratorAccount": {"username": "u", "privateKey": "x"}}}});
     rejected(
         check(
-            &with_version(&workspace().compute_id("c").unwrap(), ML_API),
+            &with_version(&workspace().compute_id("edge-vm").unwrap(), ML_API),
             attach,
         ),
         "InvalidRequestContent",
@@ -403,10 +426,7 @@ fn validator_rejects_wrong_bodies() {
     );
     let rule = json!({"location": "l", "properties": {"securityRules": [{"name": "r", "properties": {"protocol": "Tcp", "access": "Allow"}}]}});
     rejected(
-        check(
-            &with_version(&rg().nsg_id("g").unwrap(), NETWORK_API),
-            rule,
-        ),
+        check(&with_version(&rg().nsg_id("g").unwrap(), NETWORK_API), rule),
         "InvalidRequestContent",
         &[(
             "RequiredPropertyMissing",
@@ -421,7 +441,10 @@ fn validator_rejects_wrong_bodies() {
     // Paths and query parameters.
     let vm_id = rg().vm_id("vm").unwrap();
     let get = |pq: String| s.check_client_request("GET", &pq, b"");
-    get(format!("{vm_id}?api-version={COMPUTE_API}&$expand=instanceView")).unwrap();
+    get(format!(
+        "{vm_id}?api-version={COMPUTE_API}&$expand=instanceView"
+    ))
+    .unwrap();
     rejected(
         get(format!("{vm_id}?api-version={COMPUTE_API}&$bogus=1")),
         "InvalidParameter",
@@ -503,27 +526,27 @@ async fn every_client_request_is_accepted_by_the_validator() {
     }
 
     let ml = MlClient::new(arm, workspace());
-    let _ = ml.get_compute("c").await;
-    let _ = ml.attach_compute("c", &attach()).await;
-    let _ = ml.detach_compute("c").await;
-    let _ = ml.get_code_version("h", "1").await;
-    let _ = ml.start_pending_upload("h", "1").await;
-    let _ = ml.put_code_version("h", "1", &code_version()).await;
-    let _ = ml.get_environment_version("e", "1").await;
+    let _ = ml.get_compute("edge-vm").await;
+    let _ = ml.attach_compute("edge-vm", &attach()).await;
+    let _ = ml.detach_compute("edge-vm").await;
+    let _ = ml.get_code_version("code-hash", "1").await;
+    let _ = ml.start_pending_upload("code-hash", "1").await;
+    let _ = ml.put_code_version("code-hash", "1", &code_version()).await;
+    let _ = ml.get_environment_version("train-env", "1").await;
     let _ = ml
-        .put_environment_version("e", "1", &environment_version())
+        .put_environment_version("train-env", "1", &environment_version())
         .await;
-    let _ = ml.create_job("j", &rich_job()).await;
-    let _ = ml.get_job("j").await;
+    let _ = ml.create_job("edgetrain-job-1", &rich_job()).await;
+    let _ = ml.get_job("edgetrain-job-1").await;
     let _ = ml
         .list_jobs_page(None, Some(ml::ListViewType::ActiveOnly))
         .await;
-    let _ = ml.cancel_job("j").await;
-    let _ = ml.put_model_version("m", "1", &model_version()).await;
-    let _ = ml.get_model_version("m", "1").await;
-    let _ = ml.list_model_versions_page("m", None).await;
+    let _ = ml.cancel_job("edgetrain-job-1").await;
+    let _ = ml.put_model_version("model-a", "1", &model_version()).await;
+    let _ = ml.get_model_version("model-a", "1").await;
+    let _ = ml.list_model_versions_page("model-a", None).await;
     let _ = ml.default_datastore().await;
-    let _ = ml.datastore_secrets("d").await;
+    let _ = ml.datastore_secrets("workspaceblobstore").await;
 
     let s = Specs::load().unwrap();
     let reqs = fake.requests();

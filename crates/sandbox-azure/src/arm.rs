@@ -124,7 +124,8 @@ fn dispatch(
     if let Some(resp) = operation_status(sh, &method, &arm)? {
         return Ok(resp);
     }
-    let (op, api_version, body_json) = check_request(&sh.specs, &method, &path, &query, body, Strictness::Arm)?;
+    let (op, api_version, body_json) =
+        check_request(&sh.specs, &method, &path, &query, body, Strictness::Arm)?;
     let req = Req {
         sh,
         op,
