@@ -326,6 +326,30 @@ impl AzureSim {
         })
     }
 
+    /// Put a blob into one of the simulator's storage accounts (creating the container when
+    /// needed): data that "already lives on premises" for tests and the demo.
+    pub async fn seed_blob(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let storage = self.shared.storage.as_ref().ok_or_else(|| {
+            Error::InvalidConfig("seed_blob needs the simulator started with azurite: true".into())
+        })?;
+        let key = storage
+            .azurite
+            .key(account)
+            .ok_or_else(|| Error::InvalidConfig(format!("no storage account {account:?}")))?;
+        let target = blob::ContainerSas {
+            container_url: format!("{}/{container}", storage.azurite.path_style_url(account)),
+            sas: blob::sign_account_sas(account, "rwdlac", "2099-01-01T00:00:00Z", key)?,
+        };
+        target.create_container(&self.shared.http).await?;
+        target.put(&self.shared.http, name, data).await
+    }
+
     /// Stop serving, cancel running jobs and stop Azurite.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
