@@ -18,7 +18,7 @@ use crate::{
     shared::Shared,
     specs::{Operation, Specs},
     state::{Effect, OpStatus, Operation as LroOperation, PowerState, State, set_provisioning},
-    validate::validate_request,
+    validate::{Strictness, validate_request},
 };
 
 pub const ML_NAMESPACE: &str = "Microsoft.MachineLearningServices";
@@ -124,7 +124,8 @@ fn dispatch(
     if let Some(resp) = operation_status(sh, &method, &arm)? {
         return Ok(resp);
     }
-    let (op, api_version, body_json) = check_request(&sh.specs, &method, &path, &query, body)?;
+    let (op, api_version, body_json) =
+        check_request(&sh.specs, &method, &path, &query, body, Strictness::Arm)?;
     let req = Req {
         sh,
         op,
@@ -158,6 +159,7 @@ pub fn check_request<'s>(
     path: &str,
     query: &HashMap<String, String>,
     body: &[u8],
+    strictness: Strictness,
 ) -> Result<(&'s Operation, String, Option<Value>), ArmError> {
     let arm = ArmPath::parse(path).ok_or_else(|| {
         ArmError::new(
@@ -196,7 +198,14 @@ pub fn check_request<'s>(
             )
         })?)
     };
-    validate_request(specs, op, &matched.params, query, body_json.as_ref())?;
+    validate_request(
+        specs,
+        op,
+        &matched.params,
+        query,
+        body_json.as_ref(),
+        strictness,
+    )?;
     Ok((op, api_version, body_json))
 }
 

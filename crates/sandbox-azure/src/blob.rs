@@ -202,6 +202,9 @@ impl ContainerSas {
             .put(self.blob_url(name))
             .header("x-ms-version", X_MS_VERSION)
             .header("x-ms-blob-type", "BlockBlob")
+            // Explicit even for 0 bytes (an empty job log): without it the request carries no
+            // length at all and Azurite answers 411.
+            .header("content-length", data.len())
             .body(data)
             .send()
             .await

@@ -43,17 +43,40 @@ use crate::{
     faults::FaultEngine,
     shared::{Shared, Storage, lock},
     state::State,
+    validate::Strictness,
 };
 
 impl Specs {
     /// Check a request the way the simulator's ARM front door does (api-version, path, body
-    /// schema) without serving it: for contract tests of clients. `path_and_query` is e.g.
+    /// schema) without serving it. `path_and_query` is e.g.
     /// `/subscriptions/s/.../virtualMachines/vm?api-version=2020-06-01`.
     pub fn check_request(
         &self,
         method: &str,
         path_and_query: &str,
         body: &[u8],
+    ) -> Result<(), ArmError> {
+        self.check_with(method, path_and_query, body, Strictness::Arm)
+    }
+
+    /// [`Specs::check_request`] plus what a well-behaved client owes the contract, for contract
+    /// tests of clients: no `readOnly` members in the body (detail code `ReadOnlyProperty`) and
+    /// no query parameter the operation does not declare (`UnknownQueryParameter`).
+    pub fn check_client_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<(), ArmError> {
+        self.check_with(method, path_and_query, body, Strictness::Client)
+    }
+
+    fn check_with(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        strictness: Strictness,
     ) -> Result<(), ArmError> {
         let (path, query) = path_and_query
             .split_once('?')
@@ -62,7 +85,15 @@ impl Specs {
             ArmError::bad_request("InvalidMethod", format!("Unknown method '{method}'."))
         })?;
         let query = arm::parse_query(Some(query));
-        arm::check_request(self, &method, path.trim_end_matches('/'), &query, body).map(|_| ())
+        arm::check_request(
+            self,
+            &method,
+            path.trim_end_matches('/'),
+            &query,
+            body,
+            strictness,
+        )
+        .map(|_| ())
     }
 }
 
@@ -293,6 +324,30 @@ impl AzureSim {
             datastore_key: s.datastore_key.clone(),
             datastore_container: s.datastore_container.clone(),
         })
+    }
+
+    /// Put a blob into one of the simulator's storage accounts (creating the container when
+    /// needed): data that "already lives on premises" for tests and the demo.
+    pub async fn seed_blob(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let storage = self.shared.storage.as_ref().ok_or_else(|| {
+            Error::InvalidConfig("seed_blob needs the simulator started with azurite: true".into())
+        })?;
+        let key = storage
+            .azurite
+            .key(account)
+            .ok_or_else(|| Error::InvalidConfig(format!("no storage account {account:?}")))?;
+        let target = blob::ContainerSas {
+            container_url: format!("{}/{container}", storage.azurite.path_style_url(account)),
+            sas: blob::sign_account_sas(account, "rwdlac", "2099-01-01T00:00:00Z", key)?,
+        };
+        target.create_container(&self.shared.http).await?;
+        target.put(&self.shared.http, name, data).await
     }
 
     /// Stop serving, cancel running jobs and stop Azurite.

@@ -5,6 +5,10 @@
 //! ignores server-owned values so GET → modify → PUT works); unknown properties are rejected;
 //! `null` for an optional property counts as absent; property names match case-insensitively
 //! like ARM's JSON reader, enum values match exactly unless `x-ms-enum.modelAsString` is true.
+//!
+//! [`Strictness::Client`] adds two checks for contract tests of clients, which ARM itself does
+//! not make: a client must not send `readOnly` members (they are silently dropped, so sending
+//! them hides a misunderstanding), nor query parameters the operation does not declare.
 
 use std::collections::HashMap;
 
@@ -23,6 +27,15 @@ pub struct Violation {
     pub message: String,
 }
 
+/// How strictly a request is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// What ARM's front door accepts (the simulator serves with this).
+    Arm,
+    /// ARM's checks plus: no `readOnly` members, no undeclared query parameters.
+    Client,
+}
+
 /// Validate query/path parameters and the JSON body of a request against `op`.
 pub fn validate_request(
     specs: &Specs,
@@ -30,6 +43,7 @@ pub fn validate_request(
     path_params: &HashMap<String, String>,
     query: &HashMap<String, String>,
     body: Option<&Value>,
+    strictness: Strictness,
 ) -> Result<(), ArmError> {
     let op_json = specs.operation_json(op);
     let mut param_errors = Vec::new();
@@ -38,6 +52,7 @@ pub fn validate_request(
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let mut declared_query = Vec::new();
     for raw in &params {
         let Some(param) = specs.deref(Node {
             file: op.file,
@@ -47,6 +62,9 @@ pub fn validate_request(
         };
         let name = param.value["name"].as_str().unwrap_or_default();
         let required = param.value["required"].as_bool() == Some(true);
+        if param.value["in"] == "query" {
+            declared_query.push(name);
+        }
         match param.value["in"].as_str() {
             Some("path") => {
                 if let Some(v) = path_params.get(name) {
@@ -74,6 +92,7 @@ pub fn validate_request(
                     Some(b) => {
                         let mut v = Validator {
                             specs,
+                            strictness,
                             out: &mut body_errors,
                         };
                         v.check(schema, b, "", true);
@@ -87,6 +106,22 @@ pub fn validate_request(
                 }
             }
             _ => {}
+        }
+    }
+    if strictness == Strictness::Client {
+        for key in query.keys() {
+            let declared = key.eq_ignore_ascii_case("api-version")
+                || declared_query.iter().any(|d| d.eq_ignore_ascii_case(key));
+            if !declared {
+                param_errors.push(Violation {
+                    code: "UnknownQueryParameter",
+                    target: key.clone(),
+                    message: format!(
+                        "The query parameter '{key}' is not declared by operation '{}'.",
+                        op.operation_id
+                    ),
+                });
+            }
         }
     }
     if !param_errors.is_empty() {
@@ -161,12 +196,18 @@ fn check_parameter(
         },
         _ => Value::String(raw.to_owned()),
     };
-    let mut v = Validator { specs, out };
+    // Parameters have no readOnly members: ARM strictness is exact here.
+    let mut v = Validator {
+        specs,
+        strictness: Strictness::Arm,
+        out,
+    };
     v.check(param, &value, name, true);
 }
 
 struct Validator<'s, 'o> {
     specs: &'s Specs,
+    strictness: Strictness,
     out: &'o mut Vec<Violation>,
 }
 
@@ -464,6 +505,13 @@ impl<'s> Validator<'s, '_> {
             match prop {
                 Some((name, node)) => {
                     if is_read_only(self.specs, *node) {
+                        if self.strictness == Strictness::Client {
+                            self.push(
+                                "ReadOnlyProperty",
+                                &target,
+                                format!("'{target}' is read-only: the server sets it, a client must not send it."),
+                            );
+                        }
                         continue;
                     }
                     if value.is_null() && !merged.required.contains(name) {

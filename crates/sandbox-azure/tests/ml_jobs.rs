@@ -553,3 +553,17 @@ async fn cancel_timeout_failure_and_list_paging() {
     assert_eq!(a.status, 400);
     assert_eq!(a.code(), "UserError");
 }
+
+/// A job that prints nothing still completes: its empty log is uploaded like any other blob
+/// (a 0-byte Put Blob needs an explicit `Content-Length: 0`).
+#[tokio::test]
+async fn silent_job_completes_with_an_empty_log() {
+    let (_sim, _dir, arm, _s) = start_ml().await;
+    let compute = attach_compute(&arm).await;
+    let env = environment(&arm).await;
+    let body = job_body("true", &compute, &env, None, json!({}), json!({}));
+    let job = format!("{}/jobs/silent", ws());
+    let created = arm.put(&format!("{job}?api-version={ML_API}"), &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(wait_job(&arm, &job).await.0, "Completed");
+}

@@ -504,3 +504,34 @@ fn read_only_properties_are_ignored_and_null_means_absent() {
     vm["properties"]["licenseType"] = Value::Null;
     check(&specs, "PUT", &vm_path(), &vm).unwrap();
 }
+
+/// Client strictness: the same body ARM accepts is refused when it carries server-owned members,
+/// and undeclared query parameters are refused, while a clean request passes.
+#[test]
+fn client_strictness_rejects_read_only_members_and_undeclared_query() {
+    let specs = Specs::load().unwrap();
+    let clean = serde_json::to_vec(&vm_body()).unwrap();
+    specs
+        .check_client_request("PUT", &vm_path(), &clean)
+        .unwrap();
+    let mut vm = vm_body();
+    vm["properties"]["provisioningState"] = json!("Succeeded");
+    let bytes = serde_json::to_vec(&vm).unwrap();
+    specs.check_request("PUT", &vm_path(), &bytes).unwrap();
+    assert_rejected(
+        specs.check_client_request("PUT", &vm_path(), &bytes),
+        400,
+        "InvalidRequestContent",
+        Some(("ReadOnlyProperty", "properties.provisioningState")),
+    );
+    let get = format!("{}&$expand=instanceView", vm_path());
+    specs.check_client_request("GET", &get, b"").unwrap();
+    let bogus = format!("{}&$bogus=1", vm_path());
+    specs.check_request("GET", &bogus, b"").unwrap();
+    assert_rejected(
+        specs.check_client_request("GET", &bogus, b""),
+        400,
+        "InvalidParameter",
+        Some(("UnknownQueryParameter", "$bogus")),
+    );
+}

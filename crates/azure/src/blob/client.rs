@@ -113,8 +113,10 @@ impl BlobClient {
         }
     }
 
-    /// A client for the container a container SAS URL names
-    /// (`https://{acct}.blob.{suffix}/{container}?sv=..&sig=..`); returns it and the container.
+    /// A client for the container a container SAS URL names; returns it and the container.
+    /// The URL may go on below the container (`https://{acct}.blob.{suffix}/{container}/{path}`,
+    /// as Azure ML's `sasUri` does: "storage, container/blob path and SAS token"); the
+    /// container is the first segment after the account, whatever follows it.
     pub fn from_container_sas_url(http: reqwest::Client, sas_url: &str) -> Result<(Self, String)> {
         let u = parse_url(sas_url)?;
         let query = u
@@ -124,14 +126,17 @@ impl BlobClient {
         let sas = Secret::new(query.to_string());
         let mut bare = u.clone();
         bare.set_query(None);
-        let mut segs: Vec<String> = bare
+        let segs: Vec<String> = bare
             .path_segments()
             .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
             .unwrap_or_default();
+        // Path-style endpoints carry the account as the first segment.
+        let account_segments = usize::from(super::endpoint::is_ip_or_localhost(&bare));
         let container = segs
-            .pop()
+            .get(account_segments)
+            .cloned()
             .ok_or_else(|| Error::InvalidInput("SAS URL names no container".into()))?;
-        bare.set_path(&format!("/{}", segs.join("/")));
+        bare.set_path(&format!("/{}", segs[..account_segments].join("/")));
         let endpoint = BlobEndpoint::parse(bare.as_str())?;
         Ok((Self::new(http, endpoint, BlobAuth::Sas(sas)), container))
     }
@@ -414,6 +419,27 @@ mod tests {
             (c.endpoint().account(), container.as_str()),
             ("devacct", "code")
         );
-        assert!(BlobClient::from_container_sas_url(http, "https://a.blob.x/c?sv=1").is_err());
+        assert!(
+            BlobClient::from_container_sas_url(http.clone(), "https://a.blob.x/c?sv=1").is_err()
+        );
+        // Azure ML's pending-upload sasUri goes on below the container.
+        let (c, container) = BlobClient::from_container_sas_url(
+            http.clone(),
+            "https://wsstore.blob.core.windows.net/azureml-blobstore-1/LocalUpload/abc?sv=2019-07-07&sr=c&sig=x",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.endpoint().account(), container.as_str()),
+            ("wsstore", "azureml-blobstore-1")
+        );
+        let (c, container) = BlobClient::from_container_sas_url(
+            http,
+            "https://127.0.0.1:10000/devacct/code/LocalUpload/abc?sv=2019-07-07&sig=x",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.endpoint().account(), container.as_str()),
+            ("devacct", "code")
+        );
     }
 }

@@ -13,7 +13,7 @@ pub struct BlobEndpoint {
     account: String,
 }
 
-fn is_ip_or_localhost(u: &Url) -> bool {
+pub(super) fn is_ip_or_localhost(u: &Url) -> bool {
     matches!(u.host(), Some(Host::Ipv4(_) | Host::Ipv6(_))) || u.host_str() == Some("localhost")
 }
 

@@ -2,4 +2,4 @@
 
 pub mod azurite;
 pub mod fake;
-pub mod openapi;
+pub mod sim;
