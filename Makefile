@@ -56,11 +56,11 @@ chart-test: tools ## helm lint, render the chart, render deploy/ with kustomize,
 
 .PHONY: unit
 unit: ## Rust tests only (no tool install).
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 .PHONY: test
 test: tools check-generated lint chart-test ## Everything, from a fresh machine.
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 .PHONY: demo
 demo: tools ## Build, start the sandbox, apply examples/, show the resources reaching Ready.
