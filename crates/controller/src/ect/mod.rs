@@ -1,0 +1,11 @@
+//! The EdgeComputeTarget controller: pure `desired`/`decide`, thin `observe`/`apply`, and the
+//! finalizer-first `reconcile`.
+
+pub mod apply;
+pub mod decide;
+pub mod desired;
+pub mod observe;
+pub mod reconcile;
+
+#[cfg(test)]
+mod tests;
