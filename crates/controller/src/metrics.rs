@@ -120,7 +120,9 @@ mod tests {
         );
         assert!(text.contains("reason=\"secret_not_found\""), "{text}");
         assert!(
-            text.contains("edgetrain_reconcile_duration_seconds"),
+            text.contains(
+                "edgetrain_azure_requests_total{host=\"127.0.0.1\",verb=\"GET\",status_class=\"2xx\"} 1"
+            ),
             "{text}"
         );
     }
