@@ -21,7 +21,9 @@ const ML: &str = "Microsoft.MachineLearningServices";
 fn writes(w: &World) -> u64 {
     [NET, COMPUTE, ML]
         .iter()
-        .map(|p| count(w, "PUT", p) + count(w, "POST", p) + count(w, "DELETE", p) + count(w, "PATCH", p))
+        .map(|p| {
+            count(w, "PUT", p) + count(w, "POST", p) + count(w, "DELETE", p) + count(w, "PATCH", p)
+        })
         .sum()
 }
 
@@ -35,10 +37,21 @@ async fn create_becomes_ready_and_a_spec_change_costs_exactly_one_put() {
     let status = ect.status.clone().unwrap();
     assert_eq!(condition(&ect, "VMReady").unwrap().0, "True");
     assert_eq!(condition(&ect, "ComputeAttached").unwrap().0, "True");
-    assert_eq!(status.power_state, Some(edgetrain_api::edge_compute_target::PowerState::Running));
+    assert_eq!(
+        status.power_state,
+        Some(edgetrain_api::edge_compute_target::PowerState::Running)
+    );
     assert_eq!(status.public_ip.as_deref(), Some("127.0.0.1"));
-    assert!(status.private_ip.as_deref().is_some_and(|ip| ip.starts_with("10.20.0.")));
-    assert_eq!(status.compute_provisioning_state.as_deref(), Some("Succeeded"));
+    assert!(
+        status
+            .private_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.20.0."))
+    );
+    assert_eq!(
+        status.compute_provisioning_state.as_deref(),
+        Some("Succeeded")
+    );
     assert!(status.pending_operations.is_empty());
 
     // One PUT per resource, nothing twice.
@@ -52,17 +65,29 @@ async fn create_becomes_ready_and_a_spec_change_costs_exactly_one_put() {
     let key = secrets.get(&key_name).await.unwrap();
     let owner = &key.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(owner.uid, ect.metadata.uid.clone().unwrap());
-    let private = String::from_utf8(key.data.as_ref().unwrap()["ssh-privatekey"].0.clone()).unwrap();
+    let private =
+        String::from_utf8(key.data.as_ref().unwrap()["ssh-privatekey"].0.clone()).unwrap();
     assert!(private.contains("OPENSSH PRIVATE KEY"));
-    assert!(status.ssh_key_fingerprint.as_deref().is_some_and(|f| f.starts_with("SHA256:")));
+    assert!(
+        status
+            .ssh_key_fingerprint
+            .as_deref()
+            .is_some_and(|f| f.starts_with("SHA256:"))
+    );
 
     // A change of allowedSshSources: exactly one NSG PUT, nothing else written.
-    let before = (count(&w, "PUT", NET), count(&w, "PUT", COMPUTE), count(&w, "PUT", ML));
+    let before = (
+        count(&w, "PUT", NET),
+        count(&w, "PUT", COMPUTE),
+        count(&w, "PUT", ML),
+    );
     let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
     api.patch(
         "edge1",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"vm": {"allowedSshSources": ["203.0.113.0/24", "198.51.100.7/32"]}}})),
+        &Patch::Merge(
+            json!({"spec": {"vm": {"allowedSshSources": ["203.0.113.0/24", "198.51.100.7/32"]}}}),
+        ),
     )
     .await
     .unwrap();
@@ -70,7 +95,11 @@ async fn create_becomes_ready_and_a_spec_change_costs_exactly_one_put() {
     eventually(30, "status at generation 2", || async {
         let e = get(&w, "edge1").await?;
         (e.status.as_ref()?.observed_generation == Some(2)
-            && edgetrain_api::conditions::is_true_for(&e.status.as_ref()?.conditions, "Ready", Some(2)))
+            && edgetrain_api::conditions::is_true_for(
+                &e.status.as_ref()?.conditions,
+                "Ready",
+                Some(2),
+            ))
         .then_some(())
     })
     .await;
@@ -80,13 +109,22 @@ async fn create_becomes_ready_and_a_spec_change_costs_exactly_one_put() {
 
     // Secret values never reach the logs.
     let text = logs().text();
-    assert!(text.contains("started Azure operations"), "logs were captured");
+    assert!(
+        text.contains("started Azure operations"),
+        "logs were captured"
+    );
     for secret in [HUB_SECRET, ML_SECRET] {
         assert!(!text.contains(secret), "client secret leaked into logs");
     }
-    let body: Vec<&str> = private.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body: Vec<&str> = private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     for line in body {
-        assert!(!text.contains(line), "private key material leaked into logs");
+        assert!(
+            !text.contains(line),
+            "private key material leaked into logs"
+        );
     }
     ctl.abort();
 }
@@ -106,17 +144,26 @@ async fn steady_state_makes_no_writes_and_bounded_reads() {
     let reconciles_before = reconciles(&metrics);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let reconciles = reconciles(&metrics) - reconciles_before;
-    let gets: u64 = [NET, COMPUTE, ML].iter().map(|p| count(&w, "GET", p)).sum::<u64>() - gets_before;
+    let gets: u64 = [NET, COMPUTE, ML]
+        .iter()
+        .map(|p| count(&w, "GET", p))
+        .sum::<u64>()
+        - gets_before;
     assert!(reconciles >= 12, "only {reconciles} reconciles ran");
     assert_eq!(writes(&w), writes_before, "no ARM writes in steady state");
     // NSG, vnet, public IP, NIC, VM, compute: six reads per reconcile, no more.
-    assert!(gets <= reconciles * 6, "{gets} GETs for {reconciles} reconciles");
+    assert!(
+        gets <= reconciles * 6,
+        "{gets} GETs for {reconciles} reconciles"
+    );
     assert!(gets >= reconciles, "reconciles did read Azure");
     ctl.abort();
 }
 
 fn reconciles(m: &Metrics) -> u64 {
-    m.reconciles.get_or_create(&Metrics::kind("EdgeComputeTarget")).get()
+    m.reconciles
+        .get_or_create(&Metrics::kind("EdgeComputeTarget"))
+        .get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,19 +171,33 @@ async fn restart_during_vm_creation_creates_one_vm() {
     let w = world(3000).await;
     let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
     create(&w, ect_json(&w, "restart", json!({}))).await;
-    eventually(60, "VM PUT", || async { (count(&w, "PUT", COMPUTE) == 1).then_some(()) }).await;
+    eventually(60, "VM PUT", || async {
+        (count(&w, "PUT", COMPUTE) == 1).then_some(())
+    })
+    .await;
     ctl.abort();
     let _ = ctl.await;
     // The VM is still being created in the simulator; its poller is in status.
     let e = get(&w, "restart").await.unwrap();
     assert!(
-        e.status.unwrap().pending_operations.iter().any(|p| p.resource_id.contains("virtualMachines")),
+        e.status
+            .unwrap()
+            .pending_operations
+            .iter()
+            .any(|p| p.resource_id.contains("virtualMachines")),
         "VM creation kept in status.pendingOperations"
     );
     let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
     wait_ready(&w, "restart", 90).await;
-    assert_eq!(count(&w, "PUT", COMPUTE), 1, "one VM PUT across the restart");
-    let vms = inventory(&w).into_iter().filter(|(t, _)| t == "Microsoft.Compute/virtualMachines").count();
+    assert_eq!(
+        count(&w, "PUT", COMPUTE),
+        1,
+        "one VM PUT across the restart"
+    );
+    let vms = inventory(&w)
+        .into_iter()
+        .filter(|(t, _)| t == "Microsoft.Compute/virtualMachines")
+        .count();
     assert_eq!(vms, 1);
     ctl.abort();
 }
@@ -144,14 +205,21 @@ async fn restart_during_vm_creation_creates_one_vm() {
 async fn delete_and_wait(w: &World, name: &str) {
     let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
     api.delete(name, &DeleteParams::default()).await.unwrap();
-    eventually(90, &format!("{name} gone"), || async { get(w, name).await.is_none().then_some(()) }).await;
+    eventually(90, &format!("{name} gone"), || async {
+        get(w, name).await.is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_with_delete_removes_everything_and_retain_keeps_everything() {
     let w = world(200).await;
     let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
-    create(&w, ect_json(&w, "gone", json!({"deletionPolicy": "Delete"}))).await;
+    create(
+        &w,
+        ect_json(&w, "gone", json!({"deletionPolicy": "Delete"})),
+    )
+    .await;
     create(&w, ect_json(&w, "kept", json!({}))).await;
     wait_ready(&w, "gone", 60).await;
     wait_ready(&w, "kept", 60).await;
@@ -165,14 +233,19 @@ async fn deletion_with_delete_removes_everything_and_retain_keeps_everything() {
             .collect()
     };
     let kept = of("kept");
-    assert!(kept.len() >= 6, "kept target owns VM, NIC, pip, NSG, vnet, compute: {kept:?}");
+    assert!(
+        kept.len() >= 6,
+        "kept target owns VM, NIC, pip, NSG, vnet, compute: {kept:?}"
+    );
     assert!(!of("gone").is_empty());
 
     delete_and_wait(&w, "gone").await;
     delete_and_wait(&w, "kept").await;
     let after = inventory(&w);
     assert!(
-        !after.iter().any(|(_, id)| id.contains("default-gone-") || id.ends_with("/computes/c-gone")),
+        !after
+            .iter()
+            .any(|(_, id)| id.contains("default-gone-") || id.ends_with("/computes/c-gone")),
         "Delete left: {after:?}"
     );
     for item in &kept {

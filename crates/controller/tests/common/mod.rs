@@ -109,7 +109,10 @@ pub async fn world(lro_ms: u64) -> World {
     let client = kube.client().unwrap();
     let ns = "default".to_string();
     let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), &ns);
-    for (name, id, secret) in [("hub-sp", HUB_CLIENT, HUB_SECRET), ("ml-sp", ML_CLIENT, ML_SECRET)] {
+    for (name, id, secret) in [
+        ("hub-sp", HUB_CLIENT, HUB_SECRET),
+        ("ml-sp", ML_CLIENT, ML_SECRET),
+    ] {
         let s: KubeSecret = serde_json::from_value(json!({
             "metadata": {"name": name},
             "stringData": {"tenantId": TENANT, "clientId": id, "clientSecret": secret}
