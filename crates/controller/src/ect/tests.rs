@@ -150,6 +150,16 @@ fn run(
     (plan.actions, kind, reason)
 }
 
+/// (name, observed, policy, expected actions, progress kind, reason).
+type Case = (
+    &'static str,
+    Observed,
+    ReconcilePolicy,
+    Vec<Action>,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn decisions_for_each_observed_state() {
     let d = want();
@@ -194,7 +204,7 @@ fn decisions_for_each_observed_state() {
     let manage = ReconcilePolicy::Manage;
     let observe = ReconcilePolicy::Observe;
     let none = EdgeComputeTargetStatus::default;
-    let cases: Vec<(&str, Observed, ReconcilePolicy, Vec<Action>, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "nothing exists",
             Observed::default(),
