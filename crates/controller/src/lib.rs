@@ -60,8 +60,10 @@ pub struct Config {
     pub azure: Option<Arc<dyn AzureFactory>>,
 }
 
-async fn check_crds(client: &Client) -> Result<()> {
-    let api: Api<EdgeComputeTarget> = Api::all(client.clone());
+/// Fails with a hint when the CRDs are missing. Lists in the first watched namespace when
+/// namespaces are given (the chart then grants no cluster-wide list).
+async fn check_crds(client: &Client, namespaces: &[String]) -> Result<()> {
+    let api: Api<EdgeComputeTarget> = api(client, namespaces.first().map(String::as_str));
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::Startup(
@@ -89,7 +91,7 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()> {
-    check_crds(&config.client).await?;
+    check_crds(&config.client, &config.watch_namespaces).await?;
     ready.set(true);
     let azure: Arc<dyn AzureFactory> = match config.azure.clone() {
         Some(f) => f,
