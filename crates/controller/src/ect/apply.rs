@@ -7,7 +7,7 @@ use edgetrain_api::common::PendingOperation;
 use edgetrain_azure::{
     arm::Started,
     ml::{VmAttachSpec, vm_attach_body},
-    stackhub::VmAction,
+    stackhub::{VirtualMachine, VmAction},
 };
 
 use super::{
@@ -69,6 +69,7 @@ fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
 pub async fn apply(
     clients: &Clients,
     desired: &Desired,
+    observed_vm: Option<&VirtualMachine>,
     key: &KeyPair,
     attach_location: &str,
     actions: &[Action],
@@ -124,6 +125,19 @@ pub async fn apply(
                     .await
                     .map_err(|e| vm_error(&spec.size, ctx("PUT VM", &ids.vm), e))?;
                 record(&mut out, s, &ids.vm, "put", now)?;
+            }
+            Action::ResizeVm => {
+                let Some(vm) = observed_vm else { continue };
+                let mut body = vm.clone();
+                body.properties
+                    .hardware_profile
+                    .get_or_insert_with(Default::default)
+                    .vm_size = Some(desired.vm.size.clone());
+                let s = hub
+                    .put_vm(&ids.vm, &body)
+                    .await
+                    .map_err(|e| vm_error(&desired.vm.size, ctx("resize VM", &ids.vm), e))?;
+                record(&mut out, s, &ids.vm, "resize", now)?;
             }
             Action::StartVm | Action::DeallocateVm => {
                 let (verb, a) = if *action == Action::StartVm {

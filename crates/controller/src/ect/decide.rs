@@ -27,6 +27,9 @@ pub enum Action {
     PutPublicIp,
     PutNic,
     PutVm,
+    /// Change the size of the existing (deallocated) VM: its own GET body with the new size, so
+    /// that properties Azure refuses to change on update (osProfile) are sent back unchanged.
+    ResizeVm,
     StartVm,
     DeallocateVm,
     /// Attach (or re-attach) the VM to Azure ML at this address.
@@ -41,6 +44,7 @@ impl Action {
         match self {
             Action::PutNsg | Action::PutVnet | Action::PutPublicIp | Action::PutNic => "put",
             Action::PutVm => "put",
+            Action::ResizeVm => "resize",
             Action::StartVm => "start",
             Action::DeallocateVm => "deallocate",
             Action::AttachCompute { .. } => "attach",
@@ -398,7 +402,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         if !manage {
             plan.progress = Progress::stalled("ObservedDrift", msg);
         } else if power == PowerState::Deallocated {
-            plan.actions.push(Action::PutVm);
+            plan.actions.push(Action::ResizeVm);
             wait(&mut plan, "Resizing", msg);
         } else {
             plan.actions.push(Action::DeallocateVm);

@@ -369,6 +369,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
         let applied = apply::apply(
             &clients,
             &desired,
+            observed.vm.as_ref(),
             key,
             &ect.spec.stack_hub.location,
             &plan.actions,

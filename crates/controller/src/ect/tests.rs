@@ -265,7 +265,7 @@ fn decisions_for_each_observed_state() {
             "resize when deallocated",
             resize_deallocated,
             manage,
-            vec![Action::PutVm],
+            vec![Action::ResizeVm],
             "InProgress",
             "Resizing",
         ),
