@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use azure_core::credentials::{Secret, TokenCredential};
 use edgetrain_api::{DeletionPolicy, edge_compute_target::ApiProfile};
 use edgetrain_azure::{
-    arm::{ApiProfile as ArmProfile, ArmClient, RateLimiter},
+    arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, Started},
     identity::{ClientSecretCredential, ServicePrincipal, TokenCache},
     ml::{MlApi, MlClient, Workspace},
     stackhub::{StackHubApi, StackHubClient},
@@ -63,6 +63,74 @@ impl Credentials {
     }
 }
 
+/// Sets the admin account's SSH key on a running Linux VM through the VMAccessForLinux
+/// extension (Azure refuses changes to `osProfile` keys on an existing VM).
+#[async_trait]
+pub trait VmAccess: Send + Sync {
+    /// `remove_prior_keys`: the key becomes the only one in authorized_keys.
+    async fn set_ssh_key(
+        &self,
+        vm_id: &str,
+        location: &str,
+        username: &str,
+        public_key: &str,
+        remove_prior_keys: bool,
+    ) -> Result<Started>;
+}
+
+/// Name of the VMAccess extension resource on the VM.
+pub const VM_ACCESS_EXTENSION: &str = "enablevmaccess";
+
+/// Stack Hub clients of one stamp + credential.
+#[derive(Clone)]
+pub struct StackHub {
+    pub api: Arc<dyn StackHubApi>,
+    pub vm_access: Arc<dyn VmAccess>,
+}
+
+/// [`VmAccess`] over the stamp's ARM client.
+struct ArmVmAccess {
+    client: Arc<StackHubClient>,
+    profile: ArmProfile,
+}
+
+#[async_trait]
+impl VmAccess for ArmVmAccess {
+    async fn set_ssh_key(
+        &self,
+        vm_id: &str,
+        location: &str,
+        username: &str,
+        public_key: &str,
+        remove_prior_keys: bool,
+    ) -> Result<Started> {
+        let id = format!("{vm_id}/extensions/{VM_ACCESS_EXTENSION}");
+        let version = self.profile.api_version(Provider::Compute);
+        let arm = self.client.arm();
+        let url = arm
+            .url(&id, version, &[])
+            .map_err(|e| Error::azure(format!("VMAccess URL for {vm_id}"), e))?;
+        let body = serde_json::json!({
+            "location": location,
+            "properties": {
+                "publisher": "Microsoft.OSTCExtensions",
+                "type": "VMAccessForLinux",
+                "typeHandlerVersion": "1.5",
+                "autoUpgradeMinorVersion": true,
+                "settings": {},
+                "protectedSettings": {
+                    "username": username,
+                    "ssh_key": public_key,
+                    "remove_prior_keys": remove_prior_keys,
+                },
+            }
+        });
+        arm.begin(http::Method::PUT, url, &id, Some(&body))
+            .await
+            .map_err(|e| Error::azure(format!("PUT VMAccess extension on {vm_id}"), e))
+    }
+}
+
 /// Gives Azure clients for an endpoint + credentials.
 #[async_trait]
 pub trait AzureFactory: Send + Sync {
@@ -71,7 +139,7 @@ pub trait AzureFactory: Send + Sync {
         arm_endpoint: &str,
         profile: ApiProfile,
         creds: &Credentials,
-    ) -> Result<Arc<dyn StackHubApi>>;
+    ) -> Result<StackHub>;
 
     async fn azure_ml(
         &self,
@@ -142,14 +210,18 @@ impl AzureFactory for ArmFactory {
         arm_endpoint: &str,
         profile: ApiProfile,
         creds: &Credentials,
-    ) -> Result<Arc<dyn StackHubApi>> {
+    ) -> Result<StackHub> {
         let profile = match profile {
             ApiProfile::Hybrid20200901 => ArmProfile::V2020_09_01Hybrid,
             ApiProfile::Hybrid20190301 => ArmProfile::V2019_03_01Hybrid,
         };
         let key = creds.cache_key(arm_endpoint, profile.name());
+        let hub = |client: Arc<StackHubClient>| StackHub {
+            api: client.clone(),
+            vm_access: Arc::new(ArmVmAccess { client, profile }),
+        };
         if let Some(c) = self.stack_hub.lock().expect("lock").get(&key) {
-            return Ok(c.clone());
+            return Ok(hub(c.clone()));
         }
         let endpoint = Self::url(arm_endpoint)?;
         let (cred, audience) = self.credential(&endpoint, creds).await?;
@@ -162,7 +234,7 @@ impl AzureFactory for ArmFactory {
             .lock()
             .expect("lock")
             .insert(key, client.clone());
-        Ok(client)
+        Ok(hub(client))
     }
 
     async fn azure_ml(

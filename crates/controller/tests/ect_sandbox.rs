@@ -320,3 +320,86 @@ async fn observe_policy_fills_status_without_writing() {
     assert_eq!(writes(&w), 0, "observe never writes");
     ctl.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_adds_reattaches_prunes_then_promotes() {
+    let w = world(200).await;
+    let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
+    create(
+        &w,
+        ect_json(&w, "rotor", json!({"sshKeyRotation": {"token": "t1"}})),
+    )
+    .await;
+    let first = wait_ready(&w, "rotor", 60).await.status.unwrap();
+    assert_eq!(
+        first.ssh_key_rotation_token.as_deref(),
+        Some("t1"),
+        "first key answers t1"
+    );
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
+    let old_private =
+        secrets.get("rotor-ssh").await.unwrap().data.unwrap()["ssh-privatekey"].clone();
+    let before = (
+        count(&w, "PUT", COMPUTE),
+        count(&w, "PUT", ML),
+        count(&w, "PUT", NET),
+    );
+
+    let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
+    api.patch(
+        "rotor",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"sshKeyRotation": {"token": "t2"}}})),
+    )
+    .await
+    .unwrap();
+    let rotated = eventually(60, "rotation to t2", || async {
+        let e = get(&w, "rotor").await?;
+        let s = e.status.clone()?;
+        (s.ssh_key_rotation_token.as_deref() == Some("t2")
+            && edgetrain_api::conditions::is_true_for(
+                &s.conditions,
+                "Ready",
+                e.metadata.generation,
+            ))
+        .then_some(s)
+    })
+    .await;
+    assert_ne!(
+        rotated.ssh_key_fingerprint, first.ssh_key_fingerprint,
+        "a new key is in use"
+    );
+    let secret = secrets.get("rotor-ssh").await.unwrap();
+    let data = secret.data.unwrap();
+    assert_ne!(
+        data["ssh-privatekey"], old_private,
+        "the Secret holds the new key"
+    );
+    assert!(
+        !data.contains_key("ssh-privatekey-next"),
+        "no half-rotated key left"
+    );
+    assert!(
+        secret
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("edgetrain.dev/ssh-key-rotation")
+            .is_none()
+    );
+    // Add on the VM, prune on the VM (VMAccess extension), one re-attach; no VM/network PUT.
+    assert_eq!(count(&w, "PUT", COMPUTE), before.0 + 2, "two VMAccess PUTs");
+    assert_eq!(count(&w, "PUT", ML), before.1 + 1, "one re-attach");
+    assert_eq!(count(&w, "PUT", NET), before.2, "network untouched");
+    let ext = inventory(&w)
+        .into_iter()
+        .filter(|(t, _)| t.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines/extensions"))
+        .count();
+    assert_eq!(ext, 1, "one VMAccess extension");
+    let private = String::from_utf8(data["ssh-privatekey"].0.clone()).unwrap();
+    let text = logs().text();
+    for line in private.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!text.contains(line), "rotated private key leaked into logs");
+    }
+    ctl.abort();
+}

@@ -24,7 +24,7 @@ pub struct Applied {
     pub retry_after: Option<Duration>,
 }
 
-fn to_time(now: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+pub(crate) fn to_time(now: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(
             now.timestamp_nanos_opt().unwrap_or_default(),
@@ -33,7 +33,7 @@ fn to_time(now: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1
     )
 }
 
-fn record(
+pub(crate) fn record(
     out: &mut Applied,
     started: Started,
     id: &str,

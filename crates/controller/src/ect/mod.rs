@@ -6,6 +6,7 @@ pub mod decide;
 pub mod desired;
 pub mod observe;
 pub mod reconcile;
+pub mod rotation;
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,7 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Clients {
     pub hub: Arc<dyn StackHubApi>,
+    pub vm_access: Arc<dyn crate::context::VmAccess>,
     pub ml: Arc<dyn MlApi>,
     pub ml_workspace: edgetrain_azure::ml::Workspace,
     pub compute_name: String,

@@ -27,6 +27,7 @@ use super::{
     decide::{self, Cleanup, Input, decide_cleanup},
     desired::{self, Desired},
     observe::{self, Clients},
+    rotation,
 };
 use crate::{
     Error, Result,
@@ -208,7 +209,8 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
         .azure_ml(&spec.azure_ml.arm_endpoint, workspace.clone(), &ml_creds)
         .await?;
     Ok(Clients {
-        hub,
+        hub: hub.api,
+        vm_access: hub.vm_access,
         ml,
         ml_workspace: workspace,
         compute_name: spec.azure_ml.compute_name.clone(),
@@ -397,13 +399,70 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
         )
         .await;
     }
+    // Key rotation runs only on a settled target, one Azure write per reconcile.
+    let mut promoted = None;
+    let mut rotating = false;
+    if policy == ReconcilePolicy::Manage {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let name = ssh_secret_name(ect);
+        let secret = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret {
+            let settled = plan.actions.is_empty()
+                && status.pending_operations.is_empty()
+                && matches!(plan.progress, Progress::Ready { .. });
+            if !polled.failed.is_empty() {
+                rotation::restart(&secrets, secret).await?;
+            } else if settled {
+                let max_age = ect
+                    .spec
+                    .ssh_key_rotation
+                    .as_ref()
+                    .and_then(|r| r.max_age.as_deref())
+                    .map(parse_duration)
+                    .transpose()?;
+                let is_due = rotation::due(ect.spec.ssh_key_rotation.as_ref(), &old, max_age, now);
+                let step = rotation::next_step(is_due, rotation::stage(&secret).as_deref());
+                let address = status.public_ip.clone().or(status.private_ip.clone());
+                if let (true, Some(address)) = (step != rotation::Step::Idle, address) {
+                    let advanced = rotation::advance(
+                        &secrets,
+                        secret,
+                        step,
+                        &clients,
+                        &desired,
+                        &ect.spec.stack_hub.location,
+                        &address,
+                        now,
+                    )
+                    .await?;
+                    info!(?step, "SSH key rotation");
+                    event(
+                        ctx,
+                        ect,
+                        EventType::Normal,
+                        "SSHKeyRotation",
+                        format!("step {step:?}"),
+                    )
+                    .await;
+                    status.pending_operations.extend(advanced.applied.pending);
+                    retry_after = observe::min_opt(retry_after, advanced.applied.retry_after);
+                    promoted = advanced.promoted;
+                    rotating = true;
+                }
+            }
+        }
+    }
+    let current = promoted.as_ref().or(key.as_ref());
     let became_ready = write_status_for(
         ctx,
         ect,
         &old,
         status.clone(),
         &plan,
-        key_fields(ect, key.as_ref()),
+        key_fields(ect, current),
     )
     .await?;
     if became_ready && let Some(created) = ect.metadata.creation_timestamp.as_ref() {
@@ -420,7 +479,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
             message: polled.failed.join("; "),
         });
     }
-    let busy = !plan.actions.is_empty() || !status.pending_operations.is_empty();
+    let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
         Requeue::requeue(retry_after.unwrap_or(PROGRESS_POLL).min(PROGRESS_POLL * 6))
     } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.1 != "Idle" {
