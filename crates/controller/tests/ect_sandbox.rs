@@ -379,14 +379,8 @@ async fn key_rotation_adds_reattaches_prunes_then_promotes() {
         !data.contains_key("ssh-privatekey-next"),
         "no half-rotated key left"
     );
-    assert!(
-        secret
-            .metadata
-            .annotations
-            .unwrap_or_default()
-            .get("edgetrain.dev/ssh-key-rotation")
-            .is_none()
-    );
+    let annotations = secret.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key("edgetrain.dev/ssh-key-rotation"));
     // Add on the VM, prune on the VM (VMAccess extension), one re-attach; no VM/network PUT.
     assert_eq!(count(&w, "PUT", COMPUTE), before.0 + 2, "two VMAccess PUTs");
     assert_eq!(count(&w, "PUT", ML), before.1 + 1, "one re-attach");
