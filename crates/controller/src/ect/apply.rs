@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use edgetrain_api::common::PendingOperation;
 use edgetrain_azure::{
     arm::Started,
-    ml::{VmAttachSpec, vm_attach_body},
     stackhub::{VirtualMachine, VmAction},
 };
 
 use super::{
+    attach::AttachTarget,
     decide::{Action, Cleanup},
-    desired::{Desired, SSH_PORT},
+    desired::Desired,
     observe::{Clients, min_opt},
 };
 use crate::{Error, Result, ssh::KeyPair};
@@ -152,23 +152,17 @@ pub async fn apply(
                 record(&mut out, s, &ids.vm, verb, now)?;
             }
             Action::AttachCompute { address } => {
-                let body = vm_attach_body(&VmAttachSpec {
-                    location: attach_location.to_string(),
-                    address: address.clone(),
-                    ssh_port: SSH_PORT,
-                    username: desired.vm.admin_username.clone(),
-                    private_key_pem: key.private_openssh().clone(),
-                    public_key: key.public_openssh.clone(),
-                    description: Some("edgetrain EdgeComputeTarget".into()),
-                    vm_size: Some(desired.vm.size.clone()),
-                })
-                .map_err(|e| Error::InvalidSpec(e.to_string()))?;
                 let s = clients
-                    .ml
-                    .attach_compute(&clients.compute_name, &body)
-                    .await
-                    .map_err(|e| Error::azure(ctx("attach compute", &clients.compute_name), e))?;
-                let id = compute_id_of(clients)?;
+                    .compute
+                    .attach(&AttachTarget {
+                        location: attach_location,
+                        address,
+                        username: &desired.vm.admin_username,
+                        key,
+                        vm_size: &desired.vm.size,
+                    })
+                    .await?;
+                let id = clients.compute.compute_id()?;
                 record(&mut out, s, &id, "attach", now)?;
             }
         }
@@ -176,24 +170,12 @@ pub async fn apply(
     Ok(out)
 }
 
-/// ARM id of the target's Azure ML compute.
-pub fn compute_id_of(clients: &Clients) -> Result<String> {
-    clients
-        .ml_workspace
-        .compute_id(&clients.compute_name)
-        .map_err(|e| Error::InvalidSpec(e.to_string()))
-}
-
 /// Starts one cleanup step (deletes are not tracked in status: the next reconcile reads each
 /// resource and sees `Deleting` or 404).
 pub async fn cleanup(clients: &Clients, step: &Cleanup) -> Result<()> {
     match step {
         Cleanup::DetachCompute => {
-            clients
-                .ml
-                .detach_compute(&clients.compute_name)
-                .await
-                .map_err(|e| Error::azure(format!("detaching {}", clients.compute_name), e))?;
+            clients.compute.detach().await?;
         }
         Cleanup::Delete(ids) => {
             for id in ids {

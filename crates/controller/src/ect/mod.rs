@@ -2,6 +2,7 @@
 //! finalizer-first `reconcile`.
 
 pub mod apply;
+pub mod attach;
 pub mod decide;
 pub mod desired;
 pub mod observe;

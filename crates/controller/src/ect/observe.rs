@@ -23,8 +23,8 @@ pub struct Clients {
     pub hub: Arc<dyn StackHubApi>,
     pub vm_access: Arc<dyn crate::context::VmAccess>,
     pub ml: Arc<dyn MlApi>,
-    pub ml_workspace: edgetrain_azure::ml::Workspace,
-    pub compute_name: String,
+    /// Used to poll Azure ML operations.
+    pub compute: Arc<dyn super::attach::ComputeAttacher>,
 }
 
 /// Outcome of polling the operations kept in status.
@@ -111,11 +111,7 @@ pub async fn observe(clients: &Clients, ids: &Ids) -> Result<Observed> {
         .get_vm(&ids.vm, true)
         .await
         .map_err(read("VM", &ids.vm))?;
-    let compute = clients
-        .ml
-        .get_compute(&clients.compute_name)
-        .await
-        .map_err(read("Azure ML compute", &clients.compute_name))?;
+    let compute = clients.compute.get().await?;
     Ok(Observed {
         nsg,
         vnet,
@@ -133,10 +129,9 @@ pub async fn remaining(clients: &Clients, ids: &Ids) -> Result<Remaining> {
     let hub = &clients.hub;
     let state = |s: Option<&str>| s.unwrap_or("Succeeded").to_string();
     let compute = clients
-        .ml
-        .get_compute(&clients.compute_name)
-        .await
-        .map_err(read("Azure ML compute", &clients.compute_name))?
+        .compute
+        .get()
+        .await?
         .map(|c| state(c.properties.provisioning_state.as_deref()));
     let vm = hub
         .get_vm(&ids.vm, false)

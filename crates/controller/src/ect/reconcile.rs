@@ -23,7 +23,8 @@ use kube::{
 use tracing::{info, instrument, warn};
 
 use super::{
-    apply::{self, compute_id_of},
+    apply,
+    attach::VirtualMachineAttacher,
     decide::{self, Cleanup, Input, decide_cleanup},
     desired::{self, Desired},
     observe::{self, Clients},
@@ -211,9 +212,12 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     Ok(Clients {
         hub: hub.api,
         vm_access: hub.vm_access,
-        ml,
-        ml_workspace: workspace,
-        compute_name: spec.azure_ml.compute_name.clone(),
+        ml: ml.clone(),
+        compute: Arc::new(VirtualMachineAttacher {
+            ml,
+            workspace,
+            compute_name: spec.azure_ml.compute_name.clone(),
+        }),
     })
 }
 
@@ -350,7 +354,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.client, &ns, &ect.name_any()).await?;
     let now = Utc::now();
-    let compute_id = compute_id_of(&clients)?;
+    let compute_id = clients.compute.compute_id()?;
     let input = Input {
         generation: ect.metadata.generation,
         policy,

@@ -7,13 +7,13 @@ use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use edgetrain_api::{EdgeComputeTargetStatus, edge_compute_target::SshKeyRotation};
-use edgetrain_azure::ml::{VmAttachSpec, vm_attach_body};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Api, api::PostParams};
 
 use super::{
-    apply::{Applied, compute_id_of, record},
-    desired::{Desired, SSH_PORT},
+    apply::{Applied, record},
+    attach::AttachTarget,
+    desired::Desired,
     observe::Clients,
 };
 use crate::{
@@ -196,29 +196,18 @@ pub async fn advance(
         }
         Step::AttachCompute => {
             let next = next_key(&secret)?;
-            let body = vm_attach_body(&VmAttachSpec {
-                location: location.to_string(),
-                address: address.to_string(),
-                ssh_port: SSH_PORT,
-                username: admin.clone(),
-                private_key_pem: next.private_openssh().clone(),
-                public_key: next.public_openssh.clone(),
-                description: Some("edgetrain EdgeComputeTarget".into()),
-                vm_size: Some(desired.vm.size.clone()),
-            })
-            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
             let started = clients
-                .ml
-                .attach_compute(&clients.compute_name, &body)
-                .await
-                .map_err(|e| Error::azure("re-attaching the compute with the new key", e))?;
-            record(
-                &mut out.applied,
-                started,
-                &compute_id_of(clients)?,
-                "attach",
-                now,
-            )?;
+                .compute
+                .attach(&AttachTarget {
+                    location,
+                    address,
+                    username: admin,
+                    key: &next,
+                    vm_size: &desired.vm.size,
+                })
+                .await?;
+            let id = clients.compute.compute_id()?;
+            record(&mut out.applied, started, &id, "attach", now)?;
             set_stage(&mut secret, Some("attached"));
             save(api, &secret).await?;
         }
