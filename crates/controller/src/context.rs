@@ -264,8 +264,23 @@ impl AzureFactory for ArmFactory {
     }
 }
 
+/// Wall clock for decisions (idle timeout, key age); replaceable so tests can move time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
 /// Shared state of the controllers.
 pub struct Context {
+    pub clock: Arc<dyn Clock>,
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Metrics,

@@ -27,7 +27,7 @@ use kube::{
 };
 
 use crate::{
-    context::{ArmFactory, AzureFactory, Context},
+    context::{ArmFactory, AzureFactory, Clock, Context, SystemClock},
     metrics::Metrics,
 };
 
@@ -58,6 +58,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// Azure client factory; `None` builds the real one.
     pub azure: Option<Arc<dyn AzureFactory>>,
+    /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// Fails with a hint when the CRDs are missing. Lists in the first watched namespace when
@@ -98,6 +100,10 @@ async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()>
         None => Arc::new(ArmFactory::new(&config.metrics)?),
     };
     let ctx = Arc::new(Context {
+        clock: config
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemClock)),
         client: config.client.clone(),
         recorder: Recorder::new(
             config.client.clone(),

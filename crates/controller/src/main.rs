@@ -95,6 +95,7 @@ async fn main() -> std::process::ExitCode {
         instance: pod,
         metrics: Metrics::default(),
         azure: None,
+        clock: None,
     };
     match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

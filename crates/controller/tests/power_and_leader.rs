@@ -128,3 +128,62 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over() {
     assert!(reconciles(follower_m) > 0, "the new leader reconciles");
     follower_task.abort();
 }
+
+/// A clock the test moves forward.
+struct TestClock(std::sync::atomic::AtomicI64);
+
+impl edgetrain_controller::context::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_target_is_deallocated_and_a_training_run_starts_it() {
+    use edgetrain_api::edge_compute_target::PowerState;
+    let w = world(200).await;
+    let clock = std::sync::Arc::new(TestClock(Default::default()));
+    let mut cfg = config(&w, Duration::from_millis(200), Metrics::default());
+    cfg.clock = Some(clock.clone());
+    let ctl = spawn(cfg);
+    create(&w, ect_json(&w, "sleepy", json!({"idleTimeout": "5m"}))).await;
+    let ready = wait_ready(&w, "sleepy", 60).await;
+    assert!(ready.status.unwrap().last_active_time.is_some());
+    let posts = count(&w, "POST", COMPUTE);
+
+    // Six minutes pass without a TrainingRun.
+    clock.0.store(360, std::sync::atomic::Ordering::SeqCst);
+    let idle = eventually(60, "deallocated while idle", || async {
+        let e = get(&w, "sleepy").await?;
+        let s = e.status.clone()?;
+        (s.power_state == Some(PowerState::Deallocated)).then_some(e)
+    })
+    .await;
+    let (status, reason, _) = condition(&idle, "Ready").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Idle"));
+    assert_eq!(count(&w, "POST", COMPUTE), posts + 1, "one deallocate");
+
+    // A TrainingRun on the target (no status yet = Pending = active) wakes it.
+    let runs: Api<edgetrain_api::TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    let run: edgetrain_api::TrainingRun = serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": "wake-up"},
+        "spec": {
+            "computeTargetRef": {"name": "sleepy"},
+            "experimentName": "idle",
+            "code": {"configMapRef": {"name": "code"}},
+            "environment": {"image": "python:3.12"},
+            "command": "python train.py --data ${{inputs.training_data}}",
+            "data": {"endpoint": "https://data.blob.local.azurestack.external", "container": "telemetry",
+                "prefix": "p/", "credentialsSecretRef": {"name": "storage"}, "inputName": "training_data"}
+        }
+    }))
+    .unwrap();
+    runs.create(&Default::default(), &run).await.unwrap();
+    let awake = wait_ready(&w, "sleepy", 60).await;
+    let s = awake.status.unwrap();
+    assert_eq!(s.power_state, Some(PowerState::Running));
+    assert_eq!(count(&w, "POST", COMPUTE), posts + 2, "then one start");
+    ctl.abort();
+}

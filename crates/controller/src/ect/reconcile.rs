@@ -2,7 +2,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use chrono::Utc;
 use edgetrain_api::{
     DeletionPolicy, EdgeComputeTarget, EdgeComputeTargetStatus, ReconcilePolicy,
     conditions::{self, Progress},
@@ -353,7 +352,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
     observed.pending = polled.still_pending.clone();
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.client, &ns, &ect.name_any()).await?;
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let compute_id = clients.compute.compute_id()?;
     let input = Input {
         generation: ect.metadata.generation,
