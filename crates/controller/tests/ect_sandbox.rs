@@ -397,3 +397,39 @@ async fn key_rotation_adds_reattaches_prunes_then_promotes() {
     }
     ctl.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_pauses_writes_but_never_blocks_deletion() {
+    let w = world(200).await;
+    let ctl = spawn(config(&w, Duration::from_millis(200), Metrics::default()));
+    create(
+        &w,
+        ect_json(&w, "paused", json!({"deletionPolicy": "Delete"})),
+    )
+    .await;
+    wait_ready(&w, "paused", 60).await;
+    let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
+    api.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({
+            "metadata": {"annotations": {"edgetrain.dev/reconcile-policy": "skip"}},
+            "spec": {"vm": {"allowedSshSources": ["192.0.2.0/24"]}}
+        })),
+    )
+    .await
+    .unwrap();
+    let before = writes(&w);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(writes(&w), before, "a skipped target is not written");
+
+    let kept = inventory(&w);
+    delete_and_wait(&w, "paused").await;
+    assert_eq!(
+        writes(&w),
+        before,
+        "deletion of a skipped target touches nothing"
+    );
+    assert_eq!(inventory(&w), kept);
+    ctl.abort();
+}
