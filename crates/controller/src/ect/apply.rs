@@ -1,0 +1,192 @@
+//! Thin writes: start each planned action once and keep its poller in status.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use edgetrain_api::common::PendingOperation;
+use edgetrain_azure::{
+    arm::Started,
+    stackhub::{VirtualMachine, VmAction},
+};
+
+use super::{
+    attach::AttachTarget,
+    decide::{Action, Cleanup},
+    desired::Desired,
+    observe::{Clients, min_opt},
+};
+use crate::{Error, Result, ssh::KeyPair};
+
+/// What the started actions left running.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub pending: Vec<PendingOperation>,
+    pub retry_after: Option<Duration>,
+}
+
+pub(crate) fn to_time(now: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(
+            now.timestamp_nanos_opt().unwrap_or_default(),
+        ))
+        .unwrap_or_default(),
+    )
+}
+
+pub(crate) fn record(
+    out: &mut Applied,
+    started: Started,
+    id: &str,
+    action: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if let Started::Pending { token, retry_after } = started {
+        let poller = serde_json::to_string(&token)
+            .map_err(|e| Error::InvalidSpec(format!("serialising poller: {e}")))?;
+        out.pending.push(PendingOperation {
+            resource_id: id.to_string(),
+            action: action.to_string(),
+            poller,
+            started_at: to_time(now),
+        });
+        out.retry_after = min_opt(out.retry_after, retry_after);
+    }
+    Ok(())
+}
+
+/// Maps an ARM refusal of a VM size to the stalled error the user must act on.
+fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
+    match e.as_arm() {
+        Some(arm) if arm.code().eq_ignore_ascii_case("SkuNotAvailable") => Error::SkuNotAvailable {
+            size: size.to_string(),
+            message: arm.error.message.clone(),
+        },
+        _ => Error::azure(context, e),
+    }
+}
+
+/// Starts every action; returns the new pending operations.
+pub async fn apply(
+    clients: &Clients,
+    desired: &Desired,
+    observed_vm: Option<&VirtualMachine>,
+    key: &KeyPair,
+    attach_location: &str,
+    actions: &[Action],
+    now: DateTime<Utc>,
+) -> Result<Applied> {
+    let hub = &clients.hub;
+    let ids = &desired.ids;
+    let mut out = Applied::default();
+    for action in actions {
+        let ctx = |what: &str, id: &str| format!("{what} {id}");
+        match action {
+            Action::PutNsg => {
+                let s = hub
+                    .put_nsg(&ids.nsg, &desired.nsg)
+                    .await
+                    .map_err(|e| Error::azure(ctx("PUT NSG", &ids.nsg), e))?;
+                record(&mut out, s, &ids.nsg, "put", now)?;
+            }
+            Action::PutVnet => {
+                let (Some(id), Some(body)) = (&ids.vnet, &desired.vnet) else {
+                    continue;
+                };
+                let s = hub
+                    .put_vnet(id, body)
+                    .await
+                    .map_err(|e| Error::azure(ctx("PUT vnet", id), e))?;
+                record(&mut out, s, id, "put", now)?;
+            }
+            Action::PutPublicIp => {
+                let (Some(id), Some(body)) = (&ids.public_ip, &desired.public_ip) else {
+                    continue;
+                };
+                let s = hub
+                    .put_public_ip(id, body)
+                    .await
+                    .map_err(|e| Error::azure(ctx("PUT public IP", id), e))?;
+                record(&mut out, s, id, "put", now)?;
+            }
+            Action::PutNic => {
+                let s = hub
+                    .put_nic(&ids.nic, &desired.nic)
+                    .await
+                    .map_err(|e| Error::azure(ctx("PUT NIC", &ids.nic), e))?;
+                record(&mut out, s, &ids.nic, "put", now)?;
+            }
+            Action::PutVm => {
+                let mut spec = desired.vm.clone();
+                spec.ssh_public_key = key.public_openssh.clone();
+                let body = edgetrain_azure::stackhub::vm_body(&spec)
+                    .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+                let s = hub
+                    .put_vm(&ids.vm, &body)
+                    .await
+                    .map_err(|e| vm_error(&spec.size, ctx("PUT VM", &ids.vm), e))?;
+                record(&mut out, s, &ids.vm, "put", now)?;
+            }
+            Action::ResizeVm => {
+                let Some(vm) = observed_vm else { continue };
+                let mut body = vm.clone();
+                body.properties
+                    .hardware_profile
+                    .get_or_insert_with(Default::default)
+                    .vm_size = Some(desired.vm.size.clone());
+                let s = hub
+                    .put_vm(&ids.vm, &body)
+                    .await
+                    .map_err(|e| vm_error(&desired.vm.size, ctx("resize VM", &ids.vm), e))?;
+                record(&mut out, s, &ids.vm, "resize", now)?;
+            }
+            Action::StartVm | Action::DeallocateVm => {
+                let (verb, a) = if *action == Action::StartVm {
+                    ("start", VmAction::Start)
+                } else {
+                    ("deallocate", VmAction::Deallocate)
+                };
+                let s = hub
+                    .vm_action(&ids.vm, a)
+                    .await
+                    .map_err(|e| Error::azure(ctx(verb, &ids.vm), e))?;
+                record(&mut out, s, &ids.vm, verb, now)?;
+            }
+            Action::AttachCompute { address } => {
+                let s = clients
+                    .compute
+                    .attach(&AttachTarget {
+                        location: attach_location,
+                        address,
+                        username: &desired.vm.admin_username,
+                        key,
+                        vm_size: &desired.vm.size,
+                    })
+                    .await?;
+                let id = clients.compute.compute_id()?;
+                record(&mut out, s, &id, "attach", now)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Starts one cleanup step (deletes are not tracked in status: the next reconcile reads each
+/// resource and sees `Deleting` or 404).
+pub async fn cleanup(clients: &Clients, step: &Cleanup) -> Result<()> {
+    match step {
+        Cleanup::DetachCompute => {
+            clients.compute.detach().await?;
+        }
+        Cleanup::Delete(ids) => {
+            for id in ids {
+                clients
+                    .hub
+                    .delete(id)
+                    .await
+                    .map_err(|e| Error::azure(format!("DELETE {id}"), e))?;
+            }
+        }
+        Cleanup::Wait(_) | Cleanup::Done => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,556 @@
+//! Table-driven tests of the pure decision: observed state in, actions and progress out.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use edgetrain_api::{
+    EdgeComputeTarget, EdgeComputeTargetStatus, ReconcilePolicy, common::PendingOperation,
+    conditions::Progress,
+};
+use edgetrain_azure::{
+    ml::{Compute, ComputeResource, VirtualMachineSchemaProperties, VirtualMachineSshCredentials},
+    stackhub::{InstanceViewStatus, VirtualMachine, VirtualMachineInstanceView},
+};
+use serde_json::json;
+
+use super::{
+    decide::{Action, Cleanup, Input, Observed, Remaining, decide, decide_cleanup, idle_decision},
+    desired::{Desired, desired},
+};
+
+fn ect() -> EdgeComputeTarget {
+    serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "EdgeComputeTarget",
+        "metadata": {"name": "edge", "namespace": "ml", "generation": 3},
+        "spec": {
+            "stackHub": {"armEndpoint": "https://management.local.azurestack.external", "location": "local",
+                "subscriptionId": "00000000-0000-0000-0000-0000000000aa", "resourceGroup": "rg1",
+                "credentialsSecretRef": {"name": "hub"}},
+            "vm": {"size": "Standard_DS2_v2", "adminUsername": "azureuser", "publicIP": true,
+                "image": {"publisher": "Canonical", "offer": "ubuntu", "sku": "22_04-lts", "version": "latest"},
+                "network": {},
+                "allowedSshSources": ["203.0.113.0/24"]},
+            "azureML": {"armEndpoint": "https://management.azure.com", "subscriptionId": "00000000-0000-0000-0000-0000000000bb",
+                "resourceGroup": "mlrg", "workspace": "ws1", "computeName": "edge", "credentialsSecretRef": {"name": "ml"}}
+        }
+    }))
+    .unwrap()
+}
+
+fn want() -> Desired {
+    desired(&ect(), "ssh-ed25519 AAAA test").unwrap()
+}
+
+fn vm(size: &str, power: &str, state: &str) -> VirtualMachine {
+    let mut vm = want().vm_body().unwrap();
+    vm.properties.hardware_profile.as_mut().unwrap().vm_size = Some(size.into());
+    vm.properties.provisioning_state = Some(state.into());
+    vm.properties.instance_view = Some(VirtualMachineInstanceView {
+        computer_name: None,
+        statuses: vec![InstanceViewStatus {
+            code: Some(format!("PowerState/{power}")),
+            ..Default::default()
+        }],
+    });
+    vm
+}
+
+fn compute(address: &str, state: &str) -> ComputeResource {
+    ComputeResource {
+        id: None,
+        name: None,
+        location: None,
+        tags: None,
+        properties: Compute {
+            compute_type: "VirtualMachine".into(),
+            description: None,
+            resource_id: None,
+            provisioning_state: Some(state.into()),
+            provisioning_errors: None,
+            is_attached_compute: Some(true),
+            properties: Some(VirtualMachineSchemaProperties {
+                virtual_machine_size: None,
+                ssh_port: Some(22),
+                address: Some(address.into()),
+                administrator_account: Some(VirtualMachineSshCredentials {
+                    username: Some("azureuser".into()),
+                    password: None,
+                    public_key_data: None,
+                    private_key_data: None,
+                }),
+            }),
+        },
+    }
+}
+
+/// Network pieces as Azure returns them after creation.
+fn network() -> Observed {
+    let d = want();
+    let mut pip = d.public_ip.clone().unwrap();
+    pip.resource.properties.ip_address = Some("192.0.2.10".into());
+    let mut nic = d.nic.clone();
+    nic.properties.ip_configurations[0]
+        .properties
+        .private_ip_address = Some("10.20.0.4".into());
+    Observed {
+        nsg: Some(d.nsg.clone()),
+        vnet: d.vnet.clone(),
+        public_ip: Some(pip),
+        nic: Some(nic),
+        ..Default::default()
+    }
+}
+
+fn all_ready() -> Observed {
+    Observed {
+        vm: Some(vm("Standard_DS2_v2", "running", "Succeeded")),
+        compute: Some(compute("192.0.2.10", "Succeeded")),
+        ..network()
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+fn pending(id: &str) -> PendingOperation {
+    PendingOperation {
+        resource_id: id.into(),
+        action: "put".into(),
+        poller: "{}".into(),
+        started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ),
+    }
+}
+
+fn run(
+    observed: Observed,
+    policy: ReconcilePolicy,
+    idle: Option<Duration>,
+    status: EdgeComputeTargetStatus,
+) -> (Vec<Action>, &'static str, String) {
+    let d = want();
+    let input = Input {
+        generation: Some(3),
+        policy,
+        desired: &d,
+        compute_id: "/ws/computes/edge".into(),
+        admin_username: "azureuser",
+        idle_timeout: idle,
+        status: &status,
+        now: now(),
+    };
+    let plan = decide(&input, &observed);
+    let (kind, reason) = match plan.progress {
+        Progress::Ready { reason, .. } => ("Ready", reason),
+        Progress::InProgress { reason, .. } => ("InProgress", reason),
+        Progress::Stalled { reason, .. } => ("Stalled", reason),
+    };
+    (plan.actions, kind, reason)
+}
+
+/// (name, observed, policy, expected actions, progress kind, reason).
+type Case = (
+    &'static str,
+    Observed,
+    ReconcilePolicy,
+    Vec<Action>,
+    &'static str,
+    &'static str,
+);
+
+#[test]
+fn decisions_for_each_observed_state() {
+    let d = want();
+    let mut nsg_drift = all_ready();
+    nsg_drift.nsg.as_mut().unwrap().properties.security_rules[0]
+        .properties
+        .source_address_prefix = Some("0.0.0.0/0".into());
+    let mut no_nic = network();
+    no_nic.nic = None;
+    let mut vm_pending = network();
+    vm_pending.pending = vec![pending(&d.ids.vm)];
+    let mut creating = network();
+    creating.vm = Some(vm("Standard_DS2_v2", "starting", "Creating"));
+    let resize_running = Observed {
+        vm: Some(vm("Standard_DS3_v2", "running", "Succeeded")),
+        ..all_ready()
+    };
+    let resize_deallocated = Observed {
+        vm: Some(vm("Standard_DS3_v2", "deallocated", "Succeeded")),
+        ..all_ready()
+    };
+    let deallocated = Observed {
+        vm: Some(vm("Standard_DS2_v2", "deallocated", "Succeeded")),
+        ..all_ready()
+    };
+    let no_compute = Observed {
+        compute: None,
+        ..all_ready()
+    };
+    let moved = Observed {
+        compute: Some(compute("192.0.2.99", "Succeeded")),
+        ..all_ready()
+    };
+    let failed = Observed {
+        compute: Some(compute("192.0.2.10", "Failed")),
+        ..all_ready()
+    };
+    let attaching = Observed {
+        compute: Some(compute("192.0.2.10", "Creating")),
+        ..all_ready()
+    };
+    let manage = ReconcilePolicy::Manage;
+    let observe = ReconcilePolicy::Observe;
+    let none = EdgeComputeTargetStatus::default;
+    let cases: Vec<Case> = vec![
+        (
+            "nothing exists",
+            Observed::default(),
+            manage,
+            vec![Action::PutNsg, Action::PutVnet, Action::PutPublicIp],
+            "InProgress",
+            "ProvisioningNetwork",
+        ),
+        (
+            "NSG drifted",
+            nsg_drift,
+            manage,
+            vec![Action::PutNsg],
+            "InProgress",
+            "ProvisioningNetwork",
+        ),
+        (
+            "NIC missing",
+            no_nic,
+            manage,
+            vec![Action::PutNic],
+            "InProgress",
+            "ProvisioningNetwork",
+        ),
+        (
+            "VM missing",
+            network(),
+            manage,
+            vec![Action::PutVm],
+            "InProgress",
+            "ProvisioningVM",
+        ),
+        (
+            "VM PUT pending",
+            vm_pending,
+            manage,
+            vec![],
+            "InProgress",
+            "ProvisioningVM",
+        ),
+        (
+            "VM creating",
+            creating,
+            manage,
+            vec![],
+            "InProgress",
+            "ProvisioningVM",
+        ),
+        (
+            "resize while running",
+            resize_running,
+            manage,
+            vec![Action::DeallocateVm],
+            "InProgress",
+            "Resizing",
+        ),
+        (
+            "resize when deallocated",
+            resize_deallocated,
+            manage,
+            vec![Action::ResizeVm],
+            "InProgress",
+            "Resizing",
+        ),
+        (
+            "deallocated without idle timeout",
+            deallocated,
+            manage,
+            vec![Action::StartVm],
+            "InProgress",
+            "StartingVM",
+        ),
+        (
+            "compute missing",
+            no_compute.clone(),
+            manage,
+            vec![Action::AttachCompute {
+                address: "192.0.2.10".into(),
+            }],
+            "InProgress",
+            "AttachingCompute",
+        ),
+        (
+            "compute at another address",
+            moved,
+            manage,
+            vec![Action::AttachCompute {
+                address: "192.0.2.10".into(),
+            }],
+            "InProgress",
+            "AttachingCompute",
+        ),
+        (
+            "compute attaching",
+            attaching,
+            manage,
+            vec![],
+            "InProgress",
+            "AttachingCompute",
+        ),
+        (
+            "compute failed",
+            failed,
+            manage,
+            vec![],
+            "Stalled",
+            "AttachFailed",
+        ),
+        (
+            "everything in place",
+            all_ready(),
+            manage,
+            vec![],
+            "Ready",
+            "Ready",
+        ),
+        (
+            "observe: nothing exists",
+            Observed::default(),
+            observe,
+            vec![],
+            "Stalled",
+            "ObservedDrift",
+        ),
+        (
+            "observe: compute missing",
+            no_compute,
+            observe,
+            vec![],
+            "Stalled",
+            "ComputeNotFound",
+        ),
+        (
+            "observe: everything in place",
+            all_ready(),
+            observe,
+            vec![],
+            "Ready",
+            "Ready",
+        ),
+    ];
+    for (name, observed, policy, actions, kind, reason) in cases {
+        let got = run(observed, policy, None, none());
+        assert_eq!(got.0, actions, "{name}: actions");
+        assert_eq!((got.1, got.2.as_str()), (kind, reason), "{name}: progress");
+    }
+}
+
+#[test]
+fn idle_timeout_deallocates_and_an_active_run_keeps_the_vm() {
+    let hour_ago = now() - chrono::Duration::hours(1);
+    let status = EdgeComputeTargetStatus {
+        last_active_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(hour_ago.timestamp()).unwrap(),
+        )),
+        ..Default::default()
+    };
+    let idle = Some(Duration::from_secs(1800));
+    let got = run(all_ready(), ReconcilePolicy::Manage, idle, status.clone());
+    assert_eq!(got.0, vec![Action::DeallocateVm]);
+    assert_eq!(got.2, "Idle");
+
+    let busy = Observed {
+        active_runs: 1,
+        ..all_ready()
+    };
+    let got = run(busy, ReconcilePolicy::Manage, idle, status.clone());
+    assert_eq!((got.0, got.1), (vec![], "Ready"));
+
+    // A run arrives at a deallocated VM: start it.
+    let woken = Observed {
+        active_runs: 1,
+        vm: Some(vm("Standard_DS2_v2", "deallocated", "Succeeded")),
+        ..all_ready()
+    };
+    let got = run(woken, ReconcilePolicy::Manage, idle, status);
+    assert_eq!(got.0, vec![Action::StartVm]);
+}
+
+#[test]
+fn last_active_time_is_refreshed_coarsely() {
+    let t0 = now();
+    // Never active: counts from now, not idle.
+    assert_eq!(
+        idle_decision(0, None, Some(Duration::from_secs(300)), t0),
+        (false, t0)
+    );
+    // Active 30 s after the last refresh: unchanged (no status churn).
+    let t30 = t0 + chrono::Duration::seconds(30);
+    assert_eq!(
+        idle_decision(1, Some(t0), Some(Duration::from_secs(300)), t30),
+        (false, t0)
+    );
+    // Active 2 min later: refreshed.
+    let t120 = t0 + chrono::Duration::seconds(120);
+    assert_eq!(
+        idle_decision(1, Some(t0), Some(Duration::from_secs(300)), t120),
+        (false, t120)
+    );
+    // Inactive past the timeout: idle.
+    let t400 = t0 + chrono::Duration::seconds(400);
+    assert_eq!(
+        idle_decision(0, Some(t0), Some(Duration::from_secs(300)), t400),
+        (true, t0)
+    );
+    // No idle timeout: never idle.
+    assert!(!idle_decision(0, Some(t0), None, t400 + chrono::Duration::days(9)).0);
+}
+
+#[test]
+fn cleanup_order_and_404_means_done() {
+    let ids = want().ids;
+    let ok = || Some("Succeeded".to_string());
+    let leaves = |state: &str| {
+        vec![
+            (ids.public_ip.clone().unwrap(), state.to_string()),
+            (ids.nsg.clone(), state.to_string()),
+            (ids.vnet.clone().unwrap(), state.to_string()),
+        ]
+    };
+    let cases = vec![
+        (
+            "compute first",
+            Remaining {
+                compute: ok(),
+                vm: ok(),
+                nic: ok(),
+                leaves: leaves("Succeeded"),
+            },
+            Cleanup::DetachCompute,
+        ),
+        (
+            "detach in progress",
+            Remaining {
+                compute: Some("Deleting".into()),
+                vm: ok(),
+                nic: ok(),
+                leaves: vec![],
+            },
+            Cleanup::Wait("Azure ML compute".into()),
+        ),
+        (
+            "then the VM",
+            Remaining {
+                compute: None,
+                vm: ok(),
+                nic: ok(),
+                leaves: leaves("Succeeded"),
+            },
+            Cleanup::Delete(vec![ids.vm.clone()]),
+        ),
+        (
+            "then the NIC",
+            Remaining {
+                compute: None,
+                vm: None,
+                nic: ok(),
+                leaves: leaves("Succeeded"),
+            },
+            Cleanup::Delete(vec![ids.nic.clone()]),
+        ),
+        (
+            "then the rest together",
+            Remaining {
+                compute: None,
+                vm: None,
+                nic: None,
+                leaves: leaves("Succeeded"),
+            },
+            Cleanup::Delete(vec![
+                ids.public_ip.clone().unwrap(),
+                ids.nsg.clone(),
+                ids.vnet.clone().unwrap(),
+            ]),
+        ),
+        (
+            "waiting for deletes",
+            Remaining {
+                compute: None,
+                vm: None,
+                nic: None,
+                leaves: leaves("Deleting"),
+            },
+            Cleanup::Wait(ids.public_ip.clone().unwrap()),
+        ),
+        ("all 404", Remaining::default(), Cleanup::Done),
+    ];
+    for (name, remaining, want) in cases {
+        assert_eq!(decide_cleanup(&ids, &remaining), want, "{name}");
+    }
+}
+
+#[test]
+fn desired_names_and_bodies() {
+    let d = want();
+    assert!(
+        d.ids.vm.ends_with("/virtualMachines/ml-edge-vm"),
+        "{}",
+        d.ids.vm
+    );
+    assert!(
+        d.ids
+            .subnet
+            .ends_with("/virtualNetworks/ml-edge-vnet/subnets/default")
+    );
+    let body = serde_json::to_value(d.vm_body().unwrap()).unwrap();
+    let os = &body["properties"]["osProfile"];
+    assert_eq!(
+        os["linuxConfiguration"]["disablePasswordAuthentication"],
+        true
+    );
+    assert_eq!(
+        os["linuxConfiguration"]["ssh"]["publicKeys"][0]["keyData"],
+        "ssh-ed25519 AAAA test"
+    );
+    use base64::Engine;
+    let ci = base64::engine::general_purpose::STANDARD
+        .decode(os["customData"].as_str().unwrap())
+        .unwrap();
+    let ci = String::from_utf8(ci).unwrap();
+    assert!(
+        ci.starts_with("#cloud-config") && ci.contains("docker.io"),
+        "{ci}"
+    );
+
+    let mut with_subnet = ect();
+    with_subnet.spec.vm.network.subnet_id = Some(
+        "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/shared/subnets/a".into(),
+    );
+    with_subnet.spec.vm.cloud_init = Some("#cloud-config\npackages: [htop]\n".into());
+    let d = desired(&with_subnet, "k").unwrap();
+    assert_eq!(d.ids.vnet, None, "no vnet of our own with a given subnet");
+    assert!(
+        d.vm.cloud_init
+            .as_deref()
+            .unwrap()
+            .contains("multipart/mixed")
+    );
+    assert!(
+        d.vm.cloud_init
+            .as_deref()
+            .unwrap()
+            .contains("packages: [htop]")
+    );
+
+    let mut long = ect();
+    long.metadata.name = Some("x".repeat(60));
+    assert!(desired(&long, "k").is_err());
+}

@@ -1,0 +1,263 @@
+//! Sandbox harness: in-process Kubernetes API server + Azure simulator + the controller.
+#![allow(dead_code)]
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use edgetrain_api::{DeletionPolicy, EdgeComputeTarget};
+use edgetrain_controller::{Config, LeaderConfig, metrics::Metrics};
+use edgetrain_sandbox_azure::{AzureSim, LroConfig, Secret, ServicePrincipal, WorkspaceConfig};
+use edgetrain_sandbox_kube::{Options, SandboxKube};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::{Api, Client, api::PostParams};
+use serde_json::json;
+
+pub const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
+pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+pub const HUB_CLIENT: &str = "stackhub-operator";
+pub const HUB_SECRET: &str = "hub-client-secret-value-7f3a9";
+pub const ML_CLIENT: &str = "azureml-operator";
+pub const ML_SECRET: &str = "ml-client-secret-value-c41b2";
+
+/// Logs of every test in this binary, captured through a global tracing subscriber.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+pub fn logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuffer::default();
+        let writer = buf.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,h2=info,tower=info")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        buf
+    })
+    .clone()
+}
+
+pub struct World {
+    pub kube: SandboxKube,
+    pub sim: AzureSim,
+    pub client: Client,
+    pub ns: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn crds_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds")
+}
+
+pub async fn world(lro_ms: u64) -> World {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = AzureSim::start(edgetrain_sandbox_azure::Config {
+        state_dir: dir.path().to_owned(),
+        tenant_id: TENANT.into(),
+        azurite: false,
+        service_principals: vec![
+            ServicePrincipal {
+                tenant: TENANT.into(),
+                client_id: HUB_CLIENT.into(),
+                client_secret: Secret::new(HUB_SECRET),
+            },
+            ServicePrincipal {
+                tenant: TENANT.into(),
+                client_id: ML_CLIENT.into(),
+                client_secret: Secret::new(ML_SECRET),
+            },
+        ],
+        lro: LroConfig {
+            duration_ms: lro_ms,
+            retry_after_secs: 1,
+            fail_resource_names: vec![],
+        },
+        allowed_vm_sizes: vec!["Standard_DS2_v2".into(), "Standard_DS3_v2".into()],
+        workspaces: vec![WorkspaceConfig {
+            subscription_id: SUB.into(),
+            resource_group: "rg1".into(),
+            name: "ws1".into(),
+            location: "westeurope".into(),
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kube = SandboxKube::start(Options::default()).await.unwrap();
+    kube.register_crds(crds_dir()).unwrap();
+    let client = kube.client().unwrap();
+    let ns = "default".to_string();
+    let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), &ns);
+    for (name, id, secret) in [
+        ("hub-sp", HUB_CLIENT, HUB_SECRET),
+        ("ml-sp", ML_CLIENT, ML_SECRET),
+    ] {
+        let s: KubeSecret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": {"tenantId": TENANT, "clientId": id, "clientSecret": secret}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    World {
+        kube,
+        sim,
+        client,
+        ns,
+        _dir: dir,
+    }
+}
+
+pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
+    Config {
+        client: w.kube.client().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        default_deletion_policy: DeletionPolicy::Retain,
+        watch_namespaces: vec![],
+        resync,
+        leader: None,
+        instance: "test".into(),
+        metrics,
+        azure: None,
+        clock: None,
+    }
+}
+
+pub fn leader(identity: &str) -> LeaderConfig {
+    LeaderConfig {
+        namespace: "default".into(),
+        lease_name: "edgetrain-controller".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(2),
+    }
+}
+
+pub fn spawn(config: Config) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+    tokio::spawn(edgetrain_controller::run(config))
+}
+
+pub fn ect_json(w: &World, name: &str, extra_spec: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({
+        "apiVersion": "edgetrain.dev/v1alpha1",
+        "kind": "EdgeComputeTarget",
+        "metadata": {"name": name, "namespace": w.ns},
+        "spec": {
+            "stackHub": {
+                "armEndpoint": w.sim.base_url(),
+                "location": "local",
+                "subscriptionId": SUB,
+                "resourceGroup": "rg1",
+                "credentialsSecretRef": {"name": "hub-sp"}
+            },
+            "vm": {
+                "size": "Standard_DS2_v2",
+                "image": {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
+                "allowedSshSources": ["203.0.113.0/24"]
+            },
+            "azureML": {
+                "armEndpoint": w.sim.base_url(),
+                "subscriptionId": SUB,
+                "resourceGroup": "rg1",
+                "workspace": "ws1",
+                "computeName": format!("c-{name}"),
+                "credentialsSecretRef": {"name": "ml-sp"}
+            }
+        }
+    });
+    merge(&mut v["spec"], extra_spec);
+    v
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+pub async fn create(w: &World, body: serde_json::Value) -> EdgeComputeTarget {
+    let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
+    let obj: EdgeComputeTarget = serde_json::from_value(body).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap()
+}
+
+pub async fn get(w: &World, name: &str) -> Option<EdgeComputeTarget> {
+    let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
+    api.get_opt(name).await.unwrap()
+}
+
+/// Polls `f` until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn condition(ect: &EdgeComputeTarget, type_: &str) -> Option<(String, String, String)> {
+    ect.status.as_ref().and_then(|s| {
+        edgetrain_api::conditions::find(&s.conditions, type_)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    })
+}
+
+pub async fn wait_ready(w: &World, name: &str, secs: u64) -> EdgeComputeTarget {
+    eventually(secs, &format!("{name} Ready"), || async {
+        let e = get(w, name).await?;
+        let generation = e.metadata.generation;
+        let ready = e.status.as_ref().is_some_and(|s| {
+            edgetrain_api::conditions::is_true_for(&s.conditions, "Ready", generation)
+        });
+        ready.then_some(e)
+    })
+    .await
+}
+
+/// Stack Hub resources (Compute/Network) and ML computes in the simulator.
+pub fn inventory(w: &World) -> Vec<(String, String)> {
+    w.sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type != "Microsoft.MachineLearningServices/workspaces")
+        .map(|i| (i.resource_type, i.id))
+        .collect()
+}
+
+pub fn count(w: &World, method: &str, provider: &str) -> u64 {
+    w.sim.counters().get(method, provider)
+}

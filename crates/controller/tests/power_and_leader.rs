@@ -1,0 +1,189 @@
+//! Resize, an unavailable size, and leader election against the sandbox.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edgetrain_api::EdgeComputeTarget;
+use edgetrain_controller::metrics::Metrics;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+const COMPUTE: &str = "Microsoft.Compute";
+
+async fn set_size(w: &World, name: &str, size: &str) {
+    let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"vm": {"size": size}}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_change_deallocates_resizes_and_starts() {
+    let w = world(200).await;
+    let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
+    create(&w, ect_json(&w, "resize", json!({}))).await;
+    wait_ready(&w, "resize", 60).await;
+    let (puts, posts) = (count(&w, "PUT", COMPUTE), count(&w, "POST", COMPUTE));
+
+    set_size(&w, "resize", "Standard_DS3_v2").await;
+    let e = eventually(60, "Ready at generation 2", || async {
+        let e = get(&w, "resize").await?;
+        let s = e.status.as_ref()?;
+        edgetrain_api::conditions::is_true_for(&s.conditions, "Ready", Some(2)).then_some(e)
+    })
+    .await;
+    let s = e.status.unwrap();
+    assert_eq!(s.vm_size.as_deref(), Some("Standard_DS3_v2"));
+    assert_eq!(
+        s.power_state,
+        Some(edgetrain_api::edge_compute_target::PowerState::Running)
+    );
+    assert_eq!(count(&w, "PUT", COMPUTE), puts + 1, "one resize PUT");
+    assert_eq!(
+        count(&w, "POST", COMPUTE),
+        posts + 2,
+        "deallocate, then start"
+    );
+    ctl.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_size_is_a_clear_condition() {
+    let w = world(200).await;
+    let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
+    create(&w, ect_json(&w, "nosku", json!({}))).await;
+    wait_ready(&w, "nosku", 60).await;
+    set_size(&w, "nosku", "Standard_F72s_v2").await;
+    let (_, reason, message) = eventually(60, "Stalled SkuNotAvailable", || async {
+        let e = get(&w, "nosku").await?;
+        let c = condition(&e, "Stalled")?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "SkuNotAvailable");
+    assert!(message.contains("Standard_F72s_v2"), "{message}");
+    // Back to an offered size: the VM is started again and the target is Ready.
+    set_size(&w, "nosku", "Standard_DS2_v2").await;
+    wait_ready(&w, "nosku", 60).await;
+    ctl.abort();
+}
+
+async fn holder(w: &World) -> Option<String> {
+    let api: Api<Lease> = Api::namespaced(w.client.clone(), "default");
+    api.get_opt("edgetrain-controller")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+fn reconciles(m: &Metrics) -> u64 {
+    m.reconciles
+        .get_or_create(&Metrics::kind("EdgeComputeTarget"))
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_reconciles_and_a_follower_takes_over() {
+    let w = world(200).await;
+    let (ma, mb) = (Metrics::default(), Metrics::default());
+    let mut ca = config(&w, Duration::from_secs(300), ma.clone());
+    ca.leader = Some(leader("replica-a"));
+    ca.instance = "replica-a".into();
+    let mut cb = config(&w, Duration::from_secs(300), mb.clone());
+    cb.leader = Some(leader("replica-b"));
+    cb.instance = "replica-b".into();
+    let a = spawn(ca);
+    let b = spawn(cb);
+    let first = eventually(30, "a Lease holder", || holder(&w)).await;
+    create(&w, ect_json(&w, "led", json!({}))).await;
+    wait_ready(&w, "led", 60).await;
+    let (leader_m, follower_m, leader_task, follower_task) = if first == "replica-a" {
+        (&ma, &mb, a, b)
+    } else {
+        (&mb, &ma, b, a)
+    };
+    assert!(reconciles(leader_m) > 0);
+    assert_eq!(reconciles(follower_m), 0, "the follower never reconciles");
+    assert_eq!(holder(&w).await.as_deref(), Some(first.as_str()));
+
+    // The leader dies without releasing; after the Lease expires the follower takes over.
+    leader_task.abort();
+    let second = eventually(30, "a new Lease holder", || async {
+        holder(&w).await.filter(|h| *h != first)
+    })
+    .await;
+    assert_ne!(second, first);
+    create(&w, ect_json(&w, "led2", json!({}))).await;
+    wait_ready(&w, "led2", 60).await;
+    assert!(reconciles(follower_m) > 0, "the new leader reconciles");
+    follower_task.abort();
+}
+
+/// A clock the test moves forward.
+struct TestClock(std::sync::atomic::AtomicI64);
+
+impl edgetrain_controller::context::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_target_is_deallocated_and_a_training_run_starts_it() {
+    use edgetrain_api::edge_compute_target::PowerState;
+    let w = world(200).await;
+    let clock = std::sync::Arc::new(TestClock(Default::default()));
+    let mut cfg = config(&w, Duration::from_millis(200), Metrics::default());
+    cfg.clock = Some(clock.clone());
+    let ctl = spawn(cfg);
+    create(&w, ect_json(&w, "sleepy", json!({"idleTimeout": "5m"}))).await;
+    let ready = wait_ready(&w, "sleepy", 60).await;
+    assert!(ready.status.unwrap().last_active_time.is_some());
+    let posts = count(&w, "POST", COMPUTE);
+
+    // Six minutes pass without a TrainingRun.
+    clock.0.store(360, std::sync::atomic::Ordering::SeqCst);
+    let idle = eventually(60, "deallocated while idle", || async {
+        let e = get(&w, "sleepy").await?;
+        let s = e.status.clone()?;
+        (s.power_state == Some(PowerState::Deallocated)).then_some(e)
+    })
+    .await;
+    let (status, reason, _) = condition(&idle, "Ready").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Idle"));
+    assert_eq!(count(&w, "POST", COMPUTE), posts + 1, "one deallocate");
+
+    // A TrainingRun on the target (no status yet = Pending = active) wakes it.
+    let runs: Api<edgetrain_api::TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    let run: edgetrain_api::TrainingRun = serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": "wake-up"},
+        "spec": {
+            "computeTargetRef": {"name": "sleepy"},
+            "experimentName": "idle",
+            "code": {"configMapRef": {"name": "code"}},
+            "environment": {"image": "python:3.12"},
+            "command": "python train.py --data ${{inputs.training_data}}",
+            "data": {"endpoint": "https://data.blob.local.azurestack.external", "container": "telemetry",
+                "prefix": "p/", "credentialsSecretRef": {"name": "storage"}, "inputName": "training_data"}
+        }
+    }))
+    .unwrap();
+    runs.create(&Default::default(), &run).await.unwrap();
+    let awake = wait_ready(&w, "sleepy", 60).await;
+    let s = awake.status.unwrap();
+    assert_eq!(s.power_state, Some(PowerState::Running));
+    assert_eq!(count(&w, "POST", COMPUTE), posts + 2, "then one start");
+    ctl.abort();
+}

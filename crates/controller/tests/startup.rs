@@ -1,0 +1,70 @@
+//! Startup: probes and metrics are served; a missing CRD stops the controller with a hint.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edgetrain_controller::metrics::Metrics;
+use edgetrain_sandbox_kube::{Options, SandboxKube};
+
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_health_readiness_and_metrics() {
+    let w = world(200).await;
+    let addr = free_port();
+    let mut cfg = config(&w, Duration::from_secs(300), Metrics::default());
+    cfg.metrics_addr = addr;
+    let ctl = spawn(cfg);
+    create(&w, ect_json(&w, "probed", serde_json::json!({}))).await;
+    wait_ready(&w, "probed", 60).await;
+    edgetrain_azure::transport::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("http://{addr}{path}");
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "edgetrain_reconciles_total{kind=\"EdgeComputeTarget\"}",
+        "edgetrain_reconcile_duration_seconds_bucket",
+        "edgetrain_time_to_ready_seconds_count",
+        "edgetrain_azure_requests_total{host=\"127.0.0.1\",verb=\"PUT\",status_class=\"2xx\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    ctl.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_crd_stops_with_a_hint() {
+    let kube = SandboxKube::start(Options::default()).await.unwrap();
+    let cfg = edgetrain_controller::Config {
+        client: kube.client().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        default_deletion_policy: edgetrain_api::DeletionPolicy::Retain,
+        watch_namespaces: vec![],
+        resync: Duration::from_secs(300),
+        leader: None,
+        instance: "test".into(),
+        metrics: Metrics::default(),
+        azure: None,
+        clock: None,
+    };
+    let err = tokio::time::timeout(Duration::from_secs(30), edgetrain_controller::run(cfg))
+        .await
+        .expect("run returns")
+        .unwrap_err();
+    assert!(err.to_string().contains("kubectl apply -f crds/"), "{err}");
+}
