@@ -8,8 +8,9 @@ TOOLS="$PWD/tools"
 mkdir -p "$TOOLS/bin"
 
 # Debian packages: the CNCF distribution registry (stands in for ACR), skopeo/umoci to
-# inspect what was pushed, Lua for the Argo CD health check tests, python venv support.
-APT_PACKAGES=(docker-registry skopeo umoci lua5.4 python3-venv unzip)
+# inspect what was pushed, Lua for the Argo CD health check tests, python venv support, curl
+# for the demo.
+APT_PACKAGES=(docker-registry skopeo umoci lua5.4 python3-venv unzip curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -114,7 +114,34 @@ pub struct AzureArgs {
     pub faults: Option<PathBuf>,
 }
 
-/// Run the simulator in the foreground until SIGTERM or Ctrl-C.
+/// File in the state directory that `run` writes the base URL to (one line), once it serves,
+/// so scripts need not parse the log.
+pub const ENDPOINT_FILE: &str = "endpoint";
+
+fn remove_if_exists(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::WriteFile {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Write then rename, so a reader never sees a half-written file.
+fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| Error::WriteFile {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Run the simulator in the foreground until SIGTERM or Ctrl-C. Once it serves, the base URL
+/// is in `<state-dir>/endpoint` (see [`ENDPOINT_FILE`]) and printed as
+/// `azure simulator listening on URL`.
 pub async fn run(args: AzureArgs) -> Result<()> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
@@ -125,8 +152,12 @@ pub async fn run(args: AzureArgs) -> Result<()> {
     }
     config.listen = args.listen;
     config.state_dir = args.state_dir;
+    let endpoint_file = config.state_dir.join(ENDPOINT_FILE);
+    // A stale file from an earlier run must not be mistaken for this run's address.
+    remove_if_exists(&endpoint_file)?;
     let sim = AzureSim::start(config).await?;
     tracing::info!(base_url = %sim.base_url(), "Azure simulator listening");
+    write_atomically(&endpoint_file, format!("{}\n", sim.base_url()).as_bytes())?;
     println!("azure simulator listening on {}", sim.base_url());
     if let Some(storage) = sim.storage_endpoints() {
         println!("azurite blob (path style): {}", storage.path_style);

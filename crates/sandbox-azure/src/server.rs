@@ -28,8 +28,17 @@ fn router(sh: Arc<Shared>) -> Router {
         .route("/adfs/oauth2/token", post(token_adfs))
         .route("/{tenant}/oauth2/token", post(token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
+        .route(INVENTORY_PATH, get(inventory))
         .fallback(arm)
         .with_state(sh)
+}
+
+/// Every stored resource as JSON, for the demo and for people poking at a running simulator.
+/// Not an Azure surface: the leading underscore keeps it apart from ARM paths.
+pub const INVENTORY_PATH: &str = "/_sandbox/inventory";
+
+async fn inventory(State(sh): State<Arc<Shared>>) -> Response {
+    axum::Json(sh.state().inventory()).into_response()
 }
 
 async fn metadata(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response {

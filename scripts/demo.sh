@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# `make demo`: start the sandbox (Kubernetes API server + Azure simulator) on this machine,
+# apply a demo EdgeComputeTarget with kubectl, run the real controller against both, and show
+# the target reaching Ready. Exits 0 only if it did; on failure prints the logs' tails, exits 1.
+# Everything it starts is stopped on exit. Binaries come from `cargo build --bins`.
+#
+# Environment (all optional):
+#   EDGETRAIN_DEMO_DIR      state directory, wiped first (default: .sandbox)
+#   EDGETRAIN_DEMO_TIMEOUT  how long to wait for Ready (kubectl duration, default 120s)
+#   EDGETRAIN_DEMO_KEEP=1   keep everything running after success until Ctrl-C
+#   EDGETRAIN_BIN_DIR       where the binaries are (default: ${CARGO_TARGET_DIR:-target}/debug)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEMO_DIR=${EDGETRAIN_DEMO_DIR:-$ROOT/.sandbox}
+TIMEOUT=${EDGETRAIN_DEMO_TIMEOUT:-120s}
+BIN_DIR=${EDGETRAIN_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}
+TEMPLATES=$ROOT/scripts/demo
+NAMESPACE=edgetrain-demo
+TARGET=factory-gpu-01
+# How long each sandbox process gets to answer after it starts (Azurite's first start is slow).
+START_SECONDS=60
+
+SANDBOX=$BIN_DIR/edgetrain-sandbox
+CONTROLLER=$BIN_DIR/edgetrain-controller
+for bin in "$SANDBOX" "$CONTROLLER"; do
+  [ -x "$bin" ] || { echo "demo: $bin not found; run 'cargo build --bins' first (make demo does)" >&2; exit 1; }
+done
+for tool in kubectl curl python3; do
+  command -v "$tool" >/dev/null || { echo "demo: '$tool' is not on PATH; run 'make tools'" >&2; exit 1; }
+done
+
+if [ -t 1 ]; then
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n== %s\n' "$*"; }
+fi
+KUBECONFIG_FILE=$DEMO_DIR/kubeconfig
+k() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# --- processes: recorded, stopped on exit -------------------------------------------------
+PIDS=()
+NAMES=()
+start() { # start NAME CMD...: run in the background, output to $DEMO_DIR/NAME.log
+  local name=$1; shift
+  NO_COLOR=1 "$@" >"$DEMO_DIR/$name.log" 2>&1 &
+  PIDS+=("$!"); NAMES+=("$name")
+  echo "$! $name" >>"$DEMO_DIR/pids"
+  echo "started $name (pid $!), log $DEMO_DIR/$name.log"
+}
+stop_all() {
+  local i pid
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[i]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    # SIGTERM lets the simulator stop Azurite and its jobs; force only if it hangs.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+  echo >&2
+  echo "demo FAILED: $*" >&2
+  local log
+  for log in "$DEMO_DIR"/*.log; do
+    [ -e "$log" ] || continue
+    echo "--- last lines of $log" >&2
+    tail -n 25 "$log" >&2
+  done
+  exit 1
+}
+
+alive() { # alive NAME: fail when the named process has exited
+  local i
+  for i in "${!NAMES[@]}"; do
+    if [ "${NAMES[i]}" = "$1" ] && ! kill -0 "${PIDS[i]}" 2>/dev/null; then
+      fail "$1 exited early"
+    fi
+  done
+}
+
+wait_until() { # wait_until NAME SECONDS CMD...: retry CMD while NAME runs
+  local name=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    alive "$name"
+    [ $SECONDS -lt $deadline ] || fail "$name did not answer within ${seconds}s"
+    sleep 0.2
+  done
+}
+
+# --- 1. fresh state, the two sandbox servers ----------------------------------------------
+say "sandbox in $DEMO_DIR"
+rm -rf "$DEMO_DIR"
+mkdir -p "$DEMO_DIR/azure"
+chmod 700 "$DEMO_DIR"   # generated files hold the demo's client secrets
+
+secret() { head -c 24 /dev/urandom | base64 | tr -d '+/=\n'; }
+TENANT_ID=72f988bf-86f1-41af-91ab-2d7cd011db47
+STACKHUB_SUBSCRIPTION=11111111-2222-3333-4444-555555555555
+AZUREML_SUBSCRIPTION=66666666-7777-8888-9999-000000000000
+CLIENT_SECRET_STACKHUB=$(secret)
+CLIENT_SECRET_AZUREML=$(secret)
+AZURE_URL=
+render() { # render TEMPLATE OUT: fill in the @NAME@ placeholders
+  sed -e "s|@TENANT_ID@|$TENANT_ID|g" \
+      -e "s|@STACKHUB_SUBSCRIPTION@|$STACKHUB_SUBSCRIPTION|g" \
+      -e "s|@AZUREML_SUBSCRIPTION@|$AZUREML_SUBSCRIPTION|g" \
+      -e "s|@CLIENT_SECRET_STACKHUB@|$CLIENT_SECRET_STACKHUB|g" \
+      -e "s|@CLIENT_SECRET_AZUREML@|$CLIENT_SECRET_AZUREML|g" \
+      -e "s|@AZURE_URL@|$AZURE_URL|g" "$1" >"$2"
+  if grep -n '@[A-Z_]*@' "$2"; then fail "unfilled placeholder in $2"; fi
+}
+render "$TEMPLATES/sandbox-azure.toml.in" "$DEMO_DIR/azure.toml"
+
+start kube-api "$SANDBOX" kube-api --listen 127.0.0.1:0 \
+  --kubeconfig "$KUBECONFIG_FILE" --crds "$ROOT/crds"
+start azure "$SANDBOX" azure --listen 127.0.0.1:0 \
+  --state-dir "$DEMO_DIR/azure" --config "$DEMO_DIR/azure.toml"
+
+wait_until kube-api "$START_SECONDS" k get --raw /version
+echo "Kubernetes API: $(k config view -o jsonpath='{.clusters[0].cluster.server}')"
+# The simulator writes its URL to <state-dir>/endpoint once it serves.
+wait_until azure "$START_SECONDS" test -s "$DEMO_DIR/azure/endpoint"
+AZURE_URL=$(head -n 1 "$DEMO_DIR/azure/endpoint")
+wait_until azure "$START_SECONDS" curl -sf "$AZURE_URL/metadata/endpoints?api-version=2015-01-01"
+echo "Azure simulator: $AZURE_URL"
+
+# --- 2. CRDs, the target and its credentials, with the real kubectl -----------------------
+say "kubectl apply"
+render "$TEMPLATES/credentials.yaml.in" "$DEMO_DIR/credentials.yaml"
+render "$TEMPLATES/edgecomputetarget.yaml.in" "$DEMO_DIR/edgecomputetarget.yaml"
+# They were registered at start (field manager sandbox-kube-register); server-side apply with
+# --force-conflicts takes them over quietly, as one would for CRD upgrades.
+k apply --server-side --force-conflicts -f "$ROOT/crds" || fail "kubectl apply -f crds failed"
+k apply -f "$ROOT/examples/namespace.yaml" || fail "kubectl apply namespace failed"
+k apply -f "$DEMO_DIR/credentials.yaml" || fail "kubectl apply credentials failed"
+k apply -f "$DEMO_DIR/edgecomputetarget.yaml" || fail "kubectl apply EdgeComputeTarget failed"
+
+# --- 3. the controller ----------------------------------------------------------------------
+say "edgetrain-controller"
+start controller env KUBECONFIG="$KUBECONFIG_FILE" POD_NAMESPACE=default POD_NAME=edgetrain-demo \
+  RUST_LOG="${RUST_LOG:-info}" "$CONTROLLER" --metrics-addr 127.0.0.1:0
+# Port 0 avoids racing for a free port; the controller logs the address it bound.
+metrics_line() { grep -m 1 'serving /metrics' "$DEMO_DIR/controller.log"; }
+wait_until controller 30 metrics_line
+METRICS_URL=http://$(metrics_line | grep -oE '127\.0\.0\.1:[0-9]+' | head -n 1)
+[ "$METRICS_URL" != http:// ] || fail "no metrics address in the controller log"
+wait_until controller 30 curl -sf "$METRICS_URL/readyz"
+echo "metrics: $METRICS_URL/metrics"
+
+say "kubectl wait --for=condition=Ready ect/$TARGET (timeout $TIMEOUT)"
+k get ect -n "$NAMESPACE" "$TARGET" -o wide
+k wait --for=condition=Ready "ect/$TARGET" -n "$NAMESPACE" --timeout="$TIMEOUT" \
+  || fail "ect/$TARGET did not become Ready within $TIMEOUT"
+
+say "kubectl get edgetrain -A -o wide"
+k get edgetrain -A -o wide
+say "conditions of ect/$TARGET"
+k get ect "$TARGET" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+say "metrics (edgetrain_*)"
+curl -sf "$METRICS_URL/metrics" | grep '^edgetrain_' | grep -v '_bucket{' || fail "no edgetrain_ metrics"
+say "Azure simulator inventory ($AZURE_URL/_sandbox/inventory)"
+curl -sf "$AZURE_URL/_sandbox/inventory" | python3 -c '
+import json, sys
+for item in json.load(sys.stdin):
+    print("%-10s %s" % (item.get("provisioning_state") or "-", item["id"]))
+' || fail "cannot read the simulator inventory"
+
+say "demo OK: ect/$TARGET is Ready"
+if [ "${EDGETRAIN_DEMO_KEEP:-0}" = 1 ]; then
+  echo "Still running. In another shell: export KUBECONFIG=$KUBECONFIG_FILE; kubectl get edgetrain -A"
+  echo "Ctrl-C stops everything."
+  wait
+fi
