@@ -6,7 +6,9 @@
 #     no generated client secret in any log or in the output, every process stopped;
 #  2. the demo fails cleanly: with a Ready timeout shorter than the first long-running
 #     operation (the demo config holds each for 1.5 s) it exits 1, prints the logs' tails,
-#     and stops every process too.
+#     and stops every process too;
+#  3. a run killed with SIGKILL (its trap never runs) leaves its processes; the next run in the
+#     same directory stops them and succeeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=$(mktemp -d)
@@ -18,11 +20,16 @@ check() { # check DESCRIPTION CMD...
   if "$@"; then echo "ok   $what"; else echo "FAIL $what"; failures=$((failures + 1)); fi
 }
 has() { grep -qE -- "$2" "$1"; }
+# An orphan that exited may stay a zombie until init reaps it: that counts as stopped.
+running() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ "$state" != Z ]; }
+export -f running
 all_stopped() { # every pid the demo recorded is gone
   local pid _name
   while read -r pid _name; do
-    if kill -0 "$pid" 2>/dev/null; then echo "  still running: $pid $_name"; return 1; fi
+    if running "$pid"; then echo "  still running: $pid $_name"; return 1; fi
   done <"$1/pids"
+  # Azurite is the simulator's child, not recorded: find anything still using the directory.
+  if grep -lsF -- "$1/" /proc/[0-9]*/cmdline; then echo "  a process still uses $1"; return 1; fi
 }
 no_secret_leaked() { # no client secret from the generated config in the logs or the output
   local dir=$1 out=$2 s
@@ -61,6 +68,26 @@ check "says why" has "$WORK/bad.out" 'demo FAILED: ect/factory-gpu-01 did not be
 check "prints the controller log's tail" has "$WORK/bad.out" "last lines of $BAD_DIR/controller.log"
 check "every process stopped" all_stopped "$BAD_DIR"
 [ "$failures" -eq "$before" ] || { echo "--- demo output"; cat "$WORK/bad.out"; }
+
+echo "demo-test: a run killed with SIGKILL leaves processes; the next run stops them"
+before=$failures
+KILL_DIR=$WORK/killed
+EDGETRAIN_DEMO_DIR=$KILL_DIR EDGETRAIN_DEMO_KEEP=1 scripts/demo.sh >"$WORK/killed-1.out" 2>&1 &
+first=$!
+for _ in $(seq 600); do has "$WORK/killed-1.out" '^Ctrl-C stops everything' && break; sleep 0.2; done
+kill -KILL "$first"
+wait "$first" 2>/dev/null || true
+left=$(awk '{print $1}' "$KILL_DIR/pids")
+check "first run reached Ready" has "$WORK/killed-1.out" '^== demo OK'
+check "first run left its processes running" \
+  bash -c "for p in $(echo $left); do running \$p || exit 1; done"
+rc=0
+EDGETRAIN_DEMO_DIR=$KILL_DIR scripts/demo.sh >"$WORK/killed-2.out" 2>&1 || rc=$?
+check "second run exits 0" test "$rc" -eq 0
+check "second run says it stopped the leftovers" has "$WORK/killed-2.out" '^stopping controller \(pid [0-9]+\) left over'
+check "no leftover survives" bash -c "for p in $(echo $left); do ! running \$p || exit 1; done"
+check "every process stopped" all_stopped "$KILL_DIR"
+[ "$failures" -eq "$before" ] || { echo "--- outputs"; cat "$WORK/killed-1.out" "$WORK/killed-2.out"; }
 
 if [ "$failures" -gt 0 ]; then
   echo "demo-test: $failures check(s) failed"

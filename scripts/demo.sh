@@ -62,6 +62,30 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# Not our children any more, so nobody here reaps them: an exited one may linger as a zombie.
+running() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ "$state" != Z ]; }
+
+# A run killed with SIGKILL never ran its trap: stop what it recorded before wiping its state,
+# but only processes that are still our binaries (a pid may have been reused since).
+stop_leftovers() {
+  [ -f "$DEMO_DIR/pids" ] || return 0
+  local pid name exe sandbox controller
+  sandbox=$(readlink -f "$SANDBOX")
+  controller=$(readlink -f "$CONTROLLER")
+  while read -r pid name; do
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+    # A binary rebuilt since shows as "PATH (deleted)".
+    case "${exe% (deleted)}" in
+      "$sandbox" | "$controller")
+        echo "stopping $name (pid $pid) left over from an earlier run"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
+        if running "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+        ;;
+    esac
+  done <"$DEMO_DIR/pids"
+}
+
 fail() {
   echo >&2
   echo "demo FAILED: $*" >&2
@@ -95,6 +119,7 @@ wait_until() { # wait_until NAME SECONDS CMD...: retry CMD while NAME runs
 
 # --- 1. fresh state, the two sandbox servers ----------------------------------------------
 say "sandbox in $DEMO_DIR"
+stop_leftovers
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR/azure"
 chmod 700 "$DEMO_DIR"   # generated files hold the demo's client secrets
@@ -162,6 +187,8 @@ say "kubectl get edgetrain -A -o wide"
 k get edgetrain -A -o wide
 say "conditions of ect/$TARGET"
 k get ect "$TARGET" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+say "kubectl get events -n $NAMESPACE"
+k get events -n "$NAMESPACE"
 say "metrics (edgetrain_*)"
 curl -sf "$METRICS_URL/metrics" | grep '^edgetrain_' | grep -v '_bucket{' || fail "no edgetrain_ metrics"
 say "Azure simulator inventory ($AZURE_URL/_sandbox/inventory)"
@@ -175,5 +202,6 @@ say "demo OK: ect/$TARGET is Ready"
 if [ "${EDGETRAIN_DEMO_KEEP:-0}" = 1 ]; then
   echo "Still running. In another shell: export KUBECONFIG=$KUBECONFIG_FILE; kubectl get edgetrain -A"
   echo "Ctrl-C stops everything."
+  trap 'exit 0' INT TERM
   wait
 fi
