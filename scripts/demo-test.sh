@@ -22,7 +22,8 @@ check() { # check DESCRIPTION CMD...
 has() { grep -qE -- "$2" "$1"; }
 # An orphan that exited may stay a zombie until init reaps it: that counts as stopped.
 running() { local state; state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ "$state" != Z ]; }
-export -f running
+all_running() { local p; for p in "$@"; do running "$p" || return 1; done; }
+none_running() { local p; for p in "$@"; do ! running "$p" || return 1; done; }
 all_stopped() { # every pid the demo recorded is gone
   local pid _name
   while read -r pid _name; do
@@ -33,10 +34,13 @@ all_stopped() { # every pid the demo recorded is gone
 }
 no_secret_leaked() { # no client secret from the generated config in the logs or the output
   local dir=$1 out=$2 s
-  for s in $(sed -n 's/^client_secret = "\(.*\)"$/\1/p' "$dir/azure.toml"); do
+  local count=0
+  while read -r s; do
     [ -n "$s" ] || return 1
-    if grep -rqF -- "$s" "$dir"/*.log "$out"; then echo "  secret found in logs"; return 1; fi
-  done
+    count=$((count + 1))
+    if grep -qF -- "$s" "$dir"/*.log "$out"; then echo "  secret found in logs"; return 1; fi
+  done < <(sed -n 's/^client_secret = "\(.*\)"$/\1/p' "$dir/azure.toml")
+  [ "$count" -eq 2 ] || { echo "  expected 2 client secrets in azure.toml, found $count"; return 1; }
 }
 
 echo "demo-test: success path"
@@ -46,8 +50,8 @@ rc=0
 EDGETRAIN_DEMO_DIR=$OK_DIR scripts/demo.sh >"$WORK/ok.out" 2>&1 || rc=$?
 check "demo exits 0" test "$rc" -eq 0
 check "Ready=True among the conditions" has "$WORK/ok.out" $'^Ready\tTrue\tReady'
-check "VMReady and ComputeAttached are True" \
-  bash -c "grep -qP '^VMReady\tTrue' '$WORK/ok.out' && grep -qP '^ComputeAttached\tTrue' '$WORK/ok.out'"
+check "VMReady is True" has "$WORK/ok.out" $'^VMReady\tTrue'
+check "ComputeAttached is True" has "$WORK/ok.out" $'^ComputeAttached\tTrue'
 check "kubectl get edgetrain lists the target" has "$WORK/ok.out" '^edgetrain-demo +(edgecomputetarget\.edgetrain\.dev/)?factory-gpu-01 +True +Ready +Running'
 check "controller metrics shown" has "$WORK/ok.out" '^edgetrain_reconciles_total\{kind="EdgeComputeTarget"\} [1-9]'
 check "simulator inventory shows the VM, Succeeded" \
@@ -77,15 +81,15 @@ first=$!
 for _ in $(seq 600); do has "$WORK/killed-1.out" '^Ctrl-C stops everything' && break; sleep 0.2; done
 kill -KILL "$first"
 wait "$first" 2>/dev/null || true
-left=$(awk '{print $1}' "$KILL_DIR/pids")
+mapfile -t left < <(awk '{print $1}' "$KILL_DIR/pids")
 check "first run reached Ready" has "$WORK/killed-1.out" '^== demo OK'
-check "first run left its processes running" \
-  bash -c "for p in $(echo $left); do running \$p || exit 1; done"
+check "first run recorded its 3 processes" test "${#left[@]}" -eq 3
+check "first run left its processes running" all_running "${left[@]}"
 rc=0
 EDGETRAIN_DEMO_DIR=$KILL_DIR scripts/demo.sh >"$WORK/killed-2.out" 2>&1 || rc=$?
 check "second run exits 0" test "$rc" -eq 0
 check "second run says it stopped the leftovers" has "$WORK/killed-2.out" '^stopping controller \(pid [0-9]+\) left over'
-check "no leftover survives" bash -c "for p in $(echo $left); do ! running \$p || exit 1; done"
+check "no leftover survives" none_running "${left[@]}"
 check "every process stopped" all_stopped "$KILL_DIR"
 [ "$failures" -eq "$before" ] || { echo "--- outputs"; cat "$WORK/killed-1.out" "$WORK/killed-2.out"; }
 
