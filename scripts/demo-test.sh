@@ -69,6 +69,7 @@ rc=0
 EDGETRAIN_DEMO_DIR=$BAD_DIR EDGETRAIN_DEMO_TIMEOUT=1s scripts/demo.sh >"$WORK/bad.out" 2>&1 || rc=$?
 check "demo exits 1" test "$rc" -eq 1
 check "says why" has "$WORK/bad.out" 'demo FAILED: ect/factory-gpu-01 did not become Ready within 1s'
+check "shows the target's conditions" has "$WORK/bad.out" '^conditions of ect/factory-gpu-01:$'
 check "prints the controller log's tail" has "$WORK/bad.out" "last lines of $BAD_DIR/controller.log"
 check "every process stopped" all_stopped "$BAD_DIR"
 [ "$failures" -eq "$before" ] || { echo "--- demo output"; cat "$WORK/bad.out"; }

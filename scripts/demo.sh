@@ -179,16 +179,22 @@ wait_until controller 30 curl -sf "$METRICS_URL/readyz"
 echo "metrics: $METRICS_URL/metrics"
 
 say "kubectl wait --for=condition=Ready ect/$TARGET (timeout $TIMEOUT)"
-k get ect -n "$NAMESPACE" "$TARGET" -o wide
-k wait --for=condition=Ready "ect/$TARGET" -n "$NAMESPACE" --timeout="$TIMEOUT" \
-  || fail "ect/$TARGET did not become Ready within $TIMEOUT"
+k get ect -n "$NAMESPACE" "$TARGET" -o wide || fail "kubectl get ect failed"
+conditions() {
+  k get ect "$TARGET" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+}
+if ! k wait --for=condition=Ready "ect/$TARGET" -n "$NAMESPACE" --timeout="$TIMEOUT"; then
+  echo "conditions of ect/$TARGET:" >&2
+  conditions >&2 || true
+  fail "ect/$TARGET did not become Ready within $TIMEOUT"
+fi
 
 say "kubectl get edgetrain -A -o wide"
-k get edgetrain -A -o wide
+k get edgetrain -A -o wide || fail "kubectl get edgetrain failed"
 say "conditions of ect/$TARGET"
-k get ect "$TARGET" -n "$NAMESPACE" -o jsonpath='{range .status.conditions[*]}{.type}{"\t"}{.status}{"\t"}{.reason}{"\t"}{.message}{"\n"}{end}'
+conditions || fail "kubectl get ect -o jsonpath failed"
 say "kubectl get events -n $NAMESPACE"
-k get events -n "$NAMESPACE"
+k get events -n "$NAMESPACE" || fail "kubectl get events failed"
 say "metrics (edgetrain_*)"
 curl -sf "$METRICS_URL/metrics" | grep '^edgetrain_' | grep -v '_bucket{' || fail "no edgetrain_ metrics"
 say "Azure simulator inventory ($AZURE_URL/_sandbox/inventory)"
