@@ -15,9 +15,10 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 failures=0
+passes=0
 check() { # check DESCRIPTION CMD...
   local what=$1; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; failures=$((failures + 1)); fi
+  if "$@"; then echo "ok   $what"; passes=$((passes + 1)); else echo "FAIL $what"; failures=$((failures + 1)); fi
 }
 has() { grep -qE -- "$2" "$1"; }
 # An orphan that exited may stay a zombie until init reaps it: that counts as stopped.
@@ -94,8 +95,6 @@ check "no leftover survives" none_running "${left[@]}"
 check "every process stopped" all_stopped "$KILL_DIR"
 [ "$failures" -eq "$before" ] || { echo "--- outputs"; cat "$WORK/killed-1.out" "$WORK/killed-2.out"; }
 
-if [ "$failures" -gt 0 ]; then
-  echo "demo-test: $failures check(s) failed"
-  exit 1
-fi
-echo "demo-test: all checks passed"
+# The plain closing line CI reads: "N passed, N failed".
+echo "demo-test: $passes passed, $failures failed"
+[ "$failures" -eq 0 ]
