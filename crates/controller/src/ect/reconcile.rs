@@ -287,42 +287,18 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     }
 }
 
-/// Go-style duration (`90s`, `5m`, `1h30m`, `2h`).
+/// Go-style duration (`90s`, `5m`, `1h30m`, `2h`), parsed by kube's `metav1.Duration`
+/// implementation so every unit the CRD's `format: duration` admits is understood.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || Error::InvalidSpec(format!("{s:?} is not a duration like 30m or 1h30m"));
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut rest = s.trim();
-    if rest.is_empty() {
+    // Go rejects the empty string; kube's parser reads it as zero.
+    let s = s.trim();
+    if s.is_empty() {
         return Err(bad());
     }
-    while !rest.is_empty() {
-        let c = rest.chars().next().ok_or_else(bad)?;
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            rest = &rest[1..];
-            continue;
-        }
-        let (unit, secs) = if let Some(r) = rest.strip_prefix("ms") {
-            (r, 0.001)
-        } else if let Some(r) = rest.strip_prefix('h') {
-            (r, 3600.0)
-        } else if let Some(r) = rest.strip_prefix('m') {
-            (r, 60.0)
-        } else if let Some(r) = rest.strip_prefix('s') {
-            (r, 1.0)
-        } else {
-            return Err(bad());
-        };
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        total += n * secs;
-        num.clear();
-        rest = unit;
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    s.parse::<kube::core::Duration>()
+        .map(Duration::from)
+        .map_err(|_| bad())
 }
 
 fn policy(ect: &EdgeComputeTarget) -> Result<ReconcilePolicy> {
@@ -655,6 +631,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        // Units the CRD pattern admits must parse too.
+        assert_eq!(
+            parse_duration("1500us").unwrap(),
+            Duration::from_micros(1500)
+        );
         for bad in ["", "5", "m", "5d", "1h5"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
