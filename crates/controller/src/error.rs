@@ -173,11 +173,12 @@ impl Error {
 /// Exponential backoff with full jitter, for transient errors without a Retry-After.
 /// `failures` counts consecutive failures of one object (1 for the first).
 pub fn backoff(failures: u32, base: Duration, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let max = exp.min(cap);
-    // Jitter keeps many objects failing together from retrying in lockstep.
-    let millis = max.as_millis().max(1) as u64;
-    Duration::from_millis(millis / 2 + fastrand::u64(0..=millis / 2))
+    let policy = edgetrain_azure::arm::RetryPolicy {
+        base_delay: base,
+        max_delay: cap,
+        ..Default::default()
+    };
+    policy.jittered_backoff(failures, fastrand::f64())
 }
 
 /// The requeue delay for a retryable error: the server's Retry-After if it gave one (never

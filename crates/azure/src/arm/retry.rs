@@ -104,8 +104,14 @@ impl RetryPolicy {
                 return (ra <= self.max_retry_after).then_some(ra);
             }
         }
-        let b = self.backoff(attempt);
-        Some(b.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
+        Some(self.jittered_backoff(attempt, jitter))
+    }
+
+    /// [`Self::backoff`] scaled into its upper half by `jitter` in [0, 1), so many callers failing
+    /// together do not retry in lockstep.
+    pub fn jittered_backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        self.backoff(attempt)
+            .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
     }
 
     /// [`Self::next_delay_with`] with the current time and random jitter.
