@@ -29,6 +29,11 @@ fn router(sh: Arc<Shared>) -> Router {
         .route("/{tenant}/oauth2/token", post(token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
         .route(INVENTORY_PATH, get(inventory))
+        .route("/oauth2/exchange", post(crate::acr::exchange))
+        .route(
+            "/oauth2/token",
+            get(crate::acr::token_get).post(crate::acr::token_post),
+        )
         .fallback(arm)
         .with_state(sh)
 }
