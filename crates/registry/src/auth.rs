@@ -262,6 +262,7 @@ pub struct Authenticator {
     cache: Arc<TokenCache>,
     margin: Duration,
     challenge: Mutex<Option<Challenge>>,
+    fetching: tokio::sync::Mutex<()>,
     /// Token-endpoint calls made (for tests and metrics).
     pub(crate) token_requests: std::sync::atomic::AtomicU64,
 }
@@ -282,6 +283,7 @@ impl Authenticator {
             cache,
             margin,
             challenge: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
             token_requests: Default::default(),
         }
     }
@@ -361,6 +363,12 @@ impl Authenticator {
             }),
             (Challenge::Bearer { realm, service, .. }, _) => {
                 let key = self.key(scopes);
+                if let Some(t) = self.cache.get(&key, now(), self.margin) {
+                    return Ok(Some(format!("Bearer {}", t.expose())));
+                }
+                // One fetch at a time: concurrent layer uploads wait for the first token
+                // instead of each asking the token service.
+                let _one = self.fetching.lock().await;
                 if let Some(t) = self.cache.get(&key, now(), self.margin) {
                     return Ok(Some(format!("Bearer {}", t.expose())));
                 }
