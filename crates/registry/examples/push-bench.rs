@@ -261,6 +261,12 @@ async fn bound(sim: &AzureSim, layers: &[(String, PathBuf, u64)], repo: &str) ->
         let loc = r.headers()["location"].to_str().unwrap().to_owned();
         locations.push(loc);
     }
+    let headers = reg.cert_dir.parent().unwrap().join("bench-curl-headers");
+    std::fs::write(
+        &headers,
+        format!("Authorization: Bearer {token}\nContent-Type: application/octet-stream\nExpect:\n"),
+    )
+    .unwrap();
     let start = Instant::now();
     let children: Vec<_> = layers
         .iter()
@@ -270,13 +276,10 @@ async fn bound(sim: &AzureSim, layers: &[(String, PathBuf, u64)], repo: &str) ->
             Command::new("curl")
                 .args(["-sS", "--fail", "-X", "PUT", "--cacert"])
                 .arg(&reg.ca_pem_path)
-                .args([
-                    "-H",
-                    &format!("Authorization: Bearer {token}"),
-                    "-H",
-                    "Content-Type: application/octet-stream",
-                    "-T",
-                ])
+                // Headers from a file: the token stays off the command line.
+                .arg("-H")
+                .arg(format!("@{}", headers.display()))
+                .arg("-T")
                 .arg(path)
                 .arg(format!("{loc}{sep}digest={d}"))
                 .spawn()

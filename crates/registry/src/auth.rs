@@ -482,9 +482,18 @@ impl Authenticator {
         let aad = credential
             .get_token(&[aad_scope.as_str()], None)
             .await
-            .map_err(|e| Error::AzureAd {
-                target: target.clone(),
-                detail: e.to_string(),
+            .map_err(|e| {
+                // The credential's message plus its causes (AAD's error text; never the secret).
+                let mut detail = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    detail = format!("{detail}: {c}");
+                    cause = c.source();
+                }
+                Error::AzureAd {
+                    target: target.clone(),
+                    detail,
+                }
             })?;
         let mut exchange = realm.clone();
         let path = realm.path();

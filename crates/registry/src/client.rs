@@ -297,10 +297,9 @@ impl Registry {
                             detail,
                         }
                     }
-                    _ => Error::Denied {
+                    _ => Error::Unauthorized {
                         target,
-                        scope: scopes.join(" "),
-                        detail: format!("a fresh token was refused too: {detail}"),
+                        detail: format!("a freshly obtained credential was refused too: {detail}"),
                     },
                 });
             }

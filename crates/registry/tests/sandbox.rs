@@ -578,6 +578,7 @@ async fn auth_failures_are_clear_errors_without_retry_loops() {
     let host = env.reg().host.clone();
     let check = |e: &Error, repo: &str, secret: &str| {
         let text = e.to_string();
+        eprintln!("error as shown: {text}");
         assert!(text.contains(&host) && text.contains(repo), "{text}");
         assert!(!text.contains(secret), "secret in error: {text}");
     };
