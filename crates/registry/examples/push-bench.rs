@@ -51,6 +51,18 @@ fn http(ca: &Path) -> reqwest::Client {
     .expect("http client")
 }
 
+/// `--chunk-mib M`: every blob in M MiB chunks (to compare with monolithic PUTs).
+fn policy(args: &[String]) -> UploadPolicy {
+    match arg(args, "--chunk-mib").and_then(|v| v.parse::<u64>().ok()) {
+        Some(mib) => UploadPolicy {
+            chunked_from: 0,
+            chunk_size: mib << 20,
+            ..UploadPolicy::default()
+        },
+        None => UploadPolicy::default(),
+    }
+}
+
 /// Child: push the model directory, print `{"secs":…, "bytes_sent":…}`.
 async fn push(args: &[String]) {
     let url = arg(args, "--registry").expect("--registry");
@@ -66,7 +78,7 @@ async fn push(args: &[String]) {
             password: Secret::new(PASSWORD),
         },
         Arc::new(TokenCache::default()),
-        UploadPolicy::default(),
+        policy(args),
     )
     .expect("client");
     let files = files_in_dir(&model).expect("model files");
@@ -200,7 +212,7 @@ async fn sandbox(dir: &Path) -> AzureSim {
     .expect("sandbox with registry")
 }
 
-fn ours(sim: &AzureSim, model: &Path, repo: &str) -> (f64, f64, u64) {
+fn ours(sim: &AzureSim, model: &Path, repo: &str, extra: &[&str]) -> (f64, f64, u64) {
     let reg = sim.registry().unwrap();
     let me = std::env::current_exe().unwrap();
     let (_, rss, out) = measured(
@@ -208,7 +220,8 @@ fn ours(sim: &AzureSim, model: &Path, repo: &str) -> (f64, f64, u64) {
             .args(["push", "--registry", &reg.url, "--ca"])
             .arg(&reg.ca_pem_path)
             .args(["--repo", repo, "--model"])
-            .arg(model),
+            .arg(model)
+            .args(extra),
     );
     let v: Value = serde_json::from_str(out.trim()).expect("child output");
     (
@@ -326,10 +339,19 @@ async fn run(args: &[String]) {
 
     // Each measurement gets a fresh (empty) registry.
     let sim = sandbox(&tmp.path().join("s1")).await;
-    let (our_secs, our_rss, sent) = ours(&sim, &model, "bench/model");
+    let (our_secs, our_rss, sent) = ours(&sim, &model, "bench/model", &[]);
     eprintln!("ours: {our_secs:.2} s, {our_rss:.0} MiB RSS, {sent} bytes");
-    let (re_secs, _, re_sent) = ours(&sim, &model, "bench/model");
+    let (re_secs, _, re_sent) = ours(&sim, &model, "bench/model", &[]);
     eprintln!("ours re-push: {re_secs:.2} s, {re_sent} bytes");
+    sim.shutdown().await;
+
+    // Not a results.json figure: what the monolithic/chunked default rests on.
+    let sim = sandbox(&tmp.path().join("s1c")).await;
+    let (ch_secs, ch_rss, _) = ours(&sim, &model, "bench/chunked", &["--chunk-mib", "64"]);
+    eprintln!(
+        "ours, 64 MiB chunks: {ch_secs:.2} s ({:.0} MiB/s), {ch_rss:.0} MiB RSS",
+        total_mib / ch_secs
+    );
     sim.shutdown().await;
 
     let sim = sandbox(&tmp.path().join("s2")).await;
