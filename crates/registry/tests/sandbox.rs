@@ -644,3 +644,49 @@ async fn auth_failures_are_clear_errors_without_retry_loops() {
     check(&e, "base/missing", PUSHER.1);
     env.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_behind_an_index_resolves_to_linux_amd64() {
+    use edgetrain_registry::{BlobOutcome, ManifestBytes, media_types};
+    let env = Env::start(|_| {}).await;
+    let client = env.pusher();
+    // Re-publish the tiny base in another repository behind an OCI index.
+    let m = client
+        .get_manifest(TINY_BASE_REPOSITORY, TINY_BASE_TAG)
+        .await
+        .unwrap();
+    let parsed: oci_spec::image::ImageManifest = serde_json::from_slice(&m.bytes).unwrap();
+    let mut blobs = parsed.layers().clone();
+    blobs.push(parsed.config().clone());
+    for d in &blobs {
+        let got = client
+            .ensure_blob("base/multi", d, None, Some(TINY_BASE_REPOSITORY))
+            .await
+            .unwrap();
+        assert_eq!(got, BlobOutcome::Mounted);
+    }
+    client
+        .put_manifest("base/multi", &m.digest, &m, &[])
+        .await
+        .unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_INDEX,
+        "manifests": [{"mediaType": m.media_type, "digest": m.digest, "size": m.bytes.len(),
+                       "platform": {"os": "linux", "architecture": "amd64"}}],
+    });
+    let index = ManifestBytes::new(
+        media_types::OCI_INDEX,
+        edgetrain_registry::canonical_json(&index).unwrap(),
+    );
+    client
+        .put_manifest("base/multi", "multi", &index, &[])
+        .await
+        .unwrap();
+
+    let base = client.read_base("base/multi", "multi").await.unwrap();
+    assert_eq!(base.manifest_digest, m.digest);
+    assert_eq!(base.family, edgetrain_registry::Family::Oci);
+    assert_eq!(base.config["config"]["Cmd"][0], "/bin/serve");
+    env.sim.shutdown().await;
+}
