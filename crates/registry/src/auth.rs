@@ -325,7 +325,7 @@ impl Authenticator {
                 target: target.clone(),
                 method: "GET",
                 url: url.to_string(),
-                source,
+                source: source.without_url(),
             })?;
         let c = match resp.status().as_u16() {
             200 => Challenge::None,
@@ -572,7 +572,7 @@ impl Authenticator {
             target: target.clone(),
             method: "POST",
             url: realm.to_owned(),
-            source,
+            source: source.without_url(),
         })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();
