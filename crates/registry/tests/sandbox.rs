@@ -122,8 +122,36 @@ impl Env {
         self.client(&self.reg().url, self.aad(PUSHER), UploadPolicy::default())
     }
 
+    /// Wait until the registry has logged everything answered so far: it writes an access-log
+    /// line after each response, so send a marked request and wait for its line.
+    async fn log_barrier(&self) {
+        let mark = format!(
+            "barrier-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        self.http()
+            .get(format!("{}/v2/?{mark}", self.reg().url))
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..500 {
+            if std::fs::read_to_string(&self.reg().log_path)
+                .unwrap()
+                .contains(&mark)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the registry never logged {mark}");
+    }
+
     /// Lines of the registry's access log for blob upload requests (POST/PATCH/PUT).
-    fn upload_requests_logged(&self) -> usize {
+    async fn upload_requests_logged(&self) -> usize {
+        self.log_barrier().await;
         std::fs::read_to_string(&self.reg().log_path)
             .unwrap()
             .lines()
@@ -406,7 +434,7 @@ async fn second_push_uploads_nothing_and_digests_ignore_clock_and_file_times() {
     let first = env.pusher();
     let (a, _) = push_all(&first, &write_model(env.dir.path(), 0)).await;
     assert!(first.stats().bytes_sent.load(Ordering::Relaxed) > 3 << 20);
-    let logged = env.upload_requests_logged();
+    let logged = env.upload_requests_logged().await;
     assert!(logged > 0);
 
     // A fresh client (no cache), files rewritten with mtimes days apart: same digests, no bytes.
@@ -418,7 +446,7 @@ async fn second_push_uploads_nothing_and_digests_ignore_clock_and_file_times() {
     assert_eq!(s.bytes_sent.load(Ordering::Relaxed), 0, "{s:?}");
     assert_eq!(s.blobs_uploaded.load(Ordering::Relaxed), 0, "{s:?}");
     assert_eq!(
-        env.upload_requests_logged(),
+        env.upload_requests_logged().await,
         logged,
         "the registry saw upload requests"
     );
