@@ -122,6 +122,8 @@ pub struct Config {
     /// Run Azurite (needed for code uploads, datastores and jobs).
     pub azurite: bool,
     pub faults: FaultConfig,
+    /// The sandbox container registry (ACR stand-in); off unless enabled.
+    pub registry: crate::registry::RegistryConfig,
 }
 
 fn default_location() -> String {
@@ -148,6 +150,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             azurite: true,
             faults: FaultConfig::default(),
+            registry: Default::default(),
         }
     }
 }
