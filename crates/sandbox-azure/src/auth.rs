@@ -238,31 +238,30 @@ impl TokenAuthority {
         })
     }
 
-    /// Check `Authorization: Bearer` for an ARM call in `subscription` that needs `audience`,
-    /// as ARM does: a valid, unexpired token for the audience, a subscription that exists
-    /// (`404 SubscriptionNotFound`), issued by the tenant the subscription trusts
-    /// (`401 InvalidAuthenticationTokenTenant`). `login_endpoint` + tenant is the
-    /// `authorization_uri` of the challenge.
-    pub fn authorize(
+    /// Check `Authorization: Bearer` as every Azure service does before anything else: a token
+    /// this directory issued, unexpired, for `audience`. Failures carry the challenge naming
+    /// `login_endpoint` + `challenge_tenant`.
+    pub fn authenticate(
         &self,
         headers: &HeaderMap,
         audience: &str,
-        subscription: &str,
         login_endpoint: &str,
         now: i64,
     ) -> Result<(), ArmError> {
-        let sub_tenant = self.subscription_tenant(subscription);
-        let challenge = |tenant: &str, error: &str, description: &str| {
-            format!(
-                "Bearer authorization_uri=\"{login_endpoint}{tenant}\", error=\"{error}\", error_description=\"{description}\""
-            )
-        };
+        self.check_token(headers, audience, login_endpoint, &self.home_tenant, now)
+            .map(|_| ())
+    }
+
+    fn check_token(
+        &self,
+        headers: &HeaderMap,
+        audience: &str,
+        login_endpoint: &str,
+        challenge_tenant: &str,
+        now: i64,
+    ) -> Result<&Issued, ArmError> {
         let fail = |code: &str, message: &str| {
-            ArmError::new(StatusCode::UNAUTHORIZED, code, message).with_challenge(challenge(
-                sub_tenant.unwrap_or(&self.home_tenant),
-                "invalid_token",
-                message,
-            ))
+            unauthorized(login_endpoint, challenge_tenant, code, message)
         };
         let Some(value) = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -303,6 +302,28 @@ impl TokenAuthority {
                 ),
             ));
         }
+        Ok(issued)
+    }
+
+    /// Check `Authorization: Bearer` for an ARM call in `subscription` that needs `audience`,
+    /// as ARM does: a valid, unexpired token for the audience, a subscription that exists
+    /// (`404 SubscriptionNotFound`), issued by the tenant the subscription trusts
+    /// (`401 InvalidAuthenticationTokenTenant`). `login_endpoint` + tenant is the
+    /// `authorization_uri` of the challenge.
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        audience: &str,
+        subscription: &str,
+        login_endpoint: &str,
+        now: i64,
+    ) -> Result<(), ArmError> {
+        let sub_tenant = self.subscription_tenant(subscription);
+        let challenge_tenant = sub_tenant.unwrap_or(&self.home_tenant);
+        let issued = self.check_token(headers, audience, login_endpoint, challenge_tenant, now)?;
+        let fail = |code: &str, message: &str| {
+            unauthorized(login_endpoint, challenge_tenant, code, message)
+        };
         let Some(sub_tenant) = sub_tenant else {
             return Err(ArmError::new(
                 StatusCode::NOT_FOUND,
@@ -321,6 +342,13 @@ impl TokenAuthority {
         }
         Ok(())
     }
+}
+
+/// A 401 with ARM's `WWW-Authenticate` challenge naming where to get a token.
+fn unauthorized(login_endpoint: &str, tenant: &str, code: &str, message: &str) -> ArmError {
+    ArmError::new(StatusCode::UNAUTHORIZED, code, message).with_challenge(format!(
+        "Bearer authorization_uri=\"{login_endpoint}{tenant}\", error=\"invalid_token\", error_description=\"{message}\""
+    ))
 }
 
 /// A JWT-shaped opaque token (unsigned: the simulator looks tokens up, it does not verify them).
@@ -428,19 +456,30 @@ mod tests {
     fn unknown_subscriptions_and_foreign_tenants_are_refused() {
         let mut a = authority();
         let arm = AUD[0];
-        let t1 = bearer(&a.issue(Flavor::AadV1, "t1", &v1_form("pw"), AUD, 60, 0).unwrap());
+        let t1 = bearer(
+            &a.issue(Flavor::AadV1, "t1", &v1_form("pw"), AUD, 60, 0)
+                .unwrap(),
+        );
         let missing = a.authorize(&t1, arm, "sub-x", "x/", 1).unwrap_err();
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         assert_eq!(missing.code(), "SubscriptionNotFound");
         // Subscription ids compare case-insensitively, as GUIDs do.
         assert!(a.authorize(&t1, arm, "SUB1", "x/", 1).is_ok());
 
-        let t2 = bearer(&a.issue(Flavor::AadV1, "t2", &v1_form("pw2"), AUD, 60, 0).unwrap());
+        let t2 = bearer(
+            &a.issue(Flavor::AadV1, "t2", &v1_form("pw2"), AUD, 60, 0)
+                .unwrap(),
+        );
         let foreign = a.authorize(&t2, arm, "sub1", "x/", 1).unwrap_err();
         assert_eq!(foreign.status, StatusCode::UNAUTHORIZED);
         assert_eq!(foreign.code(), "InvalidAuthenticationTokenTenant");
         // The challenge names the subscription's tenant, where a right token comes from.
-        assert!(foreign.challenge().unwrap().contains("authorization_uri=\"x/t1\""));
+        assert!(
+            foreign
+                .challenge()
+                .unwrap()
+                .contains("authorization_uri=\"x/t1\"")
+        );
         a.register_subscription("sub2", "t2");
         assert!(a.authorize(&t2, arm, "sub2", "x/", 1).is_ok());
         assert_eq!(
@@ -449,7 +488,10 @@ mod tests {
         );
 
         // AD FS tokens belong to the stamp's home tenant.
-        let adfs = bearer(&a.issue(Flavor::Adfs, "adfs", &v1_form("pw"), AUD, 60, 0).unwrap());
+        let adfs = bearer(
+            &a.issue(Flavor::Adfs, "adfs", &v1_form("pw"), AUD, 60, 0)
+                .unwrap(),
+        );
         assert!(a.authorize(&adfs, arm, "sub1", "x/", 1).is_ok());
     }
 
