@@ -114,11 +114,11 @@ fn dispatch(
         ));
     };
     let namespace = arm.namespace.clone().unwrap_or_default();
-    let authorization_uri = format!("{}{}", sh.login_endpoint(), sh.config.tenant_id);
     crate::shared::lock(&sh.tokens).authorize(
         headers,
         audience_for(sh, &namespace),
-        &authorization_uri,
+        &arm.subscription,
+        &sh.login_endpoint(),
         Utc::now().timestamp(),
     )?;
     if let Some(resp) = operation_status(sh, &method, &arm)? {

@@ -30,6 +30,11 @@ fn router(sh: Arc<Shared>) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
         .route(INVENTORY_PATH, get(inventory))
         .route(crate::ml::DISCOVERY_PATH, get(discovery))
+        .route("/oauth2/exchange", post(crate::acr::exchange))
+        .route(
+            "/oauth2/token",
+            get(crate::acr::token_get).post(crate::acr::token_post),
+        )
         .fallback(arm)
         .with_state(sh)
 }
