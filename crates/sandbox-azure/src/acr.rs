@@ -210,7 +210,7 @@ fn aad_principal(sh: &Shared, token: &str) -> Option<String> {
     );
     let now = chrono::Utc::now().timestamp();
     lock(&sh.tokens)
-        .authorize(&headers, &sh.config.public_audience, "", now)
+        .authenticate(&headers, &sh.config.public_audience, "", now)
         .ok()?;
     let claims = token.split('.').nth(1)?;
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD

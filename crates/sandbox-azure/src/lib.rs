@@ -34,7 +34,10 @@ pub use crate::{
     acr::RegistryUser,
     arm_error::{ArmError, ErrorDetail},
     blob::{SasFields, X_MS_VERSION, sign_account_sas, sign_service_sas},
-    config::{Config, IdentitySystem, LroConfig, ServicePrincipal, StorageConfig, WorkspaceConfig},
+    config::{
+        Config, DEFAULT_SUBSCRIPTION_ID, IdentitySystem, LroConfig, ServicePrincipal,
+        StorageConfig, SubscriptionConfig, WorkspaceConfig,
+    },
     error::{Error, Result},
     faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
     registry::{
@@ -292,7 +295,11 @@ impl AzureSim {
             specs,
             base_url: format!("http://{addr}"),
             state: std::sync::Mutex::new(State::default()),
-            tokens: std::sync::Mutex::new(TokenAuthority::new(config.service_principals.clone())),
+            tokens: std::sync::Mutex::new(TokenAuthority::new(
+                config.service_principals.clone(),
+                config.known_subscriptions(),
+                &config.tenant_id,
+            )),
             faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
             storage,
             http,
@@ -360,6 +367,14 @@ impl AzureSim {
 
     pub fn register_service_principal(&self, principal: ServicePrincipal) {
         lock(&self.shared.tokens).register(principal);
+    }
+
+    /// Make a subscription known to ARM, trusting `tenant` (unset: the stamp's `tenant_id`).
+    pub fn register_subscription(&self, subscription: SubscriptionConfig) {
+        let tenant = subscription
+            .tenant
+            .unwrap_or_else(|| self.shared.config.tenant_id.clone());
+        lock(&self.shared.tokens).register_subscription(&subscription.id, &tenant);
     }
 
     /// Requests received by (method, provider); provider is the ARM namespace, `token` or `metadata`.
