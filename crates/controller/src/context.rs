@@ -227,7 +227,7 @@ impl AzureFactory for ArmFactory {
         let (cred, audience) = self.credential(&endpoint, creds).await?;
         let cred: Arc<dyn TokenCredential> = Arc::new(cred);
         let arm = ArmClient::new(self.http.clone(), endpoint, cred, &audience)
-            .with_limiter(self.limiter.clone())
+            .with_limiter(self.limiter.clone(), &creds.client_id)
             .with_metrics(self.metrics.clone());
         let client = Arc::new(StackHubClient::new(arm, profile));
         self.stack_hub
@@ -256,7 +256,7 @@ impl AzureFactory for ArmFactory {
         let (cred, _) = self.credential(&endpoint, creds).await?;
         let cred: Arc<dyn TokenCredential> = Arc::new(cred);
         let arm = ArmClient::new(self.http.clone(), endpoint, cred, PUBLIC_ARM_AUDIENCE)
-            .with_limiter(self.limiter.clone())
+            .with_limiter(self.limiter.clone(), &creds.client_id)
             .with_metrics(self.metrics.clone());
         let client = Arc::new(MlClient::new(arm, workspace));
         self.ml.lock().expect("lock").insert(key, client.clone());
