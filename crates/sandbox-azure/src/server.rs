@@ -29,6 +29,12 @@ fn router(sh: Arc<Shared>) -> Router {
         .route("/{tenant}/oauth2/token", post(token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
         .route(INVENTORY_PATH, get(inventory))
+        .route(crate::ml::DISCOVERY_PATH, get(discovery))
+        .route("/oauth2/exchange", post(crate::acr::exchange))
+        .route(
+            "/oauth2/token",
+            get(crate::acr::token_get).post(crate::acr::token_post),
+        )
         .fallback(arm)
         .with_state(sh)
 }
@@ -39,6 +45,11 @@ pub const INVENTORY_PATH: &str = "/_sandbox/inventory";
 
 async fn inventory(State(sh): State<Arc<Shared>>) -> Response {
     axum::Json(sh.state().inventory()).into_response()
+}
+
+/// Where a workspace's `discoveryUrl` points (no authentication, like Azure ML's).
+async fn discovery(State(sh): State<Arc<Shared>>) -> Response {
+    axum::Json(crate::ml::discovery(&sh)).into_response()
 }
 
 async fn metadata(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response {
