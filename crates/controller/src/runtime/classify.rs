@@ -181,9 +181,10 @@ pub fn classify(e: &AzureError) -> Fault {
         },
         AzureError::Decode { .. } => transient(UNEXPECTED_RESPONSE, None),
         AzureError::Url { .. } | AzureError::InvalidInput(_) => permanent(INVALID_ENDPOINT),
-        AzureError::ForeignPollUrl { .. } | AzureError::UntrustedEndpoint { .. } => {
-            permanent(INVALID_ENDPOINT)
-        }
+        AzureError::ForeignPollUrl { .. } => permanent(INVALID_ENDPOINT),
+        // The operator's endpoint policy refused the spec's endpoint: only a spec (or policy)
+        // change helps.
+        AzureError::UntrustedEndpoint { .. } => permanent(Reason::new("UntrustedEndpoint")),
         AzureError::ClientSetup(_) | AzureError::Io { .. } => {
             transient(Reason::new("ClientSetupFailed"), None)
         }
