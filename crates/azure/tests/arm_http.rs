@@ -490,7 +490,7 @@ async fn poll_urls_on_other_hosts_are_refused() {
 
 #[tokio::test]
 async fn every_attempt_takes_a_token_from_the_shared_per_host_bucket() {
-    use edgetrain_azure::arm::{BucketSpec, OperationKind, RateLimiter, RateLimits};
+    use edgetrain_azure::arm::{BucketKey, BucketSpec, OperationKind, RateLimiter, RateLimits};
     let fake = Fake::start(|req, earlier| {
         if req.method == "GET" && earlier.is_empty() {
             Reply::empty(503).header("retry-after", "0")
@@ -509,19 +509,29 @@ async fn every_attempt_takes_a_token_from_the_shared_per_host_bucket() {
         deletes: slow,
     }));
     let sh = StackHubClient::new(
-        arm(&fake).with_limiter(limiter.clone()),
+        arm(&fake).with_limiter(limiter.clone(), "operator-sp"),
         ApiProfile::default(),
     );
     sh.get_vm(&rg().vm_id("a").unwrap(), false).await.unwrap();
     sh.get_vm(&rg().vm_id("b").unwrap(), false).await.unwrap();
-    let host = fake.base.host_str().unwrap();
+    let url = rg().vm_id("c").unwrap();
+    let key = |principal: &str| BucketKey::of(&fake.base.join(&url).unwrap(), principal);
     let now = std::time::Instant::now();
-    // 3 read attempts (one retried) used the whole read bucket; writes are a separate bucket.
-    assert!(limiter.try_acquire(host, OperationKind::Read, now).is_err());
-    assert!(limiter.try_acquire(host, OperationKind::Write, now).is_ok());
+    // 3 read attempts (one retried) used the whole read bucket of this endpoint, subscription
+    // and principal; writes are a separate bucket, and so is another principal.
     assert!(
         limiter
-            .try_acquire("other.host", OperationKind::Read, now)
+            .try_acquire(&key("operator-sp"), OperationKind::Read, now)
+            .is_err()
+    );
+    assert!(
+        limiter
+            .try_acquire(&key("operator-sp"), OperationKind::Write, now)
+            .is_ok()
+    );
+    assert!(
+        limiter
+            .try_acquire(&key("other-sp"), OperationKind::Read, now)
             .is_ok()
     );
 }

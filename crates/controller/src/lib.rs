@@ -108,31 +108,44 @@ pub async fn run(config: Config) -> Result<()> {
     result
 }
 
-async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()> {
+async fn run_controllers(mut config: Config, ready: server::Readiness) -> Result<()> {
+    // With leader election, every Kubernetes write of the controllers goes through the
+    // elector's fence; the elector itself keeps the unguarded client.
+    let elector = config.leader.as_ref().map(|l| {
+        leader::Elector::new(
+            config.client.clone(),
+            &l.namespace,
+            &l.lease_name,
+            &l.identity,
+            leader::Timing::for_lease(l.lease_duration),
+        )
+    });
+    if let Some(e) = &elector {
+        config.client = e.fence().guard(config.client.clone());
+    }
     check_crds(&config.client, &config.watch_namespaces).await?;
     ready.set(true);
     let factories = match config.factories.clone() {
         Some(f) => f,
         None => Factories::real(&config.metrics, http_config_from_env())?,
     };
-    match &config.leader {
-        None => controllers(&config, factories).await,
-        Some(l) => {
-            let elector = leader::Elector::new(
-                config.client.clone(),
-                &l.namespace,
-                &l.lease_name,
-                &l.identity,
-                l.lease_duration,
-            );
+    match (&config.leader, elector) {
+        (Some(l), Some(elector)) => {
             tracing::info!(identity = %l.identity, lease = %l.lease_name, "waiting for leadership");
-            elector.acquire(l.lease_duration / 4).await?;
+            elector.acquire().await?;
             tracing::info!(identity = %l.identity, "acquired leadership");
-            tokio::select! {
+            let result = tokio::select! {
                 r = controllers(&config, factories) => r,
                 r = elector.keep() => r,
+            };
+            if result.is_ok() {
+                // A graceful stop (SIGTERM): hand over at once instead of after expiry.
+                elector.release().await?;
+                tracing::info!(identity = %l.identity, "released leadership");
             }
+            result
         }
+        _ => controllers(&config, factories).await,
     }
 }
 

@@ -13,7 +13,7 @@ use url::Url;
 use super::{
     ArmError, LroStatus, LroToken, RateLimiter, RequestMetrics, RetryPolicy, Started,
     lro::{interpret_poll, interpret_start},
-    throttle::OperationKind,
+    throttle::{BucketKey, OperationKind},
 };
 use crate::{
     Error, Result,
@@ -138,6 +138,8 @@ pub struct ArmClient {
     scope: String,
     retry: RetryPolicy,
     limiter: Arc<RateLimiter>,
+    /// Who the requests authenticate as, for the limiter's buckets ("" when not told).
+    principal: String,
     metrics: RequestMetrics,
 }
 
@@ -167,6 +169,7 @@ impl ArmClient {
             scope: scope_for_resource(audience),
             retry: RetryPolicy::default(),
             limiter: Arc::new(RateLimiter::default()),
+            principal: String::new(),
             metrics: RequestMetrics::default(),
         }
     }
@@ -179,9 +182,12 @@ impl ArmClient {
         principal: ServicePrincipal,
         cache: Arc<TokenCache>,
     ) -> Result<Self> {
+        let id = principal.client_id.clone();
         let (credential, audience) =
             ClientSecretCredential::discover(http.clone(), &endpoint, principal, cache).await?;
-        Ok(Self::new(http, endpoint, Arc::new(credential), &audience))
+        let client = Self::new(http, endpoint, Arc::new(credential), &audience);
+        let limiter = client.limiter.clone();
+        Ok(client.with_limiter(limiter, &id))
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -189,9 +195,12 @@ impl ArmClient {
         self
     }
 
-    /// Share one limiter between all clients of a process (buckets are per host anyway).
-    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+    /// Share one limiter between all clients of a process. `principal` (the client id the
+    /// credential signs in as) keys the buckets with the endpoint and subscription, as ARM
+    /// counts them.
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>, principal: &str) -> Self {
         self.limiter = limiter;
+        self.principal = principal.to_string();
         self
     }
 
@@ -227,12 +236,12 @@ impl ArmClient {
         }
         // Every request carries a bearer token.
         require_secure("ARM endpoint", &self.endpoint)?;
-        let host = url.host_str().unwrap_or_default().to_string();
+        let bucket = BucketKey::of(&url, &self.principal);
         let kind = OperationKind::of(&method);
-        let (method, url, host) = (&method, &url, host.as_str());
+        let (method, url, bucket) = (&method, &url, &bucket);
         // `move` copies these references into each attempt's future.
         let build = move || async move {
-            self.limiter.acquire(host, kind).await;
+            self.limiter.acquire(bucket, kind).await;
             let token = self
                 .credential
                 .get_token(&[self.scope.as_str()], None)

@@ -14,5 +14,7 @@ pub use error::{AdditionalInfo, ArmError, ErrorDetail};
 pub use lro::{LroKind, LroStatus, LroToken, Started, interpret_poll, interpret_start};
 pub use metrics::{RequestLabels, RequestMetrics, status_class};
 pub use profile::{AZURE_ML_API_VERSION, ApiProfile, Provider};
-pub use retry::{Attempt, RetryPolicy, is_retryable_status, parse_retry_after};
-pub use throttle::{BucketSpec, OperationKind, RateLimiter, RateLimits, TokenBucket};
+pub use retry::{Attempt, RetryPolicy, is_retryable_status, parse_retry_after, poll_delay};
+pub use throttle::{
+    BucketKey, BucketSpec, OperationKind, RateLimiter, RateLimits, STACK_HUB_HOURLY, TokenBucket,
+};

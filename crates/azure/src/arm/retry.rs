@@ -22,6 +22,17 @@ pub fn parse_retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Dura
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
+/// The shortest wait before looking at an operation again, so that `Retry-After: 0` (or a
+/// date in the past) cannot turn polling into a hot loop.
+pub const MIN_POLL: Duration = Duration::from_secs(1);
+
+/// When to look at a running operation again: when Azure's `Retry-After` says, however long
+/// that is (Azure knows how long its operation takes; polling sooner only spends the
+/// subscription's request budget), else `default`; never sooner than [`MIN_POLL`].
+pub fn poll_delay(retry_after: Option<Duration>, default: Duration) -> Duration {
+    retry_after.unwrap_or(default).max(MIN_POLL)
+}
+
 /// What the previous attempt produced, as far as retrying cares.
 #[derive(Debug, Clone, Copy)]
 pub enum Attempt<'a> {
@@ -157,6 +168,28 @@ mod tests {
         );
         assert_eq!(parse_retry_after(&h("retry-after", "soon"), now()), None);
         assert_eq!(parse_retry_after(&HeaderMap::new(), now()), None);
+    }
+
+    #[test]
+    fn polls_wait_as_long_as_retry_after_says() {
+        let default = Duration::from_secs(5);
+        assert_eq!(poll_delay(None, default), default);
+        assert_eq!(
+            poll_delay(Some(Duration::from_secs(120)), default),
+            Duration::from_secs(120),
+            "not capped"
+        );
+        assert_eq!(
+            poll_delay(Some(Duration::from_secs(2)), default),
+            Duration::from_secs(2)
+        );
+        assert_eq!(poll_delay(Some(Duration::ZERO), default), MIN_POLL);
+        // A dated Retry-After an hour ahead is an hour.
+        let headers = h("retry-after", "Wed, 21 Oct 2015 08:28:00 GMT");
+        assert_eq!(
+            poll_delay(parse_retry_after(&headers, now()), default),
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]

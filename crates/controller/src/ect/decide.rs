@@ -222,6 +222,29 @@ pub fn idle_decision(
     (idle, last)
 }
 
+/// Ready's reason while an operation on the VM runs, named after what it is for: an idle VM
+/// being deallocated reads `Idle`, not a generic `ProvisioningVM`. (The status can already
+/// show the new power state: the operation may finish between its poll and the VM's read.)
+fn vm_busy_reason(
+    pending: &[PendingOperation],
+    vm_id: &str,
+    idle: bool,
+    size_ok: bool,
+) -> &'static str {
+    let action = pending
+        .iter()
+        .find(|p| p.resource_id.eq_ignore_ascii_case(vm_id))
+        .map(|p| p.action.as_str());
+    match action {
+        Some("resize") => "Resizing",
+        Some("deallocate") if !size_ok => "Resizing",
+        Some("deallocate") if idle => "Idle",
+        // Deallocated for a reason that is gone (a run arrived): it is started next.
+        Some("deallocate" | "start") => "StartingVM",
+        _ => "ProvisioningVM",
+    }
+}
+
 fn wait(plan: &mut Plan, reason: &'static str, message: String) {
     plan.progress = Progress::in_progress(reason, message);
 }
@@ -385,11 +408,9 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         || !succeeded(vm.properties.provisioning_state.as_deref());
     if vm_busy {
         plan.vm_ready = ConditionState::unmet("Provisioning", "VM operation in progress");
-        wait(
-            &mut plan,
-            "ProvisioningVM",
-            "VM operation in progress".into(),
-        );
+        let size_ok = vm_size(vm) == Some(d.vm.size.as_str());
+        let reason = vm_busy_reason(&observed.pending, &ids.vm, idle, size_ok);
+        wait(&mut plan, reason, "VM operation in progress".into());
         return plan;
     }
     let size_ok = vm_size(vm) == Some(d.vm.size.as_str());

@@ -335,7 +335,7 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     }
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
-        Requeue::requeue(retry_after.unwrap_or(PROGRESS_POLL).min(PROGRESS_POLL * 6))
+        Requeue::requeue(edgetrain_azure::arm::poll_delay(retry_after, PROGRESS_POLL))
     } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.reason != "Idle"
     {
         // Waiting on Azure-side state (provisioning, attach) without an operation to poll.

@@ -385,6 +385,91 @@ fn idle_timeout_deallocates_and_an_active_run_keeps_the_vm() {
 }
 
 #[test]
+fn a_running_vm_operation_is_reported_by_what_it_is_for() {
+    let hour_ago = now() - chrono::Duration::hours(1);
+    let status = EdgeComputeTargetStatus {
+        last_active_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(hour_ago.timestamp()).unwrap(),
+        )),
+        ..Default::default()
+    };
+    let idle = Some(Duration::from_secs(1800));
+    let vm_id = want().ids.vm;
+    let op = |action: &str| PendingOperation {
+        action: action.into(),
+        ..pending(&vm_id)
+    };
+    // The deallocation finished between its poll (still running) and the VM's read.
+    let observed = |action: &str, runs: usize, size: &str, power: &str, state: &str| Observed {
+        pending: vec![op(action)],
+        active_runs: runs,
+        vm: Some(vm(size, power, state)),
+        ..all_ready()
+    };
+    let cases = [
+        (
+            observed(
+                "deallocate",
+                0,
+                "Standard_DS2_v2",
+                "deallocated",
+                "Succeeded",
+            ),
+            "Idle",
+        ),
+        (
+            observed(
+                "deallocate",
+                0,
+                "Standard_DS2_v2",
+                "deallocating",
+                "Updating",
+            ),
+            "Idle",
+        ),
+        (
+            observed(
+                "deallocate",
+                1,
+                "Standard_DS2_v2",
+                "deallocating",
+                "Updating",
+            ),
+            "StartingVM",
+        ),
+        (
+            observed(
+                "deallocate",
+                0,
+                "Standard_DS3_v2",
+                "deallocating",
+                "Updating",
+            ),
+            "Resizing",
+        ),
+        (
+            observed("resize", 0, "Standard_DS3_v2", "deallocated", "Updating"),
+            "Resizing",
+        ),
+        (
+            observed("start", 1, "Standard_DS2_v2", "starting", "Updating"),
+            "StartingVM",
+        ),
+        (
+            observed("put", 1, "Standard_DS2_v2", "running", "Creating"),
+            "ProvisioningVM",
+        ),
+    ];
+    for (obs, want_reason) in cases {
+        let got = run(obs, ReconcilePolicy::Manage, idle, status.clone());
+        assert_eq!(
+            (got.0, got.1, got.2.as_str()),
+            (vec![], "InProgress", want_reason)
+        );
+    }
+}
+
+#[test]
 fn last_active_time_is_refreshed_coarsely() {
     let t0 = now();
     // Never active: counts from now, not idle.

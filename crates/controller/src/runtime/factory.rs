@@ -201,10 +201,17 @@ impl AzureClients {
         .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))
     }
 
-    fn arm(&self, endpoint: url::Url, cred: ClientSecretCredential, audience: &str) -> ArmClient {
+    /// `principal`: the client id `cred` signs in as, which keys the rate-limit buckets.
+    fn arm(
+        &self,
+        endpoint: url::Url,
+        cred: ClientSecretCredential,
+        audience: &str,
+        principal: &str,
+    ) -> ArmClient {
         let cred: Arc<dyn TokenCredential> = Arc::new(cred);
         ArmClient::new(self.http.clone(), endpoint, cred, audience)
-            .with_limiter(self.limiter.clone())
+            .with_limiter(self.limiter.clone(), principal)
             .with_metrics(self.metrics.clone())
     }
 }
@@ -232,7 +239,7 @@ impl StackHubFactory for AzureClients {
         let endpoint = Self::url(arm_endpoint)?;
         let (cred, audience) = self.credential(&endpoint, creds).await?;
         let client = Arc::new(StackHubClient::new(
-            self.arm(endpoint, cred, &audience),
+            self.arm(endpoint, cred, &audience, &creds.client_id),
             profile,
         ));
         self.stack_hub
@@ -263,7 +270,7 @@ impl MlFactory for AzureClients {
         // The login authority comes from metadata; the audience is public ARM's.
         let (cred, _) = self.credential(&endpoint, creds).await?;
         let client = Arc::new(MlClient::new(
-            self.arm(endpoint, cred, PUBLIC_ARM_AUDIENCE),
+            self.arm(endpoint, cred, PUBLIC_ARM_AUDIENCE, &creds.client_id),
             workspace,
         ));
         self.ml.lock().expect("lock").insert(key, client.clone());
