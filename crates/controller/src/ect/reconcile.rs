@@ -397,7 +397,7 @@ async fn write_status_for(
     let new_ready =
         conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.clone());
     if &status != old {
-        write_status(&ctx.client, ect, &status).await?;
+        write_status(ctx, ect, &status).await?;
     }
     if old_ready != new_ready {
         let (type_, note) = match &plan.progress {
