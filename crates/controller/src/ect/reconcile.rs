@@ -339,7 +339,8 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
         Requeue::requeue(retry_after.unwrap_or(PROGRESS_POLL).min(PROGRESS_POLL * 6))
-    } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.reason != "Idle"
+    } else if matches!(plan.progress, Progress::InProgress { .. })
+        && plan.vm_ready.reason != decide::IDLE
     {
         // Waiting on Azure-side state (provisioning, attach) without an operation to poll.
         Requeue::requeue(PROGRESS_POLL)
