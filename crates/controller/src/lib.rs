@@ -27,7 +27,7 @@ use crate::{
     metrics::Metrics,
     runtime::{
         controller,
-        factory::{Factories, http_config_from_env},
+        factory::{Factories, WorkloadIdentity, http_config_from_env},
         stores::Wiring,
     },
 };
@@ -59,6 +59,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// Azure client factories; `None` builds the real ones.
     pub factories: Option<Factories>,
+    /// Workload identity for Azure ML (used by the real factories); `None`: service principals
+    /// only.
+    pub workload_identity: Option<WorkloadIdentity>,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -114,7 +117,11 @@ async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()>
     ready.set(true);
     let factories = match config.factories.clone() {
         Some(f) => f,
-        None => Factories::real(&config.metrics, http_config_from_env())?,
+        None => Factories::real(
+            &config.metrics,
+            http_config_from_env(),
+            config.workload_identity.clone(),
+        )?,
     };
     match &config.leader {
         None => controllers(&config, factories).await,

@@ -8,6 +8,7 @@ mod authority;
 mod cache;
 mod metadata;
 mod token;
+mod workload;
 
 pub use authority::{Authority, IdentityProvider, identity_provider};
 pub use cache::{TokenCache, TokenKey};
@@ -15,6 +16,7 @@ pub use metadata::{CloudMetadata, METADATA_API_VERSION, discover, metadata_url, 
 pub use token::{
     ServicePrincipal, is_fresh, parse_token_response, resource_for_scope, scope_for_resource,
 };
+pub use workload::WorkloadIdentityCredential;
 
 use std::sync::Arc;
 
