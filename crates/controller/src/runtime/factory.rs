@@ -98,7 +98,7 @@ pub trait BlobFactory: Send + Sync {
     fn blob(&self, endpoint: &str, key: AccountKey) -> Result<Arc<dyn BlobApi>>;
 }
 
-/// The factories a [`super::Context`] holds.
+/// The factories a [`crate::context::Context`] holds.
 #[derive(Clone)]
 pub struct Factories {
     pub stack_hub: Arc<dyn StackHubFactory>,
