@@ -620,7 +620,10 @@ fn mr_bad_tag_is_rejected() {
 
 // ---- ids that end up in request paths (issue 9) ----
 
-const RESOURCE_GROUPS: [&str; 2] = ["/spec/stackHub/resourceGroup", "/spec/azureML/resourceGroup"];
+const RESOURCE_GROUPS: [&str; 2] = [
+    "/spec/stackHub/resourceGroup",
+    "/spec/azureML/resourceGroup",
+];
 
 #[test]
 fn resource_groups_that_would_leave_their_scope_are_rejected() {
@@ -700,7 +703,11 @@ fn secret_and_object_references_are_object_names() {
     for bad in ["..", ".", "UPPER", "a/b"] {
         assert_rejected(
             "EdgeComputeTarget",
-            &with(ect(), "/spec/stackHub/credentialsSecretRef/name", json!(bad)),
+            &with(
+                ect(),
+                "/spec/stackHub/credentialsSecretRef/name",
+                json!(bad),
+            ),
             None,
             "credentialsSecretRef.name in body should match",
         );
@@ -713,7 +720,11 @@ fn secret_and_object_references_are_object_names() {
     }
     assert_valid(
         "EdgeComputeTarget",
-        &with(ect(), "/spec/stackHub/credentialsSecretRef/name", json!("sp.v2-a")),
+        &with(
+            ect(),
+            "/spec/stackHub/credentialsSecretRef/name",
+            json!("sp.v2-a"),
+        ),
         None,
     );
 }

@@ -58,7 +58,8 @@ async fn a_rogue_metadata_endpoint_naming_itself_receives_no_secret_when_not_all
     let fake = rogue(|host| format!("http://{host}/")).await;
     // The operator trusts only its real authority; the rogue is on loopback, so https is not
     // what stops it.
-    let policy = EndpointPolicy::new(&[] as &[&str], &["https://login.microsoftonline.com"]).unwrap();
+    let policy =
+        EndpointPolicy::new(&[] as &[&str], &["https://login.microsoftonline.com"]).unwrap();
     let err = ClientSecretCredential::discover_within(
         http.clone(),
         &fake.base,
@@ -161,15 +162,33 @@ async fn a_shared_token_cache_is_keyed_by_the_secret() {
         ClientSecretCredential::discover(http.clone(), &fake.base, principal(secret), cache.clone())
     };
     let (owner, aud) = cred("s3cret").await.unwrap();
-    assert_eq!(owner.token_for_resource(&aud).await.unwrap().token.secret(), "tok-0");
+    assert_eq!(
+        owner.token_for_resource(&aud).await.unwrap().token.secret(),
+        "tok-0"
+    );
     let (borrower, _) = cred("guessed").await.unwrap();
     let err = borrower.token_for_resource(&aud).await.unwrap_err();
     assert!(matches!(&err, Error::Token { status: 401, .. }), "{err:?}");
     // A changed secret is a new key too: the new secret has to earn its own token.
     let (rotated, _) = cred("s3cret").await.unwrap();
-    assert_eq!(rotated.token_for_resource(&aud).await.unwrap().token.secret(), "tok-0");
-    let posts = fake.requests().into_iter().filter(|r| r.method == "POST").count();
-    assert_eq!(posts, 2, "owner once, borrower refused, same secret served from cache");
+    assert_eq!(
+        rotated
+            .token_for_resource(&aud)
+            .await
+            .unwrap()
+            .token
+            .secret(),
+        "tok-0"
+    );
+    let posts = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(
+        posts, 2,
+        "owner once, borrower refused, same secret served from cache"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +208,10 @@ async fn dot_dot_ids_never_reach_the_wire() {
     assert!(matches!(escaped.vm_id("vm"), Err(Error::InvalidInput(_))));
     // Raw ids (e.g. read back from status) are checked again when the URL is built.
     let raw = "/subscriptions/sub/resourceGroups/../providers/Microsoft.Compute/virtualMachines/vm";
-    assert!(matches!(hub.get_vm(raw, false).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        hub.get_vm(raw, false).await,
+        Err(Error::InvalidInput(_))
+    ));
     assert!(matches!(hub.delete(raw).await, Err(Error::InvalidInput(_))));
     let ml = MlClient::new(
         arm,

@@ -428,19 +428,30 @@ mod tests {
     fn unknown_subscriptions_and_foreign_tenants_are_refused() {
         let mut a = authority();
         let arm = AUD[0];
-        let t1 = bearer(&a.issue(Flavor::AadV1, "t1", &v1_form("pw"), AUD, 60, 0).unwrap());
+        let t1 = bearer(
+            &a.issue(Flavor::AadV1, "t1", &v1_form("pw"), AUD, 60, 0)
+                .unwrap(),
+        );
         let missing = a.authorize(&t1, arm, "sub-x", "x/", 1).unwrap_err();
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         assert_eq!(missing.code(), "SubscriptionNotFound");
         // Subscription ids compare case-insensitively, as GUIDs do.
         assert!(a.authorize(&t1, arm, "SUB1", "x/", 1).is_ok());
 
-        let t2 = bearer(&a.issue(Flavor::AadV1, "t2", &v1_form("pw2"), AUD, 60, 0).unwrap());
+        let t2 = bearer(
+            &a.issue(Flavor::AadV1, "t2", &v1_form("pw2"), AUD, 60, 0)
+                .unwrap(),
+        );
         let foreign = a.authorize(&t2, arm, "sub1", "x/", 1).unwrap_err();
         assert_eq!(foreign.status, StatusCode::UNAUTHORIZED);
         assert_eq!(foreign.code(), "InvalidAuthenticationTokenTenant");
         // The challenge names the subscription's tenant, where a right token comes from.
-        assert!(foreign.challenge().unwrap().contains("authorization_uri=\"x/t1\""));
+        assert!(
+            foreign
+                .challenge()
+                .unwrap()
+                .contains("authorization_uri=\"x/t1\"")
+        );
         a.register_subscription("sub2", "t2");
         assert!(a.authorize(&t2, arm, "sub2", "x/", 1).is_ok());
         assert_eq!(
@@ -449,7 +460,10 @@ mod tests {
         );
 
         // AD FS tokens belong to the stamp's home tenant.
-        let adfs = bearer(&a.issue(Flavor::Adfs, "adfs", &v1_form("pw"), AUD, 60, 0).unwrap());
+        let adfs = bearer(
+            &a.issue(Flavor::Adfs, "adfs", &v1_form("pw"), AUD, 60, 0)
+                .unwrap(),
+        );
         assert!(a.authorize(&adfs, arm, "sub1", "x/", 1).is_ok());
     }
 

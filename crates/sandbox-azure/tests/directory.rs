@@ -41,13 +41,21 @@ async fn unknown_subscriptions_are_not_found() {
     let a = arm.get(&vm_path(OTHER_SUB)).await;
     assert_eq!(a.status, 404, "{:?}", a.body);
     assert_eq!(a.code(), "SubscriptionNotFound");
-    assert!(a.body["error"]["message"].as_str().unwrap().contains(OTHER_SUB));
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(OTHER_SUB)
+    );
     // The configured one answers as a resource provider would.
     let known = arm.get(&vm_path(SUB)).await;
     assert_eq!(known.code(), "ResourceNotFound");
     // Registering makes it known.
     sim.register_subscription(SubscriptionConfig::new(OTHER_SUB));
-    assert_eq!(arm.get(&vm_path(OTHER_SUB)).await.code(), "ResourceNotFound");
+    assert_eq!(
+        arm.get(&vm_path(OTHER_SUB)).await.code(),
+        "ResourceNotFound"
+    );
 }
 
 #[tokio::test]
@@ -72,11 +80,17 @@ async fn tokens_from_another_tenant_are_refused() {
     assert_eq!(a.code(), "InvalidAuthenticationTokenTenant");
     let challenge = a.header("www-authenticate").unwrap();
     assert!(
-        challenge.contains(&format!("authorization_uri=\"{}/{TENANT}\"", sim.base_url())),
+        challenge.contains(&format!(
+            "authorization_uri=\"{}/{TENANT}\"",
+            sim.base_url()
+        )),
         "{challenge}"
     );
     // The same token is good in the subscription of its own tenant, and vice versa.
-    assert_eq!(foreign.get(&vm_path(OTHER_SUB)).await.code(), "ResourceNotFound");
+    assert_eq!(
+        foreign.get(&vm_path(OTHER_SUB)).await.code(),
+        "ResourceNotFound"
+    );
     let home = Arm::stack_hub(&sim).await;
     assert_eq!(
         home.get(&vm_path(OTHER_SUB)).await.code(),

@@ -119,7 +119,8 @@ mod tests {
 
     #[test]
     fn plain_http_authorities_are_refused_off_loopback() {
-        let err = Authority::new(Url::parse("http://adfs.example/adfs/").unwrap(), "t").unwrap_err();
+        let err =
+            Authority::new(Url::parse("http://adfs.example/adfs/").unwrap(), "t").unwrap_err();
         assert!(matches!(err, Error::UntrustedEndpoint { .. }), "{err:?}");
     }
 }

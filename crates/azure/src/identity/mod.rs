@@ -13,10 +13,11 @@ mod trust;
 pub use authority::{Authority, IdentityProvider, identity_provider};
 pub use cache::{TokenCache, TokenKey};
 pub use metadata::{CloudMetadata, METADATA_API_VERSION, discover, metadata_url, parse_metadata};
-pub use trust::{EndpointPolicy, is_loopback, require_secure};
 pub use token::{
-    SecretDigest, ServicePrincipal, is_fresh, parse_token_response, resource_for_scope, scope_for_resource,
+    SecretDigest, ServicePrincipal, is_fresh, parse_token_response, resource_for_scope,
+    scope_for_resource,
 };
+pub use trust::{EndpointPolicy, is_loopback, require_secure};
 
 use std::sync::Arc;
 

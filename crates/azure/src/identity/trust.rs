@@ -143,14 +143,18 @@ mod tests {
     fn allow_lists_match_origins() {
         let p = EndpointPolicy::new(
             &["https://management.local.azurestack.external"],
-            &["https://adfs.local.azurestack.external:443/", "http://127.0.0.1:7000"],
+            &[
+                "https://adfs.local.azurestack.external:443/",
+                "http://127.0.0.1:7000",
+            ],
         )
         .unwrap();
         p.check_arm_endpoint(&url("https://management.local.azurestack.external/x/y"))
             .unwrap();
         p.check_authority(&url("https://adfs.local.azurestack.external/adfs/"))
             .unwrap();
-        p.check_authority(&url("http://127.0.0.1:7000/tenant/")).unwrap();
+        p.check_authority(&url("http://127.0.0.1:7000/tenant/"))
+            .unwrap();
         for bad in [
             "https://adfs.local.azurestack.external:8443/adfs/",
             "http://127.0.0.1:7001/",
@@ -162,7 +166,8 @@ mod tests {
         assert!(p.check_arm_endpoint(&url("https://evil.example/")).is_err());
         // An empty policy still refuses plain http off loopback.
         let any = EndpointPolicy::default();
-        any.check_authority(&url("https://anything.example/")).unwrap();
+        any.check_authority(&url("https://anything.example/"))
+            .unwrap();
         assert!(any.check_authority(&url("http://10.1.1.1/")).is_err());
     }
 
