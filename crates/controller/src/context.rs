@@ -12,7 +12,7 @@ use azure_core::credentials::{Secret, TokenCredential};
 use edgetrain_api::{DeletionPolicy, edge_compute_target::ApiProfile};
 use edgetrain_azure::{
     arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, Started},
-    identity::{ClientSecretCredential, ServicePrincipal, TokenCache},
+    identity::{ClientSecretCredential, EndpointPolicy, ServicePrincipal, TokenCache},
     ml::{MlApi, MlClient, Workspace},
     stackhub::{StackHubApi, StackHubClient},
     transport::HttpConfig,
@@ -153,6 +153,7 @@ pub trait AzureFactory: Send + Sync {
 /// clients cached per (endpoint, principal, secret digest) so discovery runs once per credential.
 pub struct ArmFactory {
     http: reqwest::Client,
+    policy: EndpointPolicy,
     tokens: Arc<TokenCache>,
     limiter: Arc<RateLimiter>,
     metrics: edgetrain_azure::arm::RequestMetrics,
@@ -161,7 +162,8 @@ pub struct ArmFactory {
 }
 
 impl ArmFactory {
-    pub fn new(metrics: &Metrics) -> Result<Self> {
+    /// `policy`: where credentials may go (checked at discovery, before any secret is sent).
+    pub fn new(metrics: &Metrics, policy: EndpointPolicy) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let mut http = HttpConfig::default();
         // SSL_CERT_FILE (set by the chart for private CAs, e.g. Stack Hub's) adds trust anchors.
@@ -173,6 +175,7 @@ impl ArmFactory {
             .map_err(|e| Error::azure("building the HTTP client", e))?;
         Ok(Self {
             http,
+            policy,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
             limiter: Arc::new(RateLimiter::default()),
             metrics: metrics.azure.clone(),
@@ -192,11 +195,12 @@ impl ArmFactory {
         endpoint: &url::Url,
         creds: &Credentials,
     ) -> Result<(ClientSecretCredential, String)> {
-        ClientSecretCredential::discover(
+        ClientSecretCredential::discover_within(
             self.http.clone(),
             endpoint,
             creds.principal(),
             self.tokens.clone(),
+            &self.policy,
         )
         .await
         .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))

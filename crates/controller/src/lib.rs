@@ -12,6 +12,7 @@ pub mod ssh;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, TrainingRun};
+pub use edgetrain_azure::identity::EndpointPolicy;
 pub use error::{Error, Handling, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -56,6 +57,9 @@ pub struct Config {
     /// Reporting identity for Events (the pod name).
     pub instance: String,
     pub metrics: Metrics,
+    /// Which ARM endpoints and login authorities may receive credentials (used by the real
+    /// Azure client factory).
+    pub endpoint_policy: EndpointPolicy,
     /// Azure client factory; `None` builds the real one.
     pub azure: Option<Arc<dyn AzureFactory>>,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
@@ -97,7 +101,10 @@ async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()>
     ready.set(true);
     let azure: Arc<dyn AzureFactory> = match config.azure.clone() {
         Some(f) => f,
-        None => Arc::new(ArmFactory::new(&config.metrics)?),
+        None => Arc::new(ArmFactory::new(
+            &config.metrics,
+            config.endpoint_policy.clone(),
+        )?),
     };
     let ctx = Arc::new(Context {
         clock: config

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use edgetrain_api::DeletionPolicy;
-use edgetrain_controller::{Config, LeaderConfig, metrics::Metrics, run};
+use edgetrain_controller::{Config, EndpointPolicy, LeaderConfig, metrics::Metrics, run};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Policy {
@@ -36,6 +36,21 @@ struct Args {
     /// Lease duration in seconds.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Comma-separated ARM endpoint origins (https://host[:port]) the operator uses credentials
+    /// with; empty allows any https endpoint (plain http only on loopback).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    allowed_arm_endpoints: Vec<String>,
+    /// Comma-separated login endpoint origins that may receive client secrets; empty allows any
+    /// https endpoint (plain http only on loopback).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    allowed_authorities: Vec<String>,
+}
+
+fn non_empty(v: &[String]) -> Vec<&str> {
+    v.iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn init_tracing() {
@@ -78,6 +93,16 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
+    let endpoint_policy = match EndpointPolicy::new(
+        &non_empty(&args.allowed_arm_endpoints),
+        &non_empty(&args.allowed_authorities),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid --allowed-arm-endpoints / --allowed-authorities");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let config = Config {
         client,
         metrics_addr: args.metrics_addr,
@@ -94,6 +119,7 @@ async fn main() -> std::process::ExitCode {
         leader,
         instance: pod,
         metrics: Metrics::default(),
+        endpoint_policy,
         azure: None,
         clock: None,
     };

@@ -59,6 +59,7 @@ async fn missing_crd_stops_with_a_hint() {
         leader: None,
         instance: "test".into(),
         metrics: Metrics::default(),
+        endpoint_policy: Default::default(),
         azure: None,
         clock: None,
     };

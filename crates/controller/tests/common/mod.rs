@@ -139,6 +139,7 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         leader: None,
         instance: "test".into(),
         metrics,
+        endpoint_policy: Default::default(),
         azure: None,
         clock: None,
     }
