@@ -13,6 +13,7 @@ pub mod ssh;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ModelRelease, TrainingRun};
+pub use edgetrain_azure::identity::EndpointPolicy;
 pub use error::{Error, Handling, Result};
 use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -62,6 +63,9 @@ pub struct Config {
     /// Workload identity for Azure ML (used by the real factories); `None`: service principals
     /// only.
     pub workload_identity: Option<WorkloadIdentity>,
+    /// Which ARM endpoints and login authorities may receive credentials (used by the real
+    /// factories).
+    pub endpoint_policy: EndpointPolicy,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -135,6 +139,7 @@ async fn run_controllers(mut config: Config, ready: server::Readiness) -> Result
             &config.metrics,
             http_config_from_env(),
             config.workload_identity.clone(),
+            config.endpoint_policy.clone(),
         )?,
     };
     match (&config.leader, elector) {

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Parser, ValueEnum};
 use edgetrain_api::DeletionPolicy;
 use edgetrain_controller::{
-    Config, LeaderConfig, metrics::Metrics, run, runtime::factory::WorkloadIdentity,
+    Config, EndpointPolicy, LeaderConfig, metrics::Metrics, run, runtime::factory::WorkloadIdentity,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -43,6 +43,21 @@ struct Args {
     /// token at AZURE_FEDERATED_TOKEN_FILE (set by Azure Workload Identity's webhook).
     #[arg(long, value_delimiter = ',', default_value = "")]
     workload_identity_client_ids: Vec<String>,
+    /// Comma-separated ARM endpoint origins (https://host[:port]) the operator uses credentials
+    /// with; empty allows any https endpoint (plain http only on loopback).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    allowed_arm_endpoints: Vec<String>,
+    /// Comma-separated login endpoint origins that may receive client secrets; empty allows any
+    /// https endpoint (plain http only on loopback).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    allowed_authorities: Vec<String>,
+}
+
+fn non_empty(v: &[String]) -> Vec<&str> {
+    v.iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn init_tracing() {
@@ -85,11 +100,9 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
-    let allowed: Vec<String> = args
-        .workload_identity_client_ids
-        .iter()
-        .filter(|c| !c.is_empty())
-        .cloned()
+    let allowed: Vec<String> = non_empty(&args.workload_identity_client_ids)
+        .into_iter()
+        .map(str::to_owned)
         .collect();
     let workload_identity = if allowed.is_empty() {
         None
@@ -105,6 +118,16 @@ async fn main() -> std::process::ExitCode {
                 );
                 return std::process::ExitCode::FAILURE;
             }
+        }
+    };
+    let endpoint_policy = match EndpointPolicy::new(
+        &non_empty(&args.allowed_arm_endpoints),
+        &non_empty(&args.allowed_authorities),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid --allowed-arm-endpoints / --allowed-authorities");
+            return std::process::ExitCode::FAILURE;
         }
     };
     let config = Config {
@@ -125,6 +148,7 @@ async fn main() -> std::process::ExitCode {
         metrics: Metrics::default(),
         factories: None,
         workload_identity,
+        endpoint_policy,
         clock: None,
     };
     match run(config).await {

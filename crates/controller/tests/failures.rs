@@ -214,6 +214,7 @@ async fn unreachable_endpoints_show_the_cause() {
                 ..Default::default()
             },
             None,
+            Default::default(),
         )
         .unwrap(),
     );

@@ -59,6 +59,7 @@ fn bare_config(kube: &SandboxKube) -> edgetrain_controller::Config {
         metrics: Metrics::default(),
         factories: None,
         workload_identity: None,
+        endpoint_policy: Default::default(),
         clock: None,
     }
 }

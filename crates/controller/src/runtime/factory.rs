@@ -16,7 +16,9 @@ use edgetrain_api::edge_compute_target::ApiProfile;
 use edgetrain_azure::{
     arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, Started},
     blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint},
-    identity::{Authority, ClientSecretCredential, TokenCache, WorkloadIdentityCredential},
+    identity::{
+        Authority, ClientSecretCredential, EndpointPolicy, TokenCache, WorkloadIdentityCredential,
+    },
     ml::{MlApi, MlClient, Workspace},
     stackhub::{StackHubApi, StackHubClient},
     transport::HttpConfig,
@@ -108,12 +110,14 @@ pub struct Factories {
 
 impl Factories {
     /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
+    /// `policy`: where credentials may go (checked before anything secret is sent).
     pub fn real(
         metrics: &Metrics,
         http: HttpConfig,
         workload: Option<WorkloadIdentity>,
+        policy: EndpointPolicy,
     ) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(metrics, http, workload)?);
+        let clients = Arc::new(AzureClients::new(metrics, http, workload, policy)?);
         Ok(Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
@@ -186,6 +190,7 @@ pub struct AzureClients {
     stack_hub: Mutex<HashMap<String, Arc<StackHubClient>>>,
     ml: Mutex<HashMap<String, Arc<MlClient>>>,
     workload: Option<WorkloadIdentity>,
+    policy: EndpointPolicy,
 }
 
 impl AzureClients {
@@ -193,6 +198,7 @@ impl AzureClients {
         metrics: &Metrics,
         http: HttpConfig,
         workload: Option<WorkloadIdentity>,
+        policy: EndpointPolicy,
     ) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let http = http
@@ -206,6 +212,7 @@ impl AzureClients {
             stack_hub: Mutex::default(),
             ml: Mutex::default(),
             workload,
+            policy,
         })
     }
 
@@ -225,7 +232,14 @@ impl AzureClients {
                      {client_id} is not enabled in this operator (--workload-identity-client-ids)"
                 ))
             })?;
-        let md = edgetrain_azure::identity::discover(&self.http, endpoint)
+        // The projected token is a credential too: it goes only where the policy allows.
+        let discovered = async {
+            self.policy.check_arm_endpoint(endpoint)?;
+            let md = edgetrain_azure::identity::discover(&self.http, endpoint).await?;
+            self.policy.check_authority(&md.login_endpoint)?;
+            Ok::<_, edgetrain_azure::Error>(md)
+        };
+        let md = discovered
             .await
             .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))?;
         let authority = Authority::new(md.login_endpoint.clone(), tenant)
@@ -251,11 +265,12 @@ impl AzureClients {
         endpoint: &url::Url,
         creds: &Credentials,
     ) -> Result<(ClientSecretCredential, String)> {
-        ClientSecretCredential::discover(
+        ClientSecretCredential::discover_within(
             self.http.clone(),
             endpoint,
             creds.principal(),
             self.tokens.clone(),
+            &self.policy,
         )
         .await
         .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))
@@ -368,8 +383,13 @@ mod tests {
             token_file: "/var/run/secrets/azure/tokens/azure-identity-token".into(),
             allowed_client_ids: vec!["app-allowed".into()],
         };
-        let clients =
-            AzureClients::new(&Metrics::default(), HttpConfig::default(), Some(workload)).unwrap();
+        let clients = AzureClients::new(
+            &Metrics::default(),
+            HttpConfig::default(),
+            Some(workload),
+            EndpointPolicy::default(),
+        )
+        .unwrap();
         let ws = Workspace {
             subscription_id: "00000000-0000-0000-0000-000000000001".into(),
             resource_group: "rg".into(),
@@ -389,7 +409,13 @@ mod tests {
         assert!(matches!(e, Error::InvalidSpec(_)), "{e}");
         assert!(e.to_string().contains("someone-elses-app"), "{e}");
         // Without any workload identity configured, nothing is allowed.
-        let none = AzureClients::new(&Metrics::default(), HttpConfig::default(), None).unwrap();
+        let none = AzureClients::new(
+            &Metrics::default(),
+            HttpConfig::default(),
+            None,
+            EndpointPolicy::default(),
+        )
+        .unwrap();
         let allowed = MlIdentity::Workload {
             tenant: "t".into(),
             client_id: "app-allowed".into(),

@@ -141,6 +141,7 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         metrics,
         factories: None,
         workload_identity: None,
+        endpoint_policy: Default::default(),
         clock: None,
     }
 }
