@@ -87,7 +87,7 @@ async fn a_wrong_secret_in_another_namespace_gets_no_token_and_no_resources() {
     let mut body = ect_json(&w, "borrower", json!({}));
     body["spec"]["azureML"]["computeName"] = json!("c-borrower");
     create_in(&w, "team-b", body).await;
-    let ev = warning(&w, "team-b", "borrower", "AzureError").await;
+    let ev = warning(&w, "team-b", "borrower", "CredentialsRejected").await;
     assert!(
         !ev.note.unwrap_or_default().contains("guessed"),
         "secret in an event"
@@ -157,7 +157,7 @@ async fn a_rogue_metadata_endpoint_receives_no_secret_when_not_allowed() {
     body["spec"]["stackHub"]["armEndpoint"] = json!(rogue);
     body["spec"]["azureML"]["armEndpoint"] = json!(rogue);
     create(&w, body).await;
-    warning(&w, &w.ns, "harvest", "AzureError").await;
+    warning(&w, &w.ns, "harvest", "UntrustedEndpoint").await;
 
     let seen = seen.0.lock().unwrap().clone();
     assert!(!seen.is_empty(), "the rogue's metadata was read");
