@@ -203,6 +203,26 @@ impl TokenAuthority {
         })
     }
 
+    /// A token for a running job (Azure ML hands its jobs one for the workspace's services,
+    /// e.g. MLflow tracking): valid for `audience` until `expires_at`.
+    pub fn issue_job_token(
+        &mut self,
+        audience: &str,
+        job_name: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Secret {
+        let token = mint(audience, "job", job_name, now, expires_at);
+        self.tokens.insert(
+            token.expose().to_owned(),
+            Issued {
+                audience: audience.to_owned(),
+                expires_at,
+            },
+        );
+        token
+    }
+
     /// Check `Authorization: Bearer` for an ARM call that needs `audience`.
     pub fn authorize(
         &self,

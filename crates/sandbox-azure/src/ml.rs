@@ -309,7 +309,8 @@ pub fn seed(sh: &crate::shared::Shared, st: &mut State) {
             json!({
                 "id": id, "name": ws.name, "type": "Microsoft.MachineLearningServices/workspaces",
                 "location": ws.location,
-                "properties": {"provisioningState": "Succeeded", "workspaceId": uuid::Uuid::new_v4().to_string()},
+                "properties": {"provisioningState": "Succeeded", "workspaceId": uuid::Uuid::new_v4().to_string(),
+                    "mlFlowTrackingUri": crate::mlflow::tracking_uri(&sh.base_url, &id)},
             }),
         );
         let Some(storage) = &sh.storage else { continue };
