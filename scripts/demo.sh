@@ -159,9 +159,9 @@ echo "Azure simulator: $AZURE_URL"
 say "kubectl apply"
 render "$TEMPLATES/credentials.yaml.in" "$DEMO_DIR/credentials.yaml"
 render "$TEMPLATES/edgecomputetarget.yaml.in" "$DEMO_DIR/edgecomputetarget.yaml"
-# They were registered at start (field manager sandbox-kube-register); server-side apply with
-# --force-conflicts takes them over quietly, as one would for CRD upgrades.
-k apply --server-side --force-conflicts -f "$ROOT/crds" || fail "kubectl apply -f crds failed"
+# They were registered at start (field manager sandbox-kube-register); applying the same
+# manifests server-side makes kubectl a co-owner, without conflicts.
+k apply --server-side -f "$ROOT/crds" || fail "kubectl apply -f crds failed"
 k apply -f "$ROOT/examples/namespace.yaml" || fail "kubectl apply namespace failed"
 k apply -f "$DEMO_DIR/credentials.yaml" || fail "kubectl apply credentials failed"
 k apply -f "$DEMO_DIR/edgecomputetarget.yaml" || fail "kubectl apply EdgeComputeTarget failed"

@@ -61,4 +61,25 @@ if ! "$TOOLS/venv/bin/python3" -c "import sklearn, skl2onnx, numpy, mlflow" 2>/d
   echo "install-tools: pip install -r examples/training/requirements.txt"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r examples/training/requirements.txt
 fi
+# Microsoft's Python SDKs for the simulator's contract suite (crates/sandbox-azure/tests/python),
+# at the versions pinned there; pip only runs when one of them is missing or differs.
+SDK_REQUIREMENTS=crates/sandbox-azure/tests/python/requirements.txt
+if ! "$TOOLS/venv/bin/python3" - "$SDK_REQUIREMENTS" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        name, pinned = line.split("==")
+        try:
+            if version(name) != pinned:
+                sys.exit(1)
+        except PackageNotFoundError:
+            sys.exit(1)
+PY
+then
+  echo "install-tools: pip install -r $SDK_REQUIREMENTS"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r "$SDK_REQUIREMENTS"
+fi
 echo "install-tools: ready"

@@ -73,6 +73,15 @@ pub enum Error {
     #[error("unexpected response from {context}: {reason}")]
     Decode { context: String, reason: String },
 
+    /// An endpoint that must not receive credentials: not https (and not loopback), or not in
+    /// the operator's allow-list. Only the origin is shown.
+    #[error("refusing to send credentials to {what} {url}: {reason}")]
+    UntrustedEndpoint {
+        what: String,
+        url: String,
+        reason: String,
+    },
+
     /// A long-running-operation URL pointed at a host other than the ARM endpoint; following it
     /// would send our bearer token elsewhere.
     #[error("refusing to poll {url}: host differs from ARM endpoint {arm_host}")]
@@ -91,6 +100,7 @@ impl Error {
             Error::Blob { .. } => "blob",
             Error::Decode { .. } => "decode",
             Error::ForeignPollUrl { .. } => "foreign_poll_url",
+            Error::UntrustedEndpoint { .. } => "untrusted_endpoint",
         }
     }
 
@@ -135,11 +145,12 @@ pub(crate) fn require_non_empty(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-/// Bad input unless `v` can be one segment of an ARM id.
+/// Bad input unless `v` can be one segment of an ARM id (`.` and `..` would move the request
+/// to another scope once the URL is normalised).
 pub(crate) fn require_segment(what: &str, v: &str) -> Result<()> {
-    if v.is_empty() || v.contains(['/', '?', '#']) {
+    if matches!(v, "" | "." | "..") || v.contains(['/', '\\', '?', '#']) {
         return Err(Error::InvalidInput(format!(
-            "{what} {v:?} must be non-empty and contain no '/', '?' or '#'"
+            "{what} {v:?} must be non-empty, not '.' or '..', and contain no '/', '\\', '?' or '#'"
         )));
     }
     Ok(())

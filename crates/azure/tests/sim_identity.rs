@@ -116,3 +116,48 @@ async fn wrong_secret_is_a_typed_token_error_on_both_stamps() {
         assert_eq!(sim.counters().get("GET", "Microsoft.Compute"), 0);
     }
 }
+
+/// The borrowed-token case (issue 9): a second credential with the same tenant and client id but
+/// a wrong secret, sharing the process's token cache, must not be served the first one's token.
+#[tokio::test]
+async fn a_shared_cache_serves_no_token_to_a_wrong_secret() {
+    let sim = sim::start(Options::default()).await;
+    let http = sim::http(&sim);
+    let arm = sim::arm_url(&sim);
+    let cache = Arc::new(TokenCache::new(Duration::from_secs(60)));
+    let discover = |secret: &'static str| {
+        ClientSecretCredential::discover(
+            http.clone(),
+            &arm,
+            sim::principal(IdentitySystem::Aad, secret),
+            cache.clone(),
+        )
+    };
+    let (good, audience) = discover(CLIENT_SECRET).await.unwrap();
+    good.token_for_resource(&audience).await.unwrap();
+    assert_eq!(sim.counters().get("POST", "token"), 1);
+
+    let (borrower, _) = discover("not-the-secret").await.unwrap();
+    let err = borrower.token_for_resource(&audience).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Token { code, .. } if code == "invalid_client"),
+        "{err:?}"
+    );
+    // The borrower asked the token endpoint itself (and was refused) instead of a cache hit.
+    assert_eq!(sim.counters().get("POST", "token"), 2);
+    let hub = edgetrain_azure::stackhub::StackHubClient::new(
+        ArmClient::new(http.clone(), arm.clone(), Arc::new(borrower), &audience),
+        edgetrain_azure::arm::ApiProfile::default(),
+    );
+    let vm = sim::stack_hub_rg().vm_id("borrowed").unwrap();
+    assert!(matches!(
+        hub.get_vm(&vm, false).await.unwrap_err(),
+        Error::Credential { .. }
+    ));
+    assert_eq!(sim.counters().get("GET", "Microsoft.Compute"), 0);
+
+    // The rightful owner still uses its cached token.
+    let asked = sim.counters().get("POST", "token");
+    good.token_for_resource(&audience).await.unwrap();
+    assert_eq!(sim.counters().get("POST", "token"), asked);
+}

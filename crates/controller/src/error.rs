@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+use crate::runtime::{
+    classify::{self, Fault},
+    status::Reason,
+};
+
 /// Everything that can fail in the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,8 +39,9 @@ pub enum Error {
         message: String,
     },
 
-    /// An Azure call failed.
-    #[error("Azure request failed during {context}")]
+    /// An Azure call failed; the message carries Azure's code and message, or the network
+    /// cause.
+    #[error("{context} failed: {}", classify::describe(source))]
     Azure {
         context: String,
         #[source]
@@ -43,7 +49,7 @@ pub enum Error {
     },
 
     /// A Kubernetes API call failed.
-    #[error("Kubernetes API request failed during {context}")]
+    #[error("Kubernetes API request failed during {context}: {source}")]
     Kube {
         context: String,
         #[source]
@@ -62,7 +68,12 @@ pub enum Error {
     #[error("SSH key handling failed: {0}")]
     SshKey(String),
 
-    /// Startup: the CRD is not installed, or the metrics address cannot be bound.
+    /// A fault of the operator itself (a value it wrote cannot be read back, a serialiser
+    /// failed): never the user's spec.
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    /// Startup: a CRD is not installed, or the metrics address cannot be bound.
     #[error("startup failed: {0}")]
     Startup(String),
 }
@@ -76,7 +87,12 @@ pub enum Handling {
     AwaitChange,
     /// Try again after at least this long (server's Retry-After, or a backoff).
     Retry(Option<Duration>),
+    /// Not a failure: something expected is under way (deletion); look again after this long.
+    Poll(Duration),
 }
+
+/// How often a deletion in progress is looked at.
+const CLEANUP_POLL: Duration = Duration::from_secs(2);
 
 impl Error {
     pub fn azure(context: impl Into<String>, source: edgetrain_azure::Error) -> Self {
@@ -95,7 +111,7 @@ impl Error {
 
     /// Short, stable label for metrics (`edgetrain_reconcile_errors_total{reason=...}`).
     pub fn metric_label(&self) -> &'static str {
-        match self {
+        match self.inner() {
             Error::SecretNotFound { .. } => "secret_not_found",
             Error::SecretInvalid { .. } => "secret_invalid",
             Error::InvalidSpec(_) => "invalid_spec",
@@ -109,12 +125,9 @@ impl Error {
             },
             Error::Kube { .. } => "kube",
             Error::CleanupPending(_) => "cleanup_pending",
-            Error::Finalizer(e) => match e.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(inner)
-                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-                _ => "finalizer",
-            },
+            Error::Finalizer(_) => "finalizer",
             Error::SshKey(_) => "ssh_key",
+            Error::Internal(_) => "internal",
             Error::Startup(_) => "startup",
         }
     }
@@ -138,13 +151,11 @@ impl Error {
             | Error::SecretInvalid { .. }
             | Error::InvalidSpec(_)
             | Error::SkuNotAvailable { .. } => Handling::AwaitChange,
-            Error::Azure { source, .. } if !source.is_transient() => {
-                // A permanent ARM answer (4xx other than 408/429) will not change by itself; a
-                // slow retry still picks up an Azure-side fix.
-                Handling::Retry(Some(Duration::from_secs(300)))
-            }
-            Error::Azure { source, .. } => Handling::Retry(source.retry_after()),
-            Error::CleanupPending(_) => Handling::Retry(Some(Duration::from_secs(2))),
+            Error::Azure { source, .. } => match classify::classify(source) {
+                Fault::Permanent { .. } => Handling::AwaitChange,
+                Fault::Transient { retry_after, .. } => Handling::Retry(retry_after),
+            },
+            Error::CleanupPending(_) => Handling::Poll(CLEANUP_POLL),
             _ => Handling::Retry(None),
         }
     }
@@ -155,39 +166,21 @@ impl Error {
     }
 
     /// PascalCase reason for conditions and events.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self.inner() {
-            Error::SecretNotFound { .. } => "SecretNotFound",
-            Error::SecretInvalid { .. } => "SecretInvalid",
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::SkuNotAvailable { .. } => "SkuNotAvailable",
-            Error::OperationFailed { .. } => "AzureOperationFailed",
-            Error::Azure { .. } => "AzureError",
-            Error::Kube { .. } => "KubernetesError",
-            Error::CleanupPending(_) => "DeletionInProgress",
-            _ => "ReconcileError",
+            Error::SecretNotFound { .. } => Reason::new("SecretNotFound"),
+            Error::SecretInvalid { .. } => Reason::new("SecretInvalid"),
+            Error::InvalidSpec(_) => Reason::new("InvalidSpec"),
+            Error::SkuNotAvailable { .. } => Reason::new("SkuNotAvailable"),
+            Error::OperationFailed { .. } => Reason::new("AzureOperationFailed"),
+            Error::Azure { source, .. } => match classify::classify(source) {
+                Fault::Permanent { reason } | Fault::Transient { reason, .. } => reason,
+            },
+            Error::Kube { .. } => Reason::new("KubernetesError"),
+            Error::CleanupPending(_) => Reason::new("DeletionInProgress"),
+            Error::Internal(_) => Reason::new("InternalError"),
+            _ => Reason::new("ReconcileError"),
         }
-    }
-}
-
-/// Exponential backoff with full jitter, for transient errors without a Retry-After.
-/// `failures` counts consecutive failures of one object (1 for the first).
-pub fn backoff(failures: u32, base: Duration, cap: Duration) -> Duration {
-    let policy = edgetrain_azure::arm::RetryPolicy {
-        base_delay: base,
-        max_delay: cap,
-        ..Default::default()
-    };
-    policy.jittered_backoff(failures, fastrand::f64())
-}
-
-/// The requeue delay for a retryable error: the server's Retry-After if it gave one (never
-/// earlier), else the backoff.
-pub fn retry_delay(retry_after: Option<Duration>, failures: u32) -> Duration {
-    let b = backoff(failures, Duration::from_secs(1), Duration::from_secs(300));
-    match retry_after {
-        Some(ra) => ra.max(Duration::from_millis(100)),
-        None => b,
     }
 }
 
@@ -206,23 +199,41 @@ mod tests {
         assert!(e.to_string().contains("ns/sp"));
     }
 
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let cap = Duration::from_secs(10);
-        for _ in 0..50 {
-            let d1 = backoff(1, Duration::from_secs(1), cap);
-            assert!(d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1));
-            let d10 = backoff(10, Duration::from_secs(1), cap);
-            assert!(d10 >= Duration::from_secs(5) && d10 <= cap, "{d10:?}");
-        }
+    fn arm(status: u16, code: &str) -> edgetrain_azure::Error {
+        edgetrain_azure::Error::Arm(Box::new(edgetrain_azure::arm::ArmError::from_response(
+            http::StatusCode::from_u16(status).unwrap(),
+            &http::HeaderMap::new(),
+            format!(r#"{{"error":{{"code":"{code}","message":"the quota for cores is 8"}}}}"#)
+                .as_bytes(),
+        )))
     }
 
     #[test]
-    fn retry_after_wins_over_backoff() {
-        assert_eq!(
-            retry_delay(Some(Duration::from_secs(7)), 1),
-            Duration::from_secs(7)
+    fn azure_errors_show_their_source_and_are_classified() {
+        let e = Error::azure("PUT VM /subscriptions/s/vm", arm(409, "QuotaExceeded"));
+        let text = e.to_string();
+        assert!(text.contains("PUT VM /subscriptions/s/vm"), "{text}");
+        assert!(
+            text.contains("QuotaExceeded: the quota for cores is 8"),
+            "{text}"
         );
-        assert!(retry_delay(None, 1) <= Duration::from_secs(1));
+        assert_eq!(e.handling(), Handling::AwaitChange);
+        assert_eq!(e.reason(), "QuotaExceeded");
+        let busy = Error::azure("GET VM", arm(503, "ServiceUnavailable"));
+        assert_eq!(busy.handling(), Handling::Retry(None));
+        assert_eq!(busy.reason(), "AzureServerError");
+    }
+
+    #[test]
+    fn deletion_in_progress_is_polled_not_counted_as_failure() {
+        assert!(matches!(
+            Error::CleanupPending("VM".into()).handling(),
+            Handling::Poll(_)
+        ));
+        assert!(matches!(
+            Error::Internal("x".into()).handling(),
+            Handling::Retry(None)
+        ));
+        assert_eq!(Error::Internal("x".into()).reason(), "InternalError");
     }
 }

@@ -6,29 +6,29 @@ pub mod ect;
 mod error;
 pub mod leader;
 pub mod metrics;
+pub mod runtime;
 mod server;
 pub mod ssh;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, TrainingRun};
+use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ModelRelease, TrainingRun};
 pub use error::{Error, Handling, Result};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::NamespaceResourceScope;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource,
     api::ListParams,
-    runtime::{
-        Controller,
-        events::{Recorder, Reporter},
-        reflector::ObjectRef,
-        watcher,
-    },
+    runtime::events::{Recorder, Reporter},
 };
 
 use crate::{
-    context::{ArmFactory, AzureFactory, Clock, Context, SystemClock},
+    context::{Clock, Context, ControllerSettings, Settings, SystemClock},
     metrics::Metrics,
+    runtime::{
+        controller,
+        factory::{Factories, http_config_from_env},
+        stores::Wiring,
+    },
 };
 
 /// Leader election settings.
@@ -50,29 +50,45 @@ pub struct Config {
     pub default_deletion_policy: DeletionPolicy,
     /// Namespaces to watch; empty means all.
     pub watch_namespaces: Vec<String>,
-    /// How often a settled target is re-read from Azure (drift, idle timeout).
+    /// How often a settled object is re-read from Azure (drift, idle timeout).
     pub resync: Duration,
     pub leader: Option<LeaderConfig>,
     /// Reporting identity for Events (the pod name).
     pub instance: String,
     pub metrics: Metrics,
-    /// Azure client factory; `None` builds the real one.
-    pub azure: Option<Arc<dyn AzureFactory>>,
+    /// Azure client factories; `None` builds the real ones.
+    pub factories: Option<Factories>,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
 
-/// Fails with a hint when the CRDs are missing. Lists in the first watched namespace when
+/// Fails with a hint when a CRD is missing. Lists in the first watched namespace when
 /// namespaces are given (the chart then grants no cluster-wide list).
 async fn check_crds(client: &Client, namespaces: &[String]) -> Result<()> {
-    let api: Api<EdgeComputeTarget> = api(client, namespaces.first().map(String::as_str));
-    match api.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::Startup(
-            "the EdgeComputeTarget CRD is not installed: kubectl apply -f crds/".into(),
-        )),
-        Err(e) => Err(Error::kube("checking the CRDs", e)),
+    async fn check<K>(client: &Client, ns: Option<&str>) -> Result<()>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::Startup(format!(
+                "the {} CRD is not installed: kubectl apply -f crds/",
+                K::kind(&())
+            ))),
+            Err(e) => Err(Error::kube(format!("checking the {} CRD", K::kind(&())), e)),
+        }
     }
+    let ns = namespaces.first().map(String::as_str);
+    check::<EdgeComputeTarget>(client, ns).await?;
+    check::<TrainingRun>(client, ns).await?;
+    check::<ModelRelease>(client, ns).await
 }
 
 /// Runs until the controllers stop (shutdown signal) or leadership is lost (an error).
@@ -95,31 +111,12 @@ pub async fn run(config: Config) -> Result<()> {
 async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()> {
     check_crds(&config.client, &config.watch_namespaces).await?;
     ready.set(true);
-    let azure: Arc<dyn AzureFactory> = match config.azure.clone() {
+    let factories = match config.factories.clone() {
         Some(f) => f,
-        None => Arc::new(ArmFactory::new(&config.metrics)?),
+        None => Factories::real(&config.metrics, http_config_from_env())?,
     };
-    let ctx = Arc::new(Context {
-        clock: config
-            .clock
-            .clone()
-            .unwrap_or_else(|| Arc::new(SystemClock)),
-        client: config.client.clone(),
-        recorder: Recorder::new(
-            config.client.clone(),
-            Reporter {
-                controller: "edgetrain-controller".into(),
-                instance: Some(config.instance.clone()),
-            },
-        ),
-        metrics: config.metrics.clone(),
-        azure,
-        default_deletion_policy: config.default_deletion_policy,
-        resync: config.resync,
-        failures: Default::default(),
-    });
     match &config.leader {
-        None => controllers(&config, ctx).await,
+        None => controllers(&config, factories).await,
         Some(l) => {
             let elector = leader::Elector::new(
                 config.client.clone(),
@@ -132,82 +129,62 @@ async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()>
             elector.acquire(l.lease_duration / 4).await?;
             tracing::info!(identity = %l.identity, "acquired leadership");
             tokio::select! {
-                r = controllers(&config, ctx) => r,
+                r = controllers(&config, factories) => r,
                 r = elector.keep() => r,
             }
         }
     }
 }
 
-async fn controllers(config: &Config, ctx: Arc<Context>) -> Result<()> {
-    let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
+/// One set of shared watches, one context and the controllers per watched scope.
+async fn controllers(config: &Config, factories: Factories) -> Result<()> {
+    let scopes: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
     } else {
         config.watch_namespaces.iter().cloned().map(Some).collect()
     };
-    let runs = namespaces
-        .into_iter()
-        .map(|ns| ect_controller(config.client.clone(), ns, ctx.clone()));
+    let settings = Settings::uniform(ControllerSettings {
+        resync: config.resync,
+        default_deletion_policy: config.default_deletion_policy,
+    });
+    let recorder = Recorder::new(
+        config.client.clone(),
+        Reporter {
+            controller: "edgetrain-controller".into(),
+            instance: Some(config.instance.clone()),
+        },
+    );
+    let clock = config
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(SystemClock));
+    let runs = scopes.into_iter().map(|scope| {
+        let wiring = Wiring::default();
+        let ctx = Arc::new(Context::new(
+            config.client.clone(),
+            recorder.clone(),
+            config.metrics.clone(),
+            clock.clone(),
+            factories.clone(),
+            settings.clone(),
+            wiring.stores(),
+        ));
+        // Controllers subscribe to the shared watches before these start.
+        let ects = controller::run::<EdgeComputeTarget>(&wiring, ctx.clone());
+        let watches = wiring.start(&config.client, scope.as_deref());
+        async move {
+            let controllers = async {
+                // Decisions read neighbours from the caches: never act on a partial list.
+                if ctx.stores.wait_until_ready().await.is_ok() {
+                    ects.await;
+                }
+            };
+            tokio::select! {
+                () = controllers => {},
+                () = watches => {},
+            }
+        }
+    });
     futures::future::join_all(runs).await;
     Ok(())
-}
-
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-async fn ect_controller(client: Client, ns: Option<String>, ctx: Arc<Context>) {
-    let ns = ns.as_deref();
-    let controller = Controller::new(
-        api::<EdgeComputeTarget>(&client, ns),
-        watcher::Config::default(),
-    );
-    let store = controller.store();
-    controller
-        // A rotated or newly created credentials Secret re-reconciles the targets naming it.
-        .watches(
-            api::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |secret: Secret| {
-                let name = secret.name_any();
-                let sns = secret.namespace();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|t| {
-                        t.namespace() == sns
-                            && (t.spec.stack_hub.credentials_secret_ref.name == name
-                                || t.spec.azure_ml.credentials_secret_ref.name == name)
-                    })
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
-            },
-        )
-        // A TrainingRun appearing or changing phase may need its target's VM started.
-        .watches(
-            api::<TrainingRun>(&client, ns),
-            watcher::Config::default(),
-            |run: TrainingRun| {
-                let ns = run.namespace().unwrap_or_default();
-                Some(ObjectRef::new(&run.spec.compute_target_ref.name).within(&ns))
-            },
-        )
-        .shutdown_on_signal()
-        .run(ect::reconcile::reconcile, ect::reconcile::error_policy, ctx)
-        .for_each(|r| async move {
-            match r {
-                Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
-            }
-        })
-        .await;
 }

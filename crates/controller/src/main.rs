@@ -94,7 +94,7 @@ async fn main() -> std::process::ExitCode {
         leader,
         instance: pod,
         metrics: Metrics::default(),
-        azure: None,
+        factories: None,
         clock: None,
     };
     match run(config).await {

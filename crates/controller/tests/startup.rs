@@ -59,7 +59,7 @@ async fn missing_crd_stops_with_a_hint() {
         leader: None,
         instance: "test".into(),
         metrics: Metrics::default(),
-        azure: None,
+        factories: None,
         clock: None,
     };
     let err = tokio::time::timeout(Duration::from_secs(30), edgetrain_controller::run(cfg))

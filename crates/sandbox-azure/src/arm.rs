@@ -114,14 +114,17 @@ fn dispatch(
         ));
     };
     let namespace = arm.namespace.clone().unwrap_or_default();
-    let authorization_uri = format!("{}{}", sh.login_endpoint(), sh.config.tenant_id);
     crate::shared::lock(&sh.tokens).authorize(
         headers,
         audience_for(sh, &namespace),
-        &authorization_uri,
+        &arm.subscription,
+        &sh.login_endpoint(),
         Utc::now().timestamp(),
     )?;
     if let Some(resp) = operation_status(sh, &method, &arm)? {
+        return Ok(resp);
+    }
+    if let Some(resp) = crate::ml::workspace_get(sh, &method, &arm, &path, &query)? {
         return Ok(resp);
     }
     let (op, api_version, body_json) =
@@ -188,7 +191,7 @@ pub fn check_request<'s>(
     else {
         return Err(unsupported_version(&api_version, &arm, &matched.operations));
     };
-    let body_json = if body.iter().all(u8::is_ascii_whitespace) {
+    let mut body_json = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         Some(serde_json::from_slice::<Value>(body).map_err(|e| {
@@ -198,6 +201,11 @@ pub fn check_request<'s>(
             )
         })?)
     };
+    if strictness == Strictness::Arm
+        && let Some(body) = body_json.as_mut()
+    {
+        crate::ml::coerce_string_maps(&arm, body);
+    }
     validate_request(
         specs,
         op,
@@ -400,10 +408,10 @@ fn operation_status(
                 arm.namespace.clone().unwrap_or_default(), s[1], op.id),
             "name": op.id,
             "status": op.status.name(),
-            "startTime": op.started.to_rfc3339(),
+            "startTime": timestamp(op.started),
         });
         if let Some(end) = op.ended {
-            body["endTime"] = Value::String(end.to_rfc3339());
+            body["endTime"] = Value::String(timestamp(end));
         }
         if let OpStatus::Failed { code, message } = &op.status {
             body["error"] = json!({"code": code, "message": message});
@@ -448,10 +456,11 @@ pub fn render(st: &State, res: &crate::state::Resource, instance_view: bool) -> 
             let subnets: Vec<Value> = st
                 .children(&res.id, "subnets")
                 .into_iter()
-                .map(|s| s.body.clone())
+                .map(|s| crate::network::inline(&s.body))
                 .collect();
             body["properties"]["subnets"] = Value::Array(subnets);
         }
+        "microsoft.network/networksecuritygroups" => crate::network::render_nsg(st, res, &mut body),
         "microsoft.compute/virtualmachines" if instance_view => {
             body["properties"]["instanceView"] = crate::compute::instance_view(res);
         }
@@ -461,9 +470,24 @@ pub fn render(st: &State, res: &crate::state::Resource, instance_view: bool) -> 
 }
 
 fn get(req: &Req<'_>, st: &State) -> Result<Response, ArmError> {
-    let res = st
-        .get(&req.path)
-        .ok_or_else(|| ArmError::not_found(&req.path))?;
+    let Some(res) = st.get(&req.path) else {
+        let name = ids::name_of(&req.path);
+        return ids::parent_id(&req.path)
+            .filter(|parent| st.get(parent).is_some())
+            .and_then(|parent| {
+                let child_type = req.arm.segments.iter().rev().nth(1)?;
+                crate::network::computed_children(&parent, child_type)
+            })
+            .and_then(|children| {
+                children.into_iter().find(|c| {
+                    c["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+            })
+            .map(|child| json_response(StatusCode::OK, &child))
+            .ok_or_else(|| ArmError::not_found(&req.path));
+    };
     let expand = req
         .query("$expand")
         .is_some_and(|e| e.eq_ignore_ascii_case("instanceView"));
@@ -514,8 +538,14 @@ fn ensure_parent(req: &Req<'_>, st: &mut State, id: &str) -> Result<(), ArmError
     .with_target(parent))
 }
 
+/// A time as Azure writes it: UTC, at most 7 fractional digits (.NET's precision; chrono's
+/// default would print 9, which some clients refuse).
+pub fn timestamp(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 pub fn system_data() -> Value {
-    let now = Utc::now().to_rfc3339();
+    let now = timestamp(Utc::now());
     json!({
         "createdAt": now, "createdBy": "edgetrain-sandbox", "createdByType": "Application",
         "lastModifiedAt": now, "lastModifiedBy": "edgetrain-sandbox", "lastModifiedByType": "Application",
@@ -707,19 +737,30 @@ fn delete(req: &Req<'_>, st: &mut State) -> Result<Response, ArmError> {
 fn list(req: &Req<'_>, st: &State) -> Result<Response, ArmError> {
     let child_type = req.arm.segments.last().cloned().unwrap_or_default();
     let parent = req.path[..req.path.len() - child_type.len() - 1].to_owned();
-    let items: Vec<&crate::state::Resource> =
-        if req.arm.segments.len() == 1 && req.arm.resource_group.is_none() {
-            st.of_type_in_subscription(&req.arm.subscription, &req.resource_type())
-        } else {
-            if req.arm.segments.len() > 1 && st.get(&parent).is_none() {
+    if let Some(sizes) = crate::compute::vm_sizes(req, st, &parent, &child_type) {
+        // Not pageable in the spec (`nextLinkName: null`): one answer with every size.
+        return Ok(json_response(StatusCode::OK, &json!({ "value": sizes? })));
+    }
+    let items: Vec<Value> = if req.arm.segments.len() == 1 && req.arm.resource_group.is_none() {
+        rendered(
+            req,
+            st,
+            st.of_type_in_subscription(&req.arm.subscription, &req.resource_type()),
+        )
+    } else {
+        let parent_exists = st.get(&parent).is_some();
+        if req.arm.segments.len() > 1 && !parent_exists {
+            if !crate::ml::lists_empty_without_parent(req, st, &parent) {
                 return Err(ArmError::not_found(&parent));
             }
-            st.children(&parent, &child_type)
-        };
-    let items: Vec<&crate::state::Resource> = items
-        .into_iter()
-        .filter(|r| crate::ml::list_filter(req, r))
-        .collect();
+            Vec::new()
+        } else {
+            match crate::network::computed_children(&parent, &child_type) {
+                Some(children) => children,
+                None => rendered(req, st, st.children(&parent, &child_type)),
+            }
+        }
+    };
     let page = req.sh.config.list_page_size;
     let skip: usize = req
         .query("$skip")
@@ -735,12 +776,7 @@ fn list(req: &Req<'_>, st: &State) -> Result<Response, ArmError> {
         })
         .transpose()?
         .unwrap_or(0);
-    let values: Vec<Value> = items
-        .iter()
-        .skip(skip)
-        .take(page)
-        .map(|r| render(st, r, false))
-        .collect();
+    let values: Vec<Value> = items.iter().skip(skip).take(page).cloned().collect();
     let mut body = json!({ "value": values });
     if skip + page < items.len() {
         let mut query: Vec<(String, String)> = req
@@ -757,6 +793,15 @@ fn list(req: &Req<'_>, st: &State) -> Result<Response, ArmError> {
         body["nextLink"] = Value::String(format!("{}{}?{qs}", req.sh.base_url, req.path));
     }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// What a list shows of stored resources: those its query selects, as GET renders them.
+fn rendered(req: &Req<'_>, st: &State, items: Vec<&crate::state::Resource>) -> Vec<Value> {
+    items
+        .into_iter()
+        .filter(|r| crate::ml::list_filter(req, r))
+        .map(|r| render(st, r, false))
+        .collect()
 }
 
 fn sub_get(req: &Req<'_>, st: &State) -> Result<Response, ArmError> {

@@ -50,13 +50,20 @@ impl OAuthError {
 #[derive(Debug, Clone)]
 struct Issued {
     audience: String,
+    /// Directory that issued the token (its `tid`).
+    tenant: String,
     expires_at: i64,
 }
 
-/// Registered principals and issued tokens (Debug shows counts only: tokens are secrets).
+/// The directory: registered principals, the subscriptions and the tenant each trusts, and
+/// issued tokens (Debug shows counts only: tokens are secrets).
 #[derive(Default)]
 pub struct TokenAuthority {
     principals: Vec<ServicePrincipal>,
+    /// (subscription id, tenant).
+    subscriptions: Vec<(String, String)>,
+    /// The stamp's own tenant: AD FS tokens are issued in it.
+    home_tenant: String,
     tokens: HashMap<String, Issued>,
 }
 
@@ -64,6 +71,7 @@ impl std::fmt::Debug for TokenAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenAuthority")
             .field("principals", &self.principals)
+            .field("subscriptions", &self.subscriptions)
             .field("tokens", &self.tokens.len())
             .finish()
     }
@@ -76,11 +84,32 @@ pub fn same_audience(a: &str, b: &str) -> bool {
 }
 
 impl TokenAuthority {
-    pub fn new(principals: Vec<ServicePrincipal>) -> Self {
+    /// `subscriptions`: (id, tenant) pairs; `home_tenant`: the tenant of AD FS tokens.
+    pub fn new(
+        principals: Vec<ServicePrincipal>,
+        subscriptions: Vec<(String, String)>,
+        home_tenant: &str,
+    ) -> Self {
         Self {
             principals,
+            subscriptions,
+            home_tenant: home_tenant.to_owned(),
             tokens: HashMap::new(),
         }
+    }
+
+    /// Make a subscription known (or move it to `tenant`).
+    pub fn register_subscription(&mut self, id: &str, tenant: &str) {
+        self.subscriptions
+            .retain(|(known, _)| !known.eq_ignore_ascii_case(id));
+        self.subscriptions.push((id.to_owned(), tenant.to_owned()));
+    }
+
+    fn subscription_tenant(&self, id: &str) -> Option<&str> {
+        self.subscriptions
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(id))
+            .map(|(_, tenant)| tenant.as_str())
     }
 
     pub fn register(&mut self, principal: ServicePrincipal) {
@@ -168,11 +197,17 @@ impl TokenAuthority {
             ));
         };
         let expires_at = now + lifetime_secs as i64;
-        let token = mint(known, tenant, client_id, now, expires_at);
+        // AD FS is the stamp's one directory.
+        let issuer = match flavor {
+            Flavor::Adfs => self.home_tenant.clone(),
+            Flavor::AadV1 | Flavor::AadV2 => tenant.to_owned(),
+        };
+        let token = mint(known, &issuer, client_id, now, expires_at);
         self.tokens.insert(
             token.expose().to_owned(),
             Issued {
                 audience: (*known).to_owned(),
+                tenant: issuer,
                 expires_at,
             },
         );
@@ -204,41 +239,56 @@ impl TokenAuthority {
     }
 
     /// A token for a running job (Azure ML hands its jobs one for the workspace's services,
-    /// e.g. MLflow tracking): valid for `audience` until `expires_at`.
+    /// e.g. MLflow tracking): from the tenant of the workspace's `subscription`, valid for
+    /// `audience` until `expires_at`.
     pub fn issue_job_token(
         &mut self,
         audience: &str,
+        subscription: &str,
         job_name: &str,
         now: i64,
         expires_at: i64,
     ) -> Secret {
-        let token = mint(audience, "job", job_name, now, expires_at);
+        let tenant = self
+            .subscription_tenant(subscription)
+            .unwrap_or(&self.home_tenant)
+            .to_owned();
+        let token = mint(audience, &tenant, job_name, now, expires_at);
         self.tokens.insert(
             token.expose().to_owned(),
             Issued {
                 audience: audience.to_owned(),
+                tenant,
                 expires_at,
             },
         );
         token
     }
 
-    /// Check `Authorization: Bearer` for an ARM call that needs `audience`.
-    pub fn authorize(
+    /// Check `Authorization: Bearer` as every Azure service does before anything else: a token
+    /// this directory issued, unexpired, for `audience`. Failures carry the challenge naming
+    /// `login_endpoint` + `challenge_tenant`.
+    pub fn authenticate(
         &self,
         headers: &HeaderMap,
         audience: &str,
-        authorization_uri: &str,
+        login_endpoint: &str,
         now: i64,
     ) -> Result<(), ArmError> {
-        let challenge = |error: &str, description: &str| {
-            format!(
-                "Bearer authorization_uri=\"{authorization_uri}\", error=\"{error}\", error_description=\"{description}\""
-            )
-        };
-        let fail = |code: &str, message: &str, error: &str| {
-            ArmError::new(StatusCode::UNAUTHORIZED, code, message)
-                .with_challenge(challenge(error, message))
+        self.check_token(headers, audience, login_endpoint, &self.home_tenant, now)
+            .map(|_| ())
+    }
+
+    fn check_token(
+        &self,
+        headers: &HeaderMap,
+        audience: &str,
+        login_endpoint: &str,
+        challenge_tenant: &str,
+        now: i64,
+    ) -> Result<&Issued, ArmError> {
+        let fail = |code: &str, message: &str| {
+            unauthorized(login_endpoint, challenge_tenant, code, message)
         };
         let Some(value) = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -247,7 +297,6 @@ impl TokenAuthority {
             return Err(fail(
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is missing.",
-                "invalid_token",
             ));
         };
         let Some(token) = value
@@ -257,21 +306,18 @@ impl TokenAuthority {
             return Err(fail(
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is provided in an invalid format.",
-                "invalid_token",
             ));
         };
         let Some(issued) = self.tokens.get(token.trim()) else {
             return Err(fail(
                 "InvalidAuthenticationToken",
                 "The access token is invalid.",
-                "invalid_token",
             ));
         };
         if issued.expires_at <= now {
             return Err(fail(
                 "ExpiredAuthenticationToken",
                 "The access token expiry UTC time is earlier than current UTC time.",
-                "invalid_token",
             ));
         }
         if !same_audience(&issued.audience, audience) {
@@ -281,11 +327,55 @@ impl TokenAuthority {
                     "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences '{audience}'.",
                     issued.audience
                 ),
-                "invalid_token",
+            ));
+        }
+        Ok(issued)
+    }
+
+    /// Check `Authorization: Bearer` for an ARM call in `subscription` that needs `audience`,
+    /// as ARM does: a valid, unexpired token for the audience, a subscription that exists
+    /// (`404 SubscriptionNotFound`), issued by the tenant the subscription trusts
+    /// (`401 InvalidAuthenticationTokenTenant`). `login_endpoint` + tenant is the
+    /// `authorization_uri` of the challenge.
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        audience: &str,
+        subscription: &str,
+        login_endpoint: &str,
+        now: i64,
+    ) -> Result<(), ArmError> {
+        let sub_tenant = self.subscription_tenant(subscription);
+        let challenge_tenant = sub_tenant.unwrap_or(&self.home_tenant);
+        let issued = self.check_token(headers, audience, login_endpoint, challenge_tenant, now)?;
+        let fail = |code: &str, message: &str| {
+            unauthorized(login_endpoint, challenge_tenant, code, message)
+        };
+        let Some(sub_tenant) = sub_tenant else {
+            return Err(ArmError::new(
+                StatusCode::NOT_FOUND,
+                "SubscriptionNotFound",
+                format!("The subscription '{subscription}' could not be found."),
+            ));
+        };
+        if !issued.tenant.eq_ignore_ascii_case(sub_tenant) {
+            return Err(fail(
+                "InvalidAuthenticationTokenTenant",
+                &format!(
+                    "The access token is from the wrong issuer 'https://sts.windows.net/{}/'. It must match the tenant 'https://sts.windows.net/{sub_tenant}/' associated with this subscription. Please use the authority (URL) '{login_endpoint}{sub_tenant}' to get the token.",
+                    issued.tenant
+                ),
             ));
         }
         Ok(())
     }
+}
+
+/// A 401 with ARM's `WWW-Authenticate` challenge naming where to get a token.
+fn unauthorized(login_endpoint: &str, tenant: &str, code: &str, message: &str) -> ArmError {
+    ArmError::new(StatusCode::UNAUTHORIZED, code, message).with_challenge(format!(
+        "Bearer authorization_uri=\"{login_endpoint}{tenant}\", error=\"invalid_token\", error_description=\"{message}\""
+    ))
 }
 
 /// A JWT-shaped opaque token (unsigned: the simulator looks tokens up, it does not verify them).
@@ -306,11 +396,34 @@ mod tests {
     use super::*;
 
     fn authority() -> TokenAuthority {
-        TokenAuthority::new(vec![ServicePrincipal {
-            tenant: "t1".into(),
-            client_id: "app".into(),
-            client_secret: Secret::new("pw"),
-        }])
+        TokenAuthority::new(
+            vec![
+                ServicePrincipal {
+                    tenant: "t1".into(),
+                    client_id: "app".into(),
+                    client_secret: Secret::new("pw"),
+                },
+                ServicePrincipal {
+                    tenant: "t2".into(),
+                    client_id: "app".into(),
+                    client_secret: Secret::new("pw2"),
+                },
+                ServicePrincipal {
+                    tenant: "adfs".into(),
+                    client_id: "app".into(),
+                    client_secret: Secret::new("pw"),
+                },
+            ],
+            vec![("sub1".into(), "t1".into())],
+            "t1",
+        )
+    }
+
+    fn bearer(body: &Value) -> HeaderMap {
+        let token = body["access_token"].as_str().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers
     }
 
     fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -340,27 +453,73 @@ mod tests {
                 1000,
             )
             .unwrap();
-        let token = body["access_token"].as_str().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        assert!(
-            a.authorize(&headers, "https://management.azure.com", "x", 1001)
-                .is_ok()
-        );
-        let expired = a
-            .authorize(&headers, "https://management.azure.com", "x", 2000)
-            .unwrap_err();
+        let headers = bearer(&body);
+        let arm = "https://management.azure.com";
+        assert!(a.authorize(&headers, arm, "sub1", "x/", 1001).is_ok());
+        let expired = a.authorize(&headers, arm, "sub1", "x/", 2000).unwrap_err();
         assert_eq!(expired.code(), "ExpiredAuthenticationToken");
         let wrong = a
-            .authorize(&headers, "https://other/", "x", 1001)
+            .authorize(&headers, "https://other/", "sub1", "x/", 1001)
             .unwrap_err();
         assert_eq!(wrong.code(), "InvalidAuthenticationTokenAudience");
         assert!(
             wrong
                 .challenge()
                 .unwrap()
-                .starts_with("Bearer authorization_uri=")
+                .starts_with("Bearer authorization_uri=\"x/t1\"")
         );
+    }
+
+    fn v1_form(secret: &str) -> HashMap<String, String> {
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "app"),
+            ("client_secret", secret),
+            ("resource", AUD[0]),
+        ])
+    }
+
+    #[test]
+    fn unknown_subscriptions_and_foreign_tenants_are_refused() {
+        let mut a = authority();
+        let arm = AUD[0];
+        let t1 = bearer(
+            &a.issue(Flavor::AadV1, "t1", &v1_form("pw"), AUD, 60, 0)
+                .unwrap(),
+        );
+        let missing = a.authorize(&t1, arm, "sub-x", "x/", 1).unwrap_err();
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.code(), "SubscriptionNotFound");
+        // Subscription ids compare case-insensitively, as GUIDs do.
+        assert!(a.authorize(&t1, arm, "SUB1", "x/", 1).is_ok());
+
+        let t2 = bearer(
+            &a.issue(Flavor::AadV1, "t2", &v1_form("pw2"), AUD, 60, 0)
+                .unwrap(),
+        );
+        let foreign = a.authorize(&t2, arm, "sub1", "x/", 1).unwrap_err();
+        assert_eq!(foreign.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(foreign.code(), "InvalidAuthenticationTokenTenant");
+        // The challenge names the subscription's tenant, where a right token comes from.
+        assert!(
+            foreign
+                .challenge()
+                .unwrap()
+                .contains("authorization_uri=\"x/t1\"")
+        );
+        a.register_subscription("sub2", "t2");
+        assert!(a.authorize(&t2, arm, "sub2", "x/", 1).is_ok());
+        assert_eq!(
+            a.authorize(&t1, arm, "sub2", "x/", 1).unwrap_err().code(),
+            "InvalidAuthenticationTokenTenant"
+        );
+
+        // AD FS tokens belong to the stamp's home tenant.
+        let adfs = bearer(
+            &a.issue(Flavor::Adfs, "adfs", &v1_form("pw"), AUD, 60, 0)
+                .unwrap(),
+        );
+        assert!(a.authorize(&adfs, arm, "sub1", "x/", 1).is_ok());
     }
 
     #[test]

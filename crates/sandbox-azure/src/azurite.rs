@@ -147,6 +147,9 @@ impl Launch {
             .arg("--key")
             .arg(&self.certs.key_path)
             .arg("--disableTelemetry")
+            // A real storage account accepts newer x-ms-version values than this Azurite
+            // knows (current SDKs send them).
+            .arg("--skipApiVersionCheck")
             .env("AZURITE_ACCOUNTS", &self.accounts_env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

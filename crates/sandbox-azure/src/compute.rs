@@ -78,10 +78,113 @@ pub fn prepare_vm(
     if let Some(props) = body["properties"].as_object_mut() {
         props.remove("instanceView");
     }
+    fill_os_disk(req, existing, body);
     Ok(Prepared {
         initial_power: Some(PowerState::Starting),
         ..Prepared::default()
     })
+}
+
+/// What the service fills into `storageProfile.osDisk`: the OS type, the disk's name and the
+/// id of the managed disk it created (kept across updates).
+fn fill_os_disk(req: &Req<'_>, existing: Option<&Resource>, body: &mut Value) {
+    let Some(disk) = body
+        .pointer_mut("/properties/storageProfile/osDisk")
+        .filter(|d| d.is_object())
+    else {
+        return;
+    };
+    let previous = existing.and_then(|e| e.body.pointer("/properties/storageProfile/osDisk"));
+    let kept = |field: &str| previous.and_then(|p| p.get(field)).cloned();
+    if disk["osType"].is_null() {
+        disk["osType"] = kept("osType").unwrap_or_else(|| json!("Linux"));
+    }
+    if disk["name"].is_null() {
+        disk["name"] = kept("name").unwrap_or_else(|| {
+            let vm = ids::name_of(&req.path);
+            Value::String(format!("{vm}_OsDisk_1_{}", uuid::Uuid::new_v4().simple()))
+        });
+    }
+    let name = disk["name"].as_str().unwrap_or_default().to_owned();
+    let rg = req.arm.resource_group.clone().unwrap_or_default();
+    if !disk["managedDisk"].is_object() {
+        disk["managedDisk"] = json!({});
+    }
+    // Azure spells the resource group of generated ids in upper case.
+    disk["managedDisk"]["id"] = Value::String(format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/disks/{name}",
+        req.arm.subscription,
+        rg.to_ascii_uppercase()
+    ));
+    if disk["managedDisk"]["storageAccountType"].is_null() {
+        disk["managedDisk"]["storageAccountType"] = kept("managedDisk")
+            .and_then(|m| m.get("storageAccountType").cloned())
+            .unwrap_or_else(|| json!("Standard_LRS"));
+    }
+}
+
+/// Published shapes of common sizes: (name, cores, memory MB, resource disk MB, data disks).
+const SIZES: &[(&str, u32, u32, u32, u32)] = &[
+    ("Standard_A1_v2", 1, 2048, 10240, 2),
+    ("Standard_A2_v2", 2, 4096, 20480, 4),
+    ("Standard_A4_v2", 4, 8192, 40960, 8),
+    ("Standard_A8_v2", 8, 16384, 81920, 16),
+    ("Standard_D1_v2", 1, 3584, 51200, 4),
+    ("Standard_D2_v2", 2, 7168, 102400, 8),
+    ("Standard_D3_v2", 4, 14336, 204800, 16),
+    ("Standard_D4_v2", 8, 28672, 409600, 32),
+    ("Standard_DS1_v2", 1, 3584, 7168, 4),
+    ("Standard_DS2_v2", 2, 7168, 14336, 8),
+    ("Standard_DS3_v2", 4, 14336, 28672, 16),
+    ("Standard_DS4_v2", 8, 28672, 57344, 32),
+    ("Standard_F2s_v2", 2, 4096, 16384, 4),
+    ("Standard_F4s_v2", 4, 8192, 32768, 8),
+];
+
+/// `GET .../locations/{loc}/vmSizes` and `GET .../virtualMachines/{vm}/vmSizes`: the sizes
+/// the stamp places (`allowed_vm_sizes`, or the table above when that is empty). `None` when
+/// the list is not one of these.
+pub fn vm_sizes(
+    req: &Req<'_>,
+    st: &State,
+    parent: &str,
+    child_type: &str,
+) -> Option<Result<Vec<Value>, ArmError>> {
+    if !req.namespace().eq_ignore_ascii_case("Microsoft.Compute")
+        || !child_type.eq_ignore_ascii_case("vmSizes")
+    {
+        return None;
+    }
+    let of_vm = ids::ArmPath::parse(parent).is_some_and(|p| {
+        p.resource_type()
+            .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+    });
+    if of_vm && st.get(parent).is_none() {
+        return Some(Err(ArmError::not_found(parent)));
+    }
+    let allowed = &req.sh.config.allowed_vm_sizes;
+    let names: Vec<&str> = if allowed.is_empty() {
+        SIZES.iter().map(|s| s.0).collect()
+    } else {
+        allowed.iter().map(String::as_str).collect()
+    };
+    Some(Ok(names
+        .into_iter()
+        .map(
+            |name| match SIZES.iter().find(|s| s.0.eq_ignore_ascii_case(name)) {
+                Some((name, cores, memory, resource_disk, disks)) => json!({
+                    "name": name,
+                    "numberOfCores": cores,
+                    "osDiskSizeInMB": 1_047_552,
+                    "resourceDiskSizeInMB": resource_disk,
+                    "memoryInMB": memory,
+                    "maxDataDiskCount": disks,
+                }),
+                // A configured size without a known shape: its name is all we can say.
+                None => json!({ "name": name }),
+            },
+        )
+        .collect()))
 }
 
 /// Mark the VM's NICs as attached.
@@ -92,17 +195,19 @@ pub fn after_put(st: &mut State, ty: &str, id: &str) {
     let Some(vm) = st.get(id).cloned() else {
         return;
     };
-    let nic_ids: Vec<String> = vm.body["properties"]["networkProfile"]["networkInterfaces"]
+    let refs: Vec<Value> = vm.body["properties"]["networkProfile"]["networkInterfaces"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["id"].as_str().map(str::to_owned))
-                .collect()
-        })
+        .cloned()
         .unwrap_or_default();
-    for nic_id in nic_ids {
-        if let Some(nic) = st.get_mut(&nic_id) {
+    // The primary NIC is the one marked so, or the first when none is (a single NIC is).
+    let marked = refs
+        .iter()
+        .position(|n| n.pointer("/properties/primary") == Some(&json!(true)))
+        .unwrap_or(0);
+    for (i, nic_ref) in refs.iter().enumerate() {
+        if let Some(nic) = nic_ref["id"].as_str().and_then(|id| st.get_mut(id)) {
             nic.body["properties"]["virtualMachine"] = json!({ "id": vm.id });
+            nic.body["properties"]["primary"] = json!(i == marked);
         }
     }
 }
@@ -112,12 +217,14 @@ pub fn instance_view(res: &Resource) -> Value {
     let provisioning = res.body["properties"]["provisioningState"]
         .as_str()
         .unwrap_or("Succeeded");
-    let mut statuses = vec![json!({
+    let now = crate::arm::timestamp(chrono::Utc::now());
+    let provisioning_status = json!({
         "code": format!("ProvisioningState/{}", provisioning.to_ascii_lowercase()),
         "level": if provisioning == "Failed" { "Error" } else { "Info" },
         "displayStatus": format!("Provisioning {}", provisioning.to_ascii_lowercase()),
-        "time": chrono::Utc::now().to_rfc3339(),
-    })];
+        "time": now,
+    });
+    let mut statuses = vec![provisioning_status.clone()];
     if let Some(power) = res.power {
         statuses.push(json!({
             "code": format!("PowerState/{}", power.code()),
@@ -125,9 +232,30 @@ pub fn instance_view(res: &Resource) -> Value {
             "displayStatus": power.display(),
         }));
     }
+    // The guest agent reports Ready while the VM runs (the sandbox "VM" is this machine).
+    let agent_status = if res.power == Some(PowerState::Running) {
+        json!([{
+            "code": "ProvisioningState/succeeded",
+            "level": "Info",
+            "displayStatus": "Ready",
+            "message": "Guest Agent is running",
+            "time": now,
+        }])
+    } else {
+        json!([])
+    };
+    let disks: Vec<Value> = res
+        .body
+        .pointer("/properties/storageProfile/osDisk/name")
+        .and_then(Value::as_str)
+        .map(|name| json!({ "name": name, "statuses": [provisioning_status] }))
+        .into_iter()
+        .collect();
     json!({
         "computerName": res.body["properties"]["osProfile"]["computerName"],
         "osName": "ubuntu",
+        "vmAgent": { "vmAgentVersion": "2.2.45", "statuses": agent_status },
+        "disks": disks,
         "statuses": statuses,
     })
 }

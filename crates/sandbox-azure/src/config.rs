@@ -28,6 +28,29 @@ pub struct ServicePrincipal {
     pub client_secret: Secret,
 }
 
+/// The subscription every configuration knows unless it lists its own `subscriptions`; the
+/// tests, examples and demo defaults use it.
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-0000000000aa";
+
+/// A subscription ARM knows, and the directory (tenant) it trusts tokens from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionConfig {
+    pub id: String,
+    /// Tenant whose tokens the subscription accepts; unset: the stamp's `tenant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+impl SubscriptionConfig {
+    /// A subscription in the stamp's own tenant.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            tenant: None,
+        }
+    }
+}
+
 /// An Azure ML workspace that exists from the start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkspaceConfig {
@@ -109,6 +132,9 @@ pub struct Config {
     /// Audience of public ARM (Azure ML) tokens.
     pub public_audience: String,
     pub service_principals: Vec<ServicePrincipal>,
+    /// Subscriptions ARM knows (any other is `404 SubscriptionNotFound`). The subscriptions of
+    /// `workspaces` are known as well, in `tenant_id`. Default: [`DEFAULT_SUBSCRIPTION_ID`].
+    pub subscriptions: Vec<SubscriptionConfig>,
     pub token_lifetime_secs: u64,
     pub lro: LroConfig,
     /// VM sizes the stamp can place; empty = every size of the spec's enum.
@@ -122,6 +148,8 @@ pub struct Config {
     /// Run Azurite (needed for code uploads, datastores and jobs).
     pub azurite: bool,
     pub faults: FaultConfig,
+    /// The sandbox container registry (ACR stand-in); off unless enabled.
+    pub registry: crate::registry::RegistryConfig,
 }
 
 fn default_location() -> String {
@@ -139,6 +167,7 @@ impl Default for Config {
                 "https://management.azurestack.local/8b6f4e4c-1f7c-4e0e-9a55-0c3c1d1e8f10".into(),
             public_audience: "https://management.azure.com/".into(),
             service_principals: Vec::new(),
+            subscriptions: vec![SubscriptionConfig::new(DEFAULT_SUBSCRIPTION_ID)],
             token_lifetime_secs: 3600,
             lro: LroConfig::default(),
             allowed_vm_sizes: Vec::new(),
@@ -148,6 +177,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             azurite: true,
             faults: FaultConfig::default(),
+            registry: Default::default(),
         }
     }
 }
@@ -158,7 +188,37 @@ impl Config {
         read_structured(path)
     }
 
+    /// Every known subscription with its tenant: `subscriptions`, then the workspaces'
+    /// subscriptions not listed there (a workspace cannot exist outside a subscription).
+    pub fn known_subscriptions(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let listed = self.subscriptions.iter().map(|s| {
+            let tenant = s.tenant.clone().unwrap_or_else(|| self.tenant_id.clone());
+            (s.id.clone(), tenant)
+        });
+        let implied = self
+            .workspaces
+            .iter()
+            .map(|w| (w.subscription_id.clone(), self.tenant_id.clone()));
+        for (id, tenant) in listed.chain(implied) {
+            if !out.iter().any(|(known, _)| known.eq_ignore_ascii_case(&id)) {
+                out.push((id, tenant));
+            }
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<()> {
+        if let Some(s) = self
+            .subscriptions
+            .iter()
+            .find(|s| s.id.is_empty() || s.id.contains('/'))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "subscription id {:?} must be non-empty and contain no '/'",
+                s.id
+            )));
+        }
         if self.list_page_size == 0 {
             return Err(Error::InvalidConfig(
                 "list_page_size must be at least 1".into(),
@@ -241,6 +301,56 @@ seed = 7
         assert_eq!(cfg.faults.seed, 7);
         assert!(!format!("{cfg:?}").contains("s3cret"));
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn subscriptions_default_and_include_the_workspaces() {
+        let mut cfg = Config::default();
+        assert_eq!(
+            cfg.known_subscriptions(),
+            vec![(DEFAULT_SUBSCRIPTION_ID.to_string(), cfg.tenant_id.clone())]
+        );
+        cfg.subscriptions = vec![SubscriptionConfig {
+            id: "s1".into(),
+            tenant: Some("other".into()),
+        }];
+        cfg.workspaces = vec![WorkspaceConfig {
+            subscription_id: "s2".into(),
+            resource_group: "rg".into(),
+            name: "ws".into(),
+            location: "local".into(),
+        }];
+        assert_eq!(
+            cfg.known_subscriptions(),
+            vec![
+                ("s1".to_string(), "other".to_string()),
+                ("s2".to_string(), cfg.tenant_id.clone())
+            ]
+        );
+        cfg.subscriptions.push(SubscriptionConfig::new(""));
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn subscriptions_parse_from_toml() {
+        let cfg: Config = toml::from_str(
+            r#"
+tenant_id = "home"
+[[subscriptions]]
+id = "s1"
+[[subscriptions]]
+id = "s2"
+tenant = "elsewhere"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.known_subscriptions(),
+            vec![
+                ("s1".to_string(), "home".to_string()),
+                ("s2".to_string(), "elsewhere".to_string())
+            ]
+        );
     }
 
     #[test]

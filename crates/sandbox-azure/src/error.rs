@@ -71,6 +71,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("sandbox registry: {0}")]
+    RegistryNotReady(String),
     #[error("signal handling failed")]
     Signal(#[source] std::io::Error),
 }

@@ -155,7 +155,16 @@ fn mlflow_env(sh: &Shared, job_id: &str, job: &Value, lifetime: Duration) -> Vec
     sh.state().mlflow.create_job_run(&ws, name, &experiment);
     let now = chrono::Utc::now().timestamp();
     let expires = now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2);
-    let token = lock(&sh.tokens).issue_job_token(&sh.config.public_audience, name, now, expires);
+    let subscription = ids::ArmPath::parse(&ws)
+        .map(|a| a.subscription)
+        .unwrap_or_default();
+    let token = lock(&sh.tokens).issue_job_token(
+        &sh.config.public_audience,
+        &subscription,
+        name,
+        now,
+        expires,
+    );
     vec![
         (
             "MLFLOW_TRACKING_URI".into(),

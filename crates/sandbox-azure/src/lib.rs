@@ -4,6 +4,7 @@
 //!
 //! The operator never links this crate; it only talks HTTP to it.
 
+mod acr;
 mod arm;
 mod arm_error;
 mod auth;
@@ -18,6 +19,7 @@ mod jobs;
 mod ml;
 mod mlflow;
 mod network;
+mod registry;
 mod secret;
 mod server;
 mod shared;
@@ -30,11 +32,19 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use tokio::sync::watch;
 
 pub use crate::{
+    acr::RegistryUser,
     arm_error::{ArmError, ErrorDetail},
     blob::{SasFields, X_MS_VERSION, sign_account_sas, sign_service_sas},
-    config::{Config, IdentitySystem, LroConfig, ServicePrincipal, StorageConfig, WorkspaceConfig},
+    config::{
+        Config, DEFAULT_SUBSCRIPTION_ID, IdentitySystem, LroConfig, ServicePrincipal,
+        StorageConfig, SubscriptionConfig, WorkspaceConfig,
+    },
     error::{Error, Result},
     faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
+    registry::{
+        BaseImageSpec, RegistryConfig, RegistryEndpoints, TINY_BASE_REPOSITORY, TINY_BASE_TAG,
+        load_image, write_tiny_base_files,
+    },
     secret::Secret,
     specs::Specs,
     state::{Counters, InventoryItem},
@@ -164,6 +174,13 @@ pub async fn run(args: AzureArgs) -> Result<()> {
         println!("azurite blob (path style): {}", storage.path_style);
         println!("sandbox CA: {}", storage.ca_pem_path.display());
     }
+    if let Some(reg) = sim.registry() {
+        println!(
+            "container registry: {} (log {})",
+            reg.url,
+            reg.log_path.display()
+        );
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::Signal)?;
     tokio::select! {
@@ -208,7 +225,11 @@ pub struct AzureSim {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    registry: Option<registry::RegistryProcess>,
 }
+
+/// Timestamp of the pre-loaded base images: fixed, so their digests never change.
+const BASE_IMAGE_CREATED: i64 = 1_700_000_000;
 
 impl AzureSim {
     /// Start Azurite (when configured), bind, and serve in the background.
@@ -258,14 +279,32 @@ impl AzureSim {
             None
         };
         let http = blob::http_client(storage.as_ref().map(|s| s.azurite.certs.ca_pem.as_slice()))?;
+        // The token `service` is the registry's host:port, so the port is chosen first.
+        let registry_port = match config.registry.enabled {
+            true => Some(registry::reserve_port()?),
+            false => None,
+        };
+        let acr = match registry_port {
+            Some(port) => Some(acr::Acr::new(
+                format!("127.0.0.1:{port}"),
+                acr::SigningKey::generate()?,
+                &config.registry,
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             specs,
             base_url: format!("http://{addr}"),
             state: std::sync::Mutex::new(State::default()),
-            tokens: std::sync::Mutex::new(TokenAuthority::new(config.service_principals.clone())),
+            tokens: std::sync::Mutex::new(TokenAuthority::new(
+                config.service_principals.clone(),
+                config.known_subscriptions(),
+                &config.tenant_id,
+            )),
             faults: std::sync::Mutex::new(FaultEngine::new(config.faults.clone())),
             storage,
             http,
+            acr,
             job_cancel: std::sync::Mutex::new(Default::default()),
             config,
         });
@@ -292,10 +331,29 @@ impl AzureSim {
         }
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
+        let registry = match (registry_port, &shared.acr) {
+            (Some(port), Some(acr)) => {
+                let certs = match &shared.storage {
+                    Some(s) => s.azurite.certs.clone(),
+                    None => azurite::generate_certificates(&shared.config.state_dir.join("certs"))?,
+                };
+                let launch = registry::Launch {
+                    state_dir: &shared.config.state_dir,
+                    certs: &certs,
+                    sim_base_url: &shared.base_url,
+                    token_cert_pem: &acr.signer.cert_pem,
+                    config: &shared.config.registry,
+                    created: BASE_IMAGE_CREATED,
+                };
+                Some(registry::start(launch, port).await?)
+            }
+            _ => None,
+        };
         Ok(Self {
             shared,
             stop,
             server,
+            registry,
         })
     }
 
@@ -310,6 +368,14 @@ impl AzureSim {
 
     pub fn register_service_principal(&self, principal: ServicePrincipal) {
         lock(&self.shared.tokens).register(principal);
+    }
+
+    /// Make a subscription known to ARM, trusting `tenant` (unset: the stamp's `tenant_id`).
+    pub fn register_subscription(&self, subscription: SubscriptionConfig) {
+        let tenant = subscription
+            .tenant
+            .unwrap_or_else(|| self.shared.config.tenant_id.clone());
+        lock(&self.shared.tokens).register_subscription(&subscription.id, &tenant);
     }
 
     /// Requests received by (method, provider); provider is the ARM namespace, `token` or `metadata`.
@@ -348,6 +414,11 @@ impl AzureSim {
             .state()
             .mlflow
             .latest_metrics(workspace_id, run_id)
+    }
+
+    /// The sandbox container registry, when `registry.enabled`.
+    pub fn registry(&self) -> Option<&RegistryEndpoints> {
+        self.registry.as_ref().map(|r| &r.endpoints)
     }
 
     pub fn storage_endpoints(&self) -> Option<StorageEndpoints> {
@@ -398,6 +469,9 @@ impl AzureSim {
             let _ = tx.send(true);
         }
         let _ = self.server.await;
+        if let Some(r) = &self.registry {
+            r.shutdown();
+        }
         if let Some(storage) = &self.shared.storage {
             storage.azurite.shutdown();
         }

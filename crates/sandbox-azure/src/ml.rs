@@ -30,7 +30,7 @@ pub fn prepare(
     existing: Option<&Resource>,
     body: &mut Value,
 ) -> Result<Prepared, ArmError> {
-    let now = chrono::Utc::now().to_rfc3339();
+    let now = crate::arm::timestamp(chrono::Utc::now());
     match ty {
         "microsoft.machinelearningservices/workspaces/computes" => {
             if body["location"].is_null() {
@@ -67,10 +67,178 @@ pub fn prepare(
         "microsoft.machinelearningservices/workspaces/jobs" => prepare_job(st, existing, body),
         "microsoft.machinelearningservices/workspaces/environments/versions" => {
             body["properties"]["environmentType"] = json!("UserCreated");
+            fill_defaults(
+                body,
+                &[
+                    ("osType", json!("Linux")),
+                    ("autoRebuild", json!("Disabled")),
+                ],
+            );
+            Ok(Prepared::default())
+        }
+        "microsoft.machinelearningservices/workspaces/models/versions" => {
+            // The service always answers with an object here; `azure-ai-ml` fails without it.
+            fill_defaults(body, &[("flavors", json!({}))]);
             Ok(Prepared::default())
         }
         _ => Ok(Prepared::default()),
     }
+}
+
+/// Set `properties.{field}` where the request left it out, as the service does.
+fn fill_defaults(body: &mut Value, defaults: &[(&str, Value)]) {
+    for (field, value) in defaults {
+        if body["properties"][*field].is_null() {
+            body["properties"][*field] = value.clone();
+        }
+    }
+}
+
+/// The service reads the string maps `properties.properties` and `properties.tags` leniently:
+/// `azure-ai-ml` sends a code version's `hash_version` as a JSON number and Azure ML stores it
+/// as a string. The spec says string; the simulator follows the service (README lists it).
+/// Runs before validation, for ARM strictness only, on the types whose `properties.properties`
+/// is that string map (a compute's is its typed configuration).
+pub fn coerce_string_maps(arm: &ids::ArmPath, body: &mut Value) {
+    const STRING_MAPS: &[&str] = &[
+        "microsoft.machinelearningservices/workspaces/codes/versions",
+        "microsoft.machinelearningservices/workspaces/models/versions",
+        "microsoft.machinelearningservices/workspaces/environments/versions",
+        "microsoft.machinelearningservices/workspaces/data/versions",
+        "microsoft.machinelearningservices/workspaces/components/versions",
+        "microsoft.machinelearningservices/workspaces/jobs",
+    ];
+    if !STRING_MAPS.contains(&arm.resource_type().to_ascii_lowercase().as_str()) {
+        return;
+    }
+    for pointer in ["/properties/properties", "/properties/tags"] {
+        if let Some(map) = body.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            for value in map.values_mut().filter(|v| v.is_number()) {
+                *value = Value::String(value.to_string());
+            }
+        }
+    }
+}
+
+/// Listing the versions of a code or model name that has none answers 200 with an empty
+/// `value` (the service looks versions up by name; `azure-ai-ml` relies on it for every job
+/// submitted with local code), as long as the workspace exists.
+pub fn lists_empty_without_parent(req: &Req<'_>, st: &State, container: &str) -> bool {
+    matches!(
+        req.type_key().as_str(),
+        "microsoft.machinelearningservices/workspaces/codes/versions"
+            | "microsoft.machinelearningservices/workspaces/models/versions"
+    ) && ids::parent_id(container).is_some_and(|ws| st.get(&ws).is_some())
+}
+
+/// api-version of `Workspaces_Get` (the operation lives in `workspaceRP.json`, which the
+/// simulator does not carry; see README).
+pub const WORKSPACE_API_VERSION: &str = "2025-12-01";
+
+/// `GET .../workspaces/{name}`: answered here because no saved spec declares it. `None` for
+/// any other request.
+pub fn workspace_get(
+    sh: &crate::shared::Shared,
+    method: &axum::http::Method,
+    arm: &ids::ArmPath,
+    path: &str,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<Option<Response>, ArmError> {
+    let is_workspace = arm
+        .namespace
+        .as_deref()
+        .is_some_and(|n| n.eq_ignore_ascii_case(crate::arm::ML_NAMESPACE))
+        && arm.resource_group.is_some()
+        && arm.segments.len() == 2
+        && arm.segments[0].eq_ignore_ascii_case("workspaces");
+    if *method != axum::http::Method::GET || !is_workspace {
+        return Ok(None);
+    }
+    match crate::arm::query_get(query, "api-version") {
+        None | Some("") => {
+            return Err(ArmError::bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            ));
+        }
+        Some(WORKSPACE_API_VERSION) => {}
+        Some(other) => {
+            return Err(ArmError::bad_request(
+                "NoRegisteredProviderFound",
+                format!(
+                    "No registered resource provider found for API version '{other}' and type 'workspaces'. The supported api-versions are '{WORKSPACE_API_VERSION}'."
+                ),
+            )
+            .with_target("Microsoft.MachineLearningServices/workspaces"));
+        }
+    }
+    let st = sh.state();
+    let ws = st.get(path).ok_or_else(|| ArmError::not_found(path))?;
+    Ok(Some(json_response(StatusCode::OK, &ws.body)))
+}
+
+/// The discovery document a workspace's `discoveryUrl` points at: the service endpoints a
+/// client may use (all of them this simulator).
+pub fn discovery(sh: &crate::shared::Shared) -> Value {
+    let base = &sh.base_url;
+    json!({
+        "api": base, "catalog": base, "experimentation": base, "gallery": base,
+        "history": base, "hyperdrive": base, "labeling": base, "modelmanagement": base,
+        "pipelines": base, "studio": base,
+    })
+}
+
+/// Path of [`discovery`] on the simulator.
+pub const DISCOVERY_PATH: &str = "/discovery";
+
+/// A workspace as `Workspaces_Get` shows it (2025-12-01 `Workspace` schema).
+fn workspace_body(
+    sh: &crate::shared::Shared,
+    ws: &crate::config::WorkspaceConfig,
+    id: &str,
+) -> Value {
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/{}",
+        ws.subscription_id, ws.resource_group
+    );
+    // Stands in for `{region}.api.azureml.ms`, the host of the real tracking URI.
+    let authority = sh
+        .base_url
+        .split_once("://")
+        .map_or(sh.base_url.as_str(), |(_, a)| a);
+    json!({
+        "id": id, "name": ws.name, "type": "Microsoft.MachineLearningServices/workspaces",
+        "location": ws.location,
+        "kind": "Default",
+        "sku": {"name": "Basic", "tier": "Basic"},
+        "identity": {
+            "type": "SystemAssigned",
+            "principalId": uuid::Uuid::new_v4().to_string(),
+            "tenantId": sh.config.tenant_id,
+        },
+        "tags": {},
+        "systemData": crate::arm::system_data(),
+        "properties": {
+            "provisioningState": "Succeeded",
+            "workspaceId": uuid::Uuid::new_v4().to_string(),
+            "friendlyName": ws.name,
+            "description": "",
+            "storageAccount": format!(
+                "{rg}/providers/Microsoft.Storage/storageAccounts/{}",
+                sh.config.storage.datastore_account
+            ),
+            "keyVault": format!("{rg}/providers/Microsoft.KeyVault/vaults/{}kv", ws.name),
+            "discoveryUrl": format!("{}{DISCOVERY_PATH}", sh.base_url),
+            "mlFlowTrackingUri": format!("azureml://{authority}/mlflow/v1.0{id}"),
+            "hbiWorkspace": false,
+            "creationTime": crate::arm::timestamp(chrono::Utc::now()),
+            "publicNetworkAccess": "Enabled",
+            "storageHnsEnabled": false,
+            "v1LegacyMode": false,
+            "privateLinkCount": 0,
+            "tenantId": sh.config.tenant_id,
+        },
+    })
 }
 
 fn prepare_job(
@@ -304,15 +472,7 @@ pub fn seed(sh: &crate::shared::Shared, st: &mut State) {
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
             ws.subscription_id, ws.resource_group, ws.name
         );
-        st.put(
-            &id,
-            json!({
-                "id": id, "name": ws.name, "type": "Microsoft.MachineLearningServices/workspaces",
-                "location": ws.location,
-                "properties": {"provisioningState": "Succeeded", "workspaceId": uuid::Uuid::new_v4().to_string(),
-                    "mlFlowTrackingUri": crate::mlflow::tracking_uri(&sh.base_url, &id)},
-            }),
-        );
+        st.put(&id, workspace_body(sh, ws, &id));
         let Some(storage) = &sh.storage else { continue };
         let ds_id = format!("{id}/datastores/{DEFAULT_DATASTORE}");
         let endpoint = format!("localhost:{}", storage.azurite.port);

@@ -22,15 +22,6 @@ use crate::{ids, shared::Shared};
 /// Route prefix of the tracking API (`/mlflow/v1.0` + workspace id).
 pub const PREFIX: &str = "/mlflow/v1.0";
 
-/// The workspace's `mlFlowTrackingUri`: Azure ML's `azureml://` form, on this simulator's host.
-pub fn tracking_uri(base_url: &str, workspace_id: &str) -> String {
-    let host = base_url
-        .split_once("://")
-        .map_or(base_url, |(_, rest)| rest)
-        .trim_end_matches('/');
-    format!("azureml://{host}{PREFIX}{workspace_id}")
-}
-
 /// What a job's script is given: the tracking API as a URL the plain `mlflow` client takes.
 pub fn job_tracking_url(base_url: &str, workspace_id: &str) -> String {
     format!("{}{PREFIX}{workspace_id}", base_url.trim_end_matches('/'))
@@ -288,11 +279,14 @@ pub async fn handle(
             format!("{path} is not an MLflow API path"),
         );
     };
-    let authorization_uri = format!("{}{}", sh.login_endpoint(), sh.config.tenant_id);
+    let subscription = ids::ArmPath::parse(workspace_id)
+        .map(|a| a.subscription)
+        .unwrap_or_default();
     if let Err(e) = crate::shared::lock(&sh.tokens).authorize(
         &parts.headers,
         &sh.config.public_audience,
-        &authorization_uri,
+        &subscription,
+        &sh.login_endpoint(),
         chrono::Utc::now().timestamp(),
     ) {
         return e.into_response();
@@ -485,11 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn tracking_uri_forms() {
-        assert_eq!(
-            tracking_uri("http://127.0.0.1:8080", "/subscriptions/s/x"),
-            "azureml://127.0.0.1:8080/mlflow/v1.0/subscriptions/s/x"
-        );
+    fn job_tracking_url_form() {
         assert_eq!(
             job_tracking_url("http://127.0.0.1:8080/", "/subscriptions/s/x"),
             "http://127.0.0.1:8080/mlflow/v1.0/subscriptions/s/x"

@@ -38,6 +38,169 @@ fn etag() -> Value {
     Value::String(format!("W/\"{}\"", uuid::Uuid::new_v4()))
 }
 
+/// Types whose `properties.resourceGuid` the service assigns (2018-11-01 schemas).
+const RESOURCE_GUID_TYPES: &[&str] = &[
+    "microsoft.network/networkinterfaces",
+    "microsoft.network/publicipaddresses",
+    "microsoft.network/networksecuritygroups",
+    "microsoft.network/virtualnetworks",
+];
+
+/// What the service adds to a security rule, inline or as a child resource.
+fn decorate_rule(rule: &mut Value, id: &str) {
+    rule["id"] = Value::String(id.to_owned());
+    rule["etag"] = etag();
+    rule["properties"]["provisioningState"] = json!("Succeeded");
+    for list in [
+        "sourcePortRanges",
+        "destinationPortRanges",
+        "sourceAddressPrefixes",
+        "destinationAddressPrefixes",
+    ] {
+        if rule["properties"][list].is_null() {
+            rule["properties"][list] = json!([]);
+        }
+    }
+}
+
+/// The six rules every NSG has (lowest precedence), as the service lists them.
+pub fn default_security_rules(nsg_id: &str) -> Vec<Value> {
+    const DEFAULTS: [(&str, &str, &str, &str, &str, u32, &str); 6] = [
+        (
+            "AllowVnetInBound",
+            "Allow inbound traffic from all VMs in VNET",
+            "VirtualNetwork",
+            "VirtualNetwork",
+            "Allow",
+            65000,
+            "Inbound",
+        ),
+        (
+            "AllowAzureLoadBalancerInBound",
+            "Allow inbound traffic from azure load balancer",
+            "AzureLoadBalancer",
+            "*",
+            "Allow",
+            65001,
+            "Inbound",
+        ),
+        (
+            "DenyAllInBound",
+            "Deny all inbound traffic",
+            "*",
+            "*",
+            "Deny",
+            65500,
+            "Inbound",
+        ),
+        (
+            "AllowVnetOutBound",
+            "Allow outbound traffic from all VMs to all VMs in VNET",
+            "VirtualNetwork",
+            "VirtualNetwork",
+            "Allow",
+            65000,
+            "Outbound",
+        ),
+        (
+            "AllowInternetOutBound",
+            "Allow outbound traffic from all VMs to Internet",
+            "*",
+            "Internet",
+            "Allow",
+            65001,
+            "Outbound",
+        ),
+        (
+            "DenyAllOutBound",
+            "Deny all outbound traffic",
+            "*",
+            "*",
+            "Deny",
+            65500,
+            "Outbound",
+        ),
+    ];
+    DEFAULTS
+        .iter()
+        .map(
+            |(name, description, source, destination, access, priority, direction)| {
+                let mut rule = json!({
+                    "name": name,
+                    "properties": {
+                        "description": description,
+                        "protocol": "*",
+                        "sourcePortRange": "*",
+                        "destinationPortRange": "*",
+                        "sourceAddressPrefix": source,
+                        "destinationAddressPrefix": destination,
+                        "access": access,
+                        "priority": priority,
+                        "direction": direction,
+                    },
+                });
+                decorate_rule(&mut rule, &format!("{nsg_id}/defaultSecurityRules/{name}"));
+                rule
+            },
+        )
+        .collect()
+}
+
+/// Read-only children the service computes rather than stores: an NSG's default rules.
+/// `None` when `child_type` under `parent` is not such a collection.
+pub fn computed_children(parent: &str, child_type: &str) -> Option<Vec<Value>> {
+    let parent_type = ids::ArmPath::parse(parent)?.resource_type();
+    (parent_type.eq_ignore_ascii_case("Microsoft.Network/networkSecurityGroups")
+        && child_type.eq_ignore_ascii_case("defaultSecurityRules"))
+    .then(|| default_security_rules(parent))
+}
+
+/// A child resource as its parent lists it: the 2018-11-01 schemas of inline subnets and
+/// rules have no `type`, so a client that PUTs back what it read must not find one.
+pub fn inline(child: &Value) -> Value {
+    let mut body = child.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.remove("type");
+    }
+    body
+}
+
+/// GET of an NSG: its rules (child resources), the defaults, and who references it.
+pub fn render_nsg(st: &State, res: &Resource, body: &mut Value) {
+    let rules: Vec<Value> = st
+        .children(&res.id, "securityRules")
+        .into_iter()
+        .map(|r| inline(&r.body))
+        .collect();
+    body["properties"]["securityRules"] = Value::Array(rules);
+    body["properties"]["defaultSecurityRules"] = Value::Array(default_security_rules(&res.id));
+    let key = ids::key(&res.id);
+    let referencing = |ty: &str| -> Vec<Value> {
+        let mut found: Vec<&Resource> = st
+            .all()
+            .filter(|r| {
+                ids::ArmPath::parse(&r.id)
+                    .is_some_and(|p| p.resource_type().eq_ignore_ascii_case(ty))
+                    && r.body
+                        .pointer("/properties/networkSecurityGroup/id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| ids::key(n) == key)
+            })
+            .collect();
+        found.sort_by_key(|r| r.seq);
+        found.iter().map(|r| json!({ "id": r.id })).collect()
+    };
+    for (field, ty) in [
+        ("networkInterfaces", "Microsoft.Network/networkInterfaces"),
+        ("subnets", "Microsoft.Network/virtualNetworks/subnets"),
+    ] {
+        let refs = referencing(ty);
+        if !refs.is_empty() {
+            body["properties"][field] = Value::Array(refs);
+        }
+    }
+}
+
 fn reference_error(id: &str, owner: &str, target: String) -> ArmError {
     ArmError::bad_request(
         "InvalidResourceReference",
@@ -55,26 +218,54 @@ pub fn prepare(
 ) -> Result<Prepared, ArmError> {
     body["etag"] = etag();
     let id = body["id"].as_str().unwrap_or_default().to_owned();
+    if RESOURCE_GUID_TYPES.contains(&ty) {
+        // Server-owned, stable across updates.
+        body["properties"]["resourceGuid"] = existing
+            .and_then(|e| e.body.pointer("/properties/resourceGuid").cloned())
+            .unwrap_or_else(|| Value::String(uuid::Uuid::new_v4().to_string()));
+    }
     match ty {
         "microsoft.network/networkinterfaces" => prepare_nic(st, &id, existing, body)?,
         "microsoft.network/publicipaddresses" => {
             body["properties"]["ipAddress"] = Value::String(req.sh.config.public_ip.to_string());
-            if body["properties"]["publicIPAddressVersion"].is_null() {
-                body["properties"]["publicIPAddressVersion"] = json!("IPv4");
+            // The defaults Azure fills in when the request leaves them out.
+            let defaults = [
+                ("publicIPAddressVersion", json!("IPv4")),
+                ("publicIPAllocationMethod", json!("Dynamic")),
+                ("idleTimeoutInMinutes", json!(4)),
+            ];
+            for (field, value) in defaults {
+                if body["properties"][field].is_null() {
+                    body["properties"][field] = value;
+                }
             }
             if let Some(prev) = existing.and_then(|e| e.body["properties"].get("ipConfiguration")) {
                 body["properties"]["ipConfiguration"] = prev.clone();
             }
         }
         "microsoft.network/networksecuritygroups" => {
-            if let Some(rules) = body["properties"]["securityRules"].as_array_mut() {
-                for rule in rules {
-                    let name = rule["name"].as_str().unwrap_or_default().to_owned();
-                    rule["id"] = Value::String(format!("{id}/securityRules/{name}"));
-                    rule["etag"] = etag();
-                    rule["properties"]["provisioningState"] = json!("Succeeded");
+            // Computed on GET (`render_nsg`); a client sending back what it read must not
+            // store them.
+            if let Some(props) = body
+                .pointer_mut("/properties")
+                .and_then(Value::as_object_mut)
+            {
+                for computed in ["defaultSecurityRules", "networkInterfaces", "subnets"] {
+                    props.remove(computed);
                 }
             }
+            if let Some(rules) = body
+                .pointer_mut("/properties/securityRules")
+                .and_then(Value::as_array_mut)
+            {
+                for rule in rules {
+                    let name = rule["name"].as_str().unwrap_or_default().to_owned();
+                    decorate_rule(rule, &format!("{id}/securityRules/{name}"));
+                }
+            }
+        }
+        "microsoft.network/networksecuritygroups/securityrules" => {
+            decorate_rule(body, &id);
         }
         "microsoft.network/virtualnetworks/subnets" => {
             if let Some(prev) = existing.and_then(|e| e.body["properties"].get("ipConfigurations"))
@@ -128,9 +319,29 @@ fn prepare_nic(
         .and_then(|e| e.body["properties"]["ipConfigurations"].as_array().cloned())
         .unwrap_or_default();
     let used = used_private_ips(st, id);
-    let Some(configs) = body["properties"]["ipConfigurations"].as_array_mut() else {
+    body["properties"]["macAddress"] = existing
+        .and_then(|e| e.body.pointer("/properties/macAddress").cloned())
+        .unwrap_or_else(|| Value::String(mac_address()));
+    if let Some(vm) = existing.and_then(|e| e.body["properties"].get("virtualMachine")) {
+        body["properties"]["virtualMachine"] = vm.clone();
+    }
+    if let Some(primary) = existing.and_then(|e| e.body["properties"].get("primary")) {
+        body["properties"]["primary"] = primary.clone();
+    }
+    let Some(configs) = body
+        .pointer_mut("/properties/ipConfigurations")
+        .and_then(Value::as_array_mut)
+    else {
         return Ok(());
     };
+    // One configuration is the primary one; Azure picks the first when none is marked.
+    if !configs
+        .iter()
+        .any(|c| c.pointer("/properties/primary") == Some(&json!(true)))
+        && let Some(first) = configs.first_mut()
+    {
+        first["properties"]["primary"] = json!(true);
+    }
     for (i, cfg) in configs.iter_mut().enumerate() {
         let name = cfg["name"].as_str().unwrap_or("ipconfig1").to_owned();
         cfg["id"] = Value::String(format!("{id}/ipConfigurations/{name}"));
@@ -178,11 +389,18 @@ fn prepare_nic(
         if props["privateIPAddressVersion"].is_null() {
             props["privateIPAddressVersion"] = json!("IPv4");
         }
-    }
-    if let Some(vm) = existing.and_then(|e| e.body["properties"].get("virtualMachine")) {
-        body["properties"]["virtualMachine"] = vm.clone();
+        if props["primary"].is_null() {
+            props["primary"] = json!(false);
+        }
     }
     Ok(())
+}
+
+/// A MAC address in Azure's notation (`00-0D-3A-..`, Microsoft's prefix, upper-case, dashes).
+fn mac_address() -> String {
+    let random = uuid::Uuid::new_v4();
+    let tail = &random.as_bytes()[..3];
+    format!("00-0D-3A-{:02X}-{:02X}-{:02X}", tail[0], tail[1], tail[2])
 }
 
 fn used_private_ips(st: &State, except_nic: &str) -> Vec<Ipv4Addr> {
@@ -241,6 +459,7 @@ pub fn after_put(st: &mut State, ty: &str, id: &str) {
                 props.remove("subnets");
             }
         }
+        "microsoft.network/networksecuritygroups" => store_inline_rules(st, id),
         "microsoft.network/networkinterfaces" => {
             let Some(nic) = st.get(id).cloned() else {
                 return;
@@ -275,6 +494,44 @@ pub fn after_put(st: &mut State, ty: &str, id: &str) {
     }
 }
 
+/// An NSG PUT replaces its rule set: the inline `securityRules` become the child resources
+/// `.../securityRules/{name}` (absent = none, as in Azure), which GET assembles again.
+fn store_inline_rules(st: &mut State, nsg_id: &str) {
+    let Some(nsg) = st.get(nsg_id).cloned() else {
+        return;
+    };
+    let rules = nsg
+        .body
+        .pointer("/properties/securityRules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut keep = Vec::new();
+    for rule in rules {
+        let Some(rule_id) = rule["id"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        keep.push(ids::key(&rule_id));
+        st.put(&rule_id, rule);
+    }
+    let stale: Vec<String> = st
+        .children(&nsg.id, "securityRules")
+        .into_iter()
+        .filter(|r| !keep.contains(&ids::key(&r.id)))
+        .map(|r| r.id.clone())
+        .collect();
+    for rule_id in stale {
+        st.remove(&rule_id);
+    }
+    if let Some(props) = st
+        .get_mut(nsg_id)
+        .and_then(|n| n.body.pointer_mut("/properties"))
+        .and_then(Value::as_object_mut)
+    {
+        props.remove("securityRules");
+    }
+}
+
 /// Refuse to delete what is still in use, like ARM does.
 pub fn before_delete(st: &mut State, ty: &str, res: &Resource) -> Result<(), ArmError> {
     match ty {
@@ -292,12 +549,25 @@ pub fn before_delete(st: &mut State, ty: &str, res: &Resource) -> Result<(), Arm
                 .as_array()
                 .map(|a| a.iter().map(|c| json!({"id": c["id"]})).collect())
                 .unwrap_or_default();
+            // Only the back-references: indexing with `[]` here would insert `null` members
+            // into every stored resource.
             for r in st.all_mut() {
-                if let Some(list) = r.body["properties"]["ipConfigurations"].as_array_mut() {
+                let Some(props) = r
+                    .body
+                    .pointer_mut("/properties")
+                    .and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                if let Some(list) = props
+                    .get_mut("ipConfigurations")
+                    .and_then(Value::as_array_mut)
+                {
                     list.retain(|c| !cfg_ids.contains(c));
                 }
-                if cfg_ids.contains(&r.body["properties"]["ipConfiguration"])
-                    && let Some(props) = r.body["properties"].as_object_mut()
+                if props
+                    .get("ipConfiguration")
+                    .is_some_and(|c| cfg_ids.contains(c))
                 {
                     props.remove("ipConfiguration");
                 }

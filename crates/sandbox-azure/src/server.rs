@@ -33,6 +33,12 @@ fn router(sh: Arc<Shared>) -> Router {
             &format!("{}/{{*rest}}", crate::mlflow::PREFIX),
             axum::routing::any(crate::mlflow::handle),
         )
+        .route(crate::ml::DISCOVERY_PATH, get(discovery))
+        .route("/oauth2/exchange", post(crate::acr::exchange))
+        .route(
+            "/oauth2/token",
+            get(crate::acr::token_get).post(crate::acr::token_post),
+        )
         .fallback(arm)
         .with_state(sh)
 }
@@ -43,6 +49,11 @@ pub const INVENTORY_PATH: &str = "/_sandbox/inventory";
 
 async fn inventory(State(sh): State<Arc<Shared>>) -> Response {
     axum::Json(sh.state().inventory()).into_response()
+}
+
+/// Where a workspace's `discoveryUrl` points (no authentication, like Azure ML's).
+async fn discovery(State(sh): State<Arc<Shared>>) -> Response {
+    axum::Json(crate::ml::discovery(&sh)).into_response()
 }
 
 async fn metadata(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response {

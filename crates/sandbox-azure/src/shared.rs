@@ -31,6 +31,8 @@ pub struct Shared {
     pub faults: Mutex<FaultEngine>,
     pub storage: Option<Storage>,
     pub http: reqwest::Client,
+    /// ACR token service state, when the sandbox registry is enabled.
+    pub acr: Option<crate::acr::Acr>,
     /// Cancel signals of running jobs, by job id key.
     pub job_cancel: Mutex<HashMap<String, watch::Sender<bool>>>,
 }

@@ -3,7 +3,8 @@
 //! Each manager owns a set of leaf paths (fieldsV1 keys: `f:name`, `k:{..}`, `v:..`).
 //! Applying: fields the manager owned before and no longer sends are removed (unless
 //! another manager owns them); a field another manager owns with a different value is a
-//! conflict unless `force`; then the configuration is merged into the live object.
+//! conflict unless `force` (which takes it over); one sent with the same value becomes
+//! shared; then the configuration is merged into the live object. Numbers compare by value.
 //! Non-apply writes record an `Update` entry owning the leaves they changed.
 
 use std::collections::BTreeSet;
@@ -21,11 +22,56 @@ fn sub_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
         .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
 }
 
+/// JSON equality with numbers compared by value: `30` and `30.0` are the same number, as
+/// they are to the real server (its decoder does not keep the spelling).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(i), Some(j), ..) => i == j,
+                (.., Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| same(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
+fn same_opt(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// A number spelled the way the real server writes it (integral values without `.0`), so
+/// fieldsV1 keys (`k:`/`v:`) do not depend on how a client spelled a number.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map_or_else(|| v.clone(), |f| Value::from(f as i64)),
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+        }
+        _ => v.clone(),
+    }
+}
+
 fn item_key(item: &Value, keys: &[String]) -> String {
     let mut m = Map::new();
     for k in keys {
         if let Some(v) = item.get(k) {
-            m.insert(k.clone(), v.clone());
+            m.insert(k.clone(), canonical(v));
         }
     }
     format!("k:{}", Value::Object(m))
@@ -72,7 +118,7 @@ fn walk(
                 }
                 ListType::Set => {
                     for it in items {
-                        prefix.push(format!("v:{it}"));
+                        prefix.push(format!("v:{}", canonical(it)));
                         out.insert(prefix.clone());
                         prefix.pop();
                     }
@@ -97,12 +143,13 @@ fn step<'a>(v: &'a Value, seg: &str) -> Option<&'a Value> {
     let items = v.as_array()?;
     if let Some(k) = seg.strip_prefix("k:") {
         let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-        return items
-            .iter()
-            .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)));
+        return items.iter().find(|i| {
+            key.iter()
+                .all(|(kk, kv)| i.get(kk).is_some_and(|v| same(v, kv)))
+        });
     }
     let want: Value = serde_json::from_str(seg.strip_prefix("v:")?).ok()?;
-    items.iter().find(|i| **i == want)
+    items.iter().find(|i| same(i, &want))
 }
 
 pub fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
@@ -165,7 +212,7 @@ pub fn merge_config(live: &mut Value, config: &Value, schema: Option<&Value>, na
                 for ci in c {
                     match l
                         .iter_mut()
-                        .find(|li| keys.iter().all(|k| li.get(k) == ci.get(k)))
+                        .find(|li| keys.iter().all(|k| same_opt(li.get(k), ci.get(k))))
                     {
                         Some(li) => merge_config(li, ci, item_schema, ""),
                         None => l.push(ci.clone()),
@@ -174,7 +221,7 @@ pub fn merge_config(live: &mut Value, config: &Value, schema: Option<&Value>, na
             }
             ListType::Set => {
                 for ci in c {
-                    if !l.contains(ci) {
+                    if !l.iter().any(|li| same(li, ci)) {
                         l.push(ci.clone());
                     }
                 }
@@ -353,12 +400,16 @@ pub fn apply(
     let mut managed = read_managed(live);
     let claimed: BTreeSet<FieldPath> = leaves(config, schema).into_iter().filter(tracked).collect();
     let mut conflicts = Vec::new();
+    // Fields claimed with a value different from the live one: forcing takes them from their
+    // other owners. Fields claimed with the same value become shared.
+    let mut changed: BTreeSet<FieldPath> = BTreeSet::new();
     for m in &managed {
         if m.manager == w.manager && m.subresource == w.subresource {
             continue;
         }
         for p in m.fields.intersection(&claimed) {
-            if get_path(live, p) != get_path(config, p) {
+            if !same_opt(get_path(live, p), get_path(config, p)) {
+                changed.insert(p.clone());
                 conflicts.push(Conflict {
                     manager: m.manager.clone(),
                     field: dotted(p),
@@ -420,7 +471,7 @@ pub fn apply(
     merge_config(&mut out, config, schema, "");
     for m in &mut managed {
         if !(m.manager == w.manager && m.subresource == w.subresource) {
-            m.fields.retain(|p| !claimed.contains(p));
+            m.fields.retain(|p| !changed.contains(p));
         }
     }
     managed.retain(|m| {
@@ -444,7 +495,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value
     let new_leaves: BTreeSet<FieldPath> = leaves(new, schema).into_iter().filter(tracked).collect();
     let changed: BTreeSet<FieldPath> = new_leaves
         .iter()
-        .filter(|p| old.and_then(|o| get_path(o, p)) != get_path(new, p))
+        .filter(|p| !same_opt(old.and_then(|o| get_path(o, p)), get_path(new, p)))
         .cloned()
         .collect();
     for m in &mut managed {
@@ -520,6 +571,71 @@ mod tests {
         let m = read_managed(&o2);
         assert_eq!(m.len(), 1, "m1 lost its only field: {m:?}");
         assert_eq!(m[0].manager, "m2");
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        let o1 = apply(
+            &json!({}),
+            &json!({"spec": {"min": 30.0, "l": [1.0, {"a": 2}]}}),
+            None,
+            &w("m1"),
+            false,
+        )
+        .unwrap();
+        // The same numbers spelled as integers: shared, not a conflict.
+        let cfg = json!({"spec": {"min": 30, "l": [1, {"a": 2.0}]}});
+        assert!(apply(&o1, &cfg, None, &w("m2"), false).is_ok());
+        let err = apply(&o1, &json!({"spec": {"min": 30.5}}), None, &w("m2"), false).unwrap_err();
+        assert_eq!(err[0].field, ".spec.min");
+        assert!(same(&json!(1), &json!(1.0)) && !same(&json!(1), &json!("1")));
+        assert!(!same(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+    }
+
+    #[test]
+    fn managers_applying_the_same_value_share_it() {
+        let cfg = json!({"data": {"a": "1", "b": "2"}});
+        let o1 = apply(&json!({}), &cfg, None, &w("m1"), false).unwrap();
+        let o2 = apply(&o1, &json!({"data": {"a": "1"}}), None, &w("m2"), false).unwrap();
+        let owners = |o: &Value, f: &str| -> Vec<String> {
+            let p = vec!["f:data".to_string(), format!("f:{f}")];
+            read_managed(o)
+                .into_iter()
+                .filter(|m| m.fields.contains(&p))
+                .map(|m| m.manager)
+                .collect()
+        };
+        assert_eq!(owners(&o2, "a"), vec!["m1", "m2"]);
+        // m1 drops both: `a` stays (m2 still owns it), `b` goes.
+        let o3 = apply(&o2, &json!({"data": {}}), None, &w("m1"), false).unwrap();
+        assert_eq!(o3["data"], json!({"a": "1"}));
+        assert_eq!(owners(&o3, "a"), vec!["m2"]);
+    }
+
+    #[test]
+    fn forcing_takes_only_the_conflicting_fields() {
+        let o1 = apply(
+            &json!({}),
+            &json!({"data": {"a": "1", "b": "2", "c": "3"}}),
+            None,
+            &w("m1"),
+            false,
+        )
+        .unwrap();
+        let o2 = apply(
+            &o1,
+            &json!({"data": {"a": "9", "b": "2"}}),
+            None,
+            &w("m2"),
+            true,
+        )
+        .unwrap();
+        let m1 = read_managed(&o2)
+            .into_iter()
+            .find(|m| m.manager == "m1")
+            .unwrap();
+        let f = |k: &str| vec!["f:data".to_string(), format!("f:{k}")];
+        assert_eq!(m1.fields, BTreeSet::from([f("b"), f("c")]));
     }
 
     #[test]

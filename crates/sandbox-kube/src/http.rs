@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::{
     api_error::{ApiError, ApiResult},
+    audit::{self, AuditEvent, AuditLog},
     discovery, openapi,
     path::{self, Route, Target},
     protobuf,
@@ -35,6 +36,7 @@ pub struct App {
     /// Flips to true when the listener stops: open watches end.
     pub cut: tokio::sync::watch::Receiver<bool>,
     pub bookmark_every: std::time::Duration,
+    pub audit: AuditLog,
 }
 
 impl App {
@@ -71,7 +73,27 @@ async fn handle(
                 .collect()
         })
         .unwrap_or_default();
-    let res = dispatch(&app, &method, uri.path(), &query, &headers, &body);
+    let res = if AuditLog::records(&method) {
+        let mut log = app.audit.lock();
+        let res = dispatch(&app, &method, uri.path(), &query, &headers, &body);
+        let code = match &res {
+            Ok(Reply::Json(code, _)) => *code,
+            Ok(_) => 200,
+            Err(e) => e.code,
+        };
+        audit::push(
+            &mut log,
+            AuditEvent {
+                user: audit::user(&headers),
+                method: method.to_string(),
+                path: uri.path().to_string(),
+                code,
+            },
+        );
+        res
+    } else {
+        dispatch(&app, &method, uri.path(), &query, &headers, &body)
+    };
     tracing::debug!(%method, %uri, "request");
     match res {
         Ok(Reply::Json(code, v)) => json_response(code, &v),

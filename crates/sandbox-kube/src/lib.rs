@@ -5,6 +5,7 @@
 
 mod api_error;
 mod apply;
+mod audit;
 mod cli;
 mod convert;
 mod discovery;
@@ -26,6 +27,7 @@ mod watch;
 mod write;
 
 pub use api_error::Cause;
+pub use audit::AuditEvent;
 pub use cli::{KubeApiArgs, run};
 pub use error::{Error, Result};
 pub use server::{Options, SandboxKube};

@@ -1,5 +1,6 @@
 //! A minimal `/openapi/v3`: per group/version documents carrying each kind's schema
-//! (CRD `openAPIV3Schema`, or an open object for built-ins) and PATCH operations that
+//! (CRD `openAPIV3Schema` with ObjectMeta as metadata, or the k8s-openapi schema for
+//! built-ins) and PATCH operations that
 //! advertise `fieldValidation`, which is what `kubectl apply` and `kubectl explain` read (pure).
 
 use std::hash::{Hash, Hasher};
@@ -38,21 +39,22 @@ fn document(types: &[&ResourceType]) -> Value {
     for t in types {
         let mut s = match (&t.schema, crate::typed::schema(t)) {
             (Some(crd), _) => crd.clone(),
-            (None, Some(mut builtin)) => {
-                rewrite_refs(&mut builtin);
-                if let Some(defs) = builtin.as_object_mut().and_then(|m| m.remove("$defs")) {
-                    for (name, def) in defs.as_object().into_iter().flatten() {
-                        schemas.insert(name.clone(), def.clone());
-                    }
-                }
-                if let Some(m) = builtin.as_object_mut() {
-                    m.remove("$schema");
-                    m.remove("title");
-                }
-                builtin
-            }
+            (None, Some(builtin)) => component(builtin, &mut schemas),
             (None, None) => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         };
+        if t.schema.is_some() {
+            // As the real server publishes CRDs: metadata is the documented ObjectMeta, whatever
+            // the CRD's own schema says there (usually a bare object).
+            let meta = component(crate::typed::object_meta_schema(), &mut schemas);
+            schemas.insert(OBJECT_META.into(), meta);
+            if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+                props.insert(
+                    "metadata".into(),
+                    json!({"allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}],
+                        "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
+                );
+            }
+        }
         s["x-kubernetes-group-version-kind"] = json!([gvk(t)]);
         if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
             props.entry("apiVersion").or_insert(json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
@@ -85,6 +87,24 @@ fn document(types: &[&ResourceType]) -> Value {
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (edgetrain sandbox)", "version": "v1.32.0"},
         "paths": paths, "components": {"schemas": schemas}})
+}
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+/// A schemars schema as an OpenAPI component: its `$defs` move to `schemas`, references
+/// follow them.
+fn component(mut schema: Value, schemas: &mut Map<String, Value>) -> Value {
+    rewrite_refs(&mut schema);
+    if let Some(m) = schema.as_object_mut() {
+        if let Some(defs) = m.remove("$defs") {
+            for (name, def) in defs.as_object().into_iter().flatten() {
+                schemas.insert(name.clone(), def.clone());
+            }
+        }
+        m.remove("$schema");
+        m.remove("title");
+    }
+    schema
 }
 
 /// schemars refers to `#/$defs/X`; OpenAPI documents to `#/components/schemas/X`.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
+    audit::{AuditEvent, AuditLog},
     error::{Error, Result},
     http::{App, router},
     store::State,
@@ -52,6 +53,7 @@ pub struct SandboxKube {
     state: Arc<Mutex<State>>,
     options: Options,
     running: Option<Running>,
+    audit: AuditLog,
 }
 
 impl std::fmt::Debug for SandboxKube {
@@ -81,6 +83,7 @@ impl SandboxKube {
             state,
             options,
             running: None,
+            audit: AuditLog::default(),
         };
         s.serve(listener);
         Ok(s)
@@ -93,6 +96,7 @@ impl SandboxKube {
             addr: self.addr,
             cut: cut_rx.clone(),
             bookmark_every: self.options.bookmark_interval,
+            audit: self.audit.clone(),
         };
         let mut stop = cut_rx;
         let task = tokio::spawn(async move {
@@ -127,6 +131,18 @@ impl SandboxKube {
     /// A kubeconfig for `kubectl` and `kube::Client`, pointing at this server.
     pub fn kubeconfig(&self) -> String {
         crate::kubeconfig::render(&self.url())
+    }
+
+    /// A kubeconfig whose requests name `user` (as a bearer token) in [`Self::audit`]; for
+    /// telling apart several processes. Nothing is authenticated.
+    pub fn kubeconfig_as(&self, user: &str) -> String {
+        crate::kubeconfig::render_as(&self.url(), Some(user))
+    }
+
+    /// Every write (POST, PUT, PATCH, DELETE) answered so far, in commit order, with its
+    /// user and status: what an audit log would show.
+    pub fn audit(&self) -> Vec<AuditEvent> {
+        self.audit.events()
     }
 
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<()> {

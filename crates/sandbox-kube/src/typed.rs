@@ -48,6 +48,12 @@ pub fn schema(rt: &ResourceType) -> Option<Value> {
     generated
 }
 
+/// ObjectMeta's documented schema (schemars form), which the real server publishes as every
+/// custom resource's `metadata`.
+pub fn object_meta_schema() -> Value {
+    schema_of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>()
+}
+
 fn generate(rt: &ResourceType) -> Option<Value> {
     Some(match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => schema_of::<Namespace>(),

@@ -617,7 +617,7 @@ impl State {
             }
         }
         let mut new = self.admit(rt, new, Some(&old), ctx)?;
-        if rt.tracks_generation && spec_part(rt, &new) != spec_part(rt, &old) {
+        if rt.tracks_generation && !apply::same(&spec_part(rt, &new), &spec_part(rt, &old)) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -640,7 +640,7 @@ impl State {
             apply::record_update(Some(&base), &mut new, rt.schema.as_ref(), &w);
         }
         metadata_mut(&mut new).insert("resourceVersion".into(), json!(old_rv));
-        if without_volatile(&new) == without_volatile(&old) {
+        if apply::same(&without_volatile(&new), &without_volatile(&old)) {
             // A no-op write keeps the resourceVersion and sends no event, as the real server does.
             return Ok(present(rt, &old));
         }

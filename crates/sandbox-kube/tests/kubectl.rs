@@ -499,3 +499,87 @@ async fn client_side_apply_upgrades_to_server_side_apply() {
         "{managers}"
     );
 }
+
+/// Writes `yaml` to `dir/name` and returns the path for `kubectl apply -f`.
+fn manifest(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
+    let file = dir.path().join(name);
+    std::fs::write(&file, yaml).unwrap();
+    file.to_string_lossy().into_owned()
+}
+
+const CM_HEAD: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n";
+
+/// Managers of `.data.<key>` of ConfigMap `shared`, from its managedFields.
+fn owners(k: &Kubectl, key: &str) -> Vec<String> {
+    let out = k.ok(&["get", "cm", "shared", "--show-managed-fields", "-o", "json"]);
+    let obj: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut owners: Vec<String> = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:data"].get(format!("f:{key}")).is_some())
+        .map(|e| e["manager"].as_str().unwrap().to_string())
+        .collect();
+    owners.sort();
+    owners
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_shares_fields_applied_with_the_same_value() {
+    let server = start().await;
+    let k = Kubectl::new(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let a = manifest(
+        &dir,
+        "a.yaml",
+        &format!("{CM_HEAD}  mode: fast\n  a: \"1\"\n"),
+    );
+    let b = manifest(
+        &dir,
+        "b.yaml",
+        &format!("{CM_HEAD}  mode: fast\n  b: \"1\"\n  c: \"1\"\n"),
+    );
+    k.ok(&["apply", "--server-side", "--field-manager=alice", "-f", &a]);
+    // Same value: no conflict, and both own it.
+    k.ok(&["apply", "--server-side", "--field-manager=bob", "-f", &b]);
+    assert_eq!(owners(&k, "mode"), vec!["alice", "bob"]);
+    // alice stops sending mode: it stays, as bob still applies it.
+    let a2 = manifest(&dir, "a2.yaml", &format!("{CM_HEAD}  a: \"1\"\n"));
+    k.ok(&["apply", "--server-side", "--field-manager=alice", "-f", &a2]);
+    assert_eq!(
+        k.ok(&["get", "cm", "shared", "-o", "jsonpath={.data.mode}"]),
+        "fast"
+    );
+    assert_eq!(owners(&k, "mode"), vec!["bob"]);
+    // carol forces a different `b`: she takes `b` only; bob keeps `mode` and `c`.
+    let c = manifest(&dir, "c.yaml", &format!("{CM_HEAD}  b: \"2\"\n"));
+    let err = k.fails(&["apply", "--server-side", "--field-manager=carol", "-f", &c]);
+    assert!(err.contains("conflict") && err.contains(".data.b"), "{err}");
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=carol",
+        "-f",
+        &c,
+    ]);
+    assert_eq!(owners(&k, "b"), vec!["carol"]);
+    assert_eq!(owners(&k, "c"), vec!["bob"]);
+    assert_eq!(owners(&k, "mode"), vec!["bob"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_documents_custom_resource_metadata() {
+    let server = start().await;
+    let k = Kubectl::new(&server);
+    let out = k.ok(&["explain", "widgets.metadata.labels"]);
+    assert!(
+        out.contains("FIELD: labels <map[string]string>") && out.contains("Map of string keys"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "widgets.metadata"]);
+    assert!(
+        out.contains("ObjectMeta") && out.contains("ownerReferences"),
+        "{out}"
+    );
+}

@@ -90,3 +90,21 @@ async fn project_status_writes_and_immutability_rules() {
     ]);
     assert!(err.contains("is invalid"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_of_the_crds_over_their_registration_does_not_conflict() {
+    let server = SandboxKube::start(Options::default()).await.unwrap();
+    // Registered from YAML that spells `minimum: 30.0`; kubectl sends `30`: the same number.
+    assert_eq!(server.register_crds(repo("crds")).unwrap().len(), 3);
+    let k = Kubectl::new(&server);
+    let out = k.ok(&["apply", "--server-side", "-f", &repo("crds")]);
+    assert_eq!(out.matches("serverside-applied").count(), 3, "{out}");
+    let min = k.ok(&[
+        "get",
+        "crd",
+        "edgecomputetargets.edgetrain.dev",
+        "-o",
+        "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.vm.properties.osDiskSizeGB.minimum}",
+    ]);
+    assert_eq!(min.parse::<f64>().ok(), Some(30.0), "{min}");
+}

@@ -17,8 +17,10 @@ use super::{
 };
 use crate::{
     Error, Result,
-    identity::{ClientSecretCredential, ServicePrincipal, TokenCache, scope_for_resource},
-    transport::{join_url, send_with_retries},
+    identity::{
+        ClientSecretCredential, ServicePrincipal, TokenCache, require_secure, scope_for_resource,
+    },
+    transport::send_with_retries,
 };
 
 /// A raw ARM response.
@@ -38,13 +40,33 @@ impl ArmResponse {
 
 /// `{base}{id}?api-version=..&extra..` (pure). `id` starts with `/subscriptions/...`; a base URL
 /// with a path (e.g. a simulator mounted under `/arm`) keeps its path.
+///
+/// Each segment of `id` is percent-encoded on its own, and empty, `.` and `..` segments (and
+/// backslashes, which http(s) URLs treat as `/`) are refused: URL normalisation would otherwise
+/// turn `resourceGroups/..` into a request on the subscription itself.
 pub fn request_url(base: &Url, id: &str, api_version: &str, query: &[(&str, &str)]) -> Result<Url> {
-    if !id.starts_with('/') {
+    let Some(rest) = id.strip_prefix('/') else {
         return Err(Error::InvalidInput(format!(
             "resource id {id:?} must start with '/'"
         )));
+    };
+    let mut u = base.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    {
+        let mut path = u.path_segments_mut().map_err(|()| {
+            Error::InvalidInput(format!("ARM endpoint {base} cannot have a path appended"))
+        })?;
+        path.pop_if_empty();
+        for segment in rest.split('/') {
+            if matches!(segment, "" | "." | "..") || segment.contains('\\') {
+                return Err(Error::InvalidInput(format!(
+                    "resource id {id:?} has an empty, '.', '..' or backslash segment"
+                )));
+            }
+            path.push(segment);
+        }
     }
-    let mut u = join_url(base, id)?;
     {
         let mut q = u.query_pairs_mut();
         q.append_pair("api-version", api_version);
@@ -212,6 +234,8 @@ impl ArmClient {
                 arm_host: self.endpoint.host_str().unwrap_or_default().to_string(),
             });
         }
+        // Every request carries a bearer token.
+        require_secure("ARM endpoint", &self.endpoint)?;
         let host = url.host_str().unwrap_or_default().to_string();
         let kind = OperationKind::of(&method);
         let (method, url, host) = (&method, &url, host.as_str());
@@ -374,6 +398,41 @@ mod tests {
             "http://127.0.0.1:8080/arm/subscriptions/s?api-version=2019-10-01"
         );
         assert!(request_url(&base, "subscriptions/s", "x", &[]).is_err());
+    }
+
+    #[test]
+    fn request_url_refuses_dot_segments_and_encodes_each_segment() {
+        let base = Url::parse("https://management.azure.com/").unwrap();
+        for id in [
+            "/subscriptions/s/resourceGroups/../providers/x",
+            "/subscriptions/s/resourceGroups/./providers/x",
+            "/subscriptions/s/resourceGroups//providers/x",
+            "/subscriptions/s/resourceGroups/rg/",
+            "/subscriptions/s/resourceGroups/a\\..\\b",
+        ] {
+            let err = request_url(&base, id, "v", &[]).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)), "{id}: {err:?}");
+        }
+        let u = request_url(
+            &base,
+            "/subscriptions/s/resourceGroups/%2e%2e/providers/a b?c#d",
+            "v",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            u.path(),
+            "/subscriptions/s/resourceGroups/%252e%252e/providers/a%20b%3Fc%23d"
+        );
+        assert_eq!(u.query(), Some("api-version=v"));
+        // A base with a query or fragment does not leak them into requests.
+        let odd = Url::parse("http://127.0.0.1:1/arm?x=1#f").unwrap();
+        assert_eq!(
+            request_url(&odd, "/subscriptions/s", "v", &[])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:1/arm/subscriptions/s?api-version=v"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use url::Url;
 
+use super::trust::require_secure;
 use crate::{Error, Result, transport::join_url};
 
 /// Which identity system a login endpoint belongs to.
@@ -33,8 +34,10 @@ pub struct Authority {
 
 impl Authority {
     /// Authority for `tenant` at `login_endpoint`. For AD FS the tenant is always the literal
-    /// `adfs` (AD FS is single-tenant), whatever was configured.
+    /// `adfs` (AD FS is single-tenant), whatever was configured. The client secret goes here, so
+    /// the endpoint must be https (plain http only on loopback).
     pub fn new(login_endpoint: Url, tenant: &str) -> Result<Self> {
+        require_secure("login endpoint", &login_endpoint)?;
         let tenant = match identity_provider(&login_endpoint) {
             IdentityProvider::Adfs => "adfs".to_string(),
             IdentityProvider::AzureAd => {
@@ -112,5 +115,12 @@ mod tests {
             "http://127.0.0.1:7000/aad/t1/oauth2/token"
         );
         assert!(Authority::new(Url::parse("https://login/").unwrap(), " ").is_err());
+    }
+
+    #[test]
+    fn plain_http_authorities_are_refused_off_loopback() {
+        let err =
+            Authority::new(Url::parse("http://adfs.example/adfs/").unwrap(), "t").unwrap_err();
+        assert!(matches!(err, Error::UntrustedEndpoint { .. }), "{err:?}");
     }
 }

@@ -1,4 +1,5 @@
-//! Token cache: one entry per (authority, tenant, client, audience), refreshed before expiry.
+//! Token cache: one entry per (authority, tenant, client, secret digest, audience), refreshed
+//! before expiry.
 
 use std::{
     collections::HashMap,
@@ -8,15 +9,20 @@ use std::{
 
 use azure_core::{credentials::AccessToken, time::OffsetDateTime};
 
-use super::token::is_fresh;
+use super::token::{SecretDigest, is_fresh};
 use crate::Result;
 
-/// Cache key: one token per (authority, tenant, client, audience).
+/// Cache key: one token per (authority, tenant, client, secret digest, audience).
+///
+/// The digest is part of the key so that a token is only ever handed to the credential that
+/// obtained it: another caller with the same ids but a different (wrong, changed or revoked)
+/// secret misses the cache and has to convince the token endpoint itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenKey {
     pub authority: String,
     pub tenant: String,
     pub client_id: String,
+    pub secret: SecretDigest,
     pub audience: String,
 }
 

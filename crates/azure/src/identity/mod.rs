@@ -8,13 +8,16 @@ mod authority;
 mod cache;
 mod metadata;
 mod token;
+mod trust;
 
 pub use authority::{Authority, IdentityProvider, identity_provider};
 pub use cache::{TokenCache, TokenKey};
 pub use metadata::{CloudMetadata, METADATA_API_VERSION, discover, metadata_url, parse_metadata};
 pub use token::{
-    ServicePrincipal, is_fresh, parse_token_response, resource_for_scope, scope_for_resource,
+    SecretDigest, ServicePrincipal, is_fresh, parse_token_response, resource_for_scope,
+    scope_for_resource,
 };
+pub use trust::{EndpointPolicy, is_loopback, require_secure};
 
 use std::sync::Arc;
 
@@ -55,7 +58,8 @@ impl ClientSecretCredential {
         }
     }
 
-    /// Discover the authority from `{arm}/metadata/endpoints` and build a credential for it.
+    /// Discover the authority from `{arm}/metadata/endpoints` and build a credential for it,
+    /// with the default [`EndpointPolicy`] (any https endpoint, http on loopback).
     /// Returns the credential and ARM's audience.
     pub async fn discover(
         http: reqwest::Client,
@@ -63,7 +67,23 @@ impl ClientSecretCredential {
         principal: ServicePrincipal,
         cache: Arc<TokenCache>,
     ) -> Result<(Self, String)> {
+        Self::discover_within(http, arm, principal, cache, &EndpointPolicy::default()).await
+    }
+
+    /// [`Self::discover`], refusing an ARM endpoint or a discovered login endpoint that `policy`
+    /// does not allow, before anything secret is sent.
+    pub async fn discover_within(
+        http: reqwest::Client,
+        arm: &Url,
+        principal: ServicePrincipal,
+        cache: Arc<TokenCache>,
+        policy: &EndpointPolicy,
+    ) -> Result<(Self, String)> {
+        policy.check_arm_endpoint(arm)?;
         let md = discover(&http, arm).await?;
+        // The metadata is the ARM endpoint's word; the secret goes where it points only when
+        // the operator trusts that place too.
+        policy.check_authority(&md.login_endpoint)?;
         let authority = Authority::new(md.login_endpoint.clone(), &principal.tenant)?;
         let audience = md.arm_audience().to_string();
         Ok((
@@ -82,6 +102,7 @@ impl ClientSecretCredential {
             authority: self.authority.login_endpoint().to_string(),
             tenant: self.authority.tenant().to_string(),
             client_id: self.principal.client_id.clone(),
+            secret: self.principal.secret_digest(),
             audience: resource.to_string(),
         };
         self.cache

@@ -7,6 +7,7 @@ use azure_core::{
     time::OffsetDateTime,
 };
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
@@ -16,6 +17,32 @@ pub struct ServicePrincipal {
     pub tenant: String,
     pub client_id: String,
     pub client_secret: Secret,
+}
+
+impl ServicePrincipal {
+    /// SHA-256 of the client secret: identifies the credential in cache keys without holding
+    /// the secret itself.
+    pub fn secret_digest(&self) -> SecretDigest {
+        SecretDigest(Sha256::digest(self.client_secret.secret().as_bytes()).into())
+    }
+}
+
+/// Digest of a client secret. `Debug` shows no bytes: even a digest of a weak secret is a
+/// guessing oracle, so it stays out of logs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretDigest([u8; 32]);
+
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest(..)")
+    }
+}
+
+impl SecretDigest {
+    /// Lower-case hex, for keys that are strings (e.g. the controller's client cache).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// The scope azure_core callers pass for a v1 resource.
@@ -164,5 +191,23 @@ mod tests {
             client_secret: Secret::new("hunter2"),
         };
         assert!(!format!("{sp:?}").contains("hunter2"));
+        let digest = sp.secret_digest();
+        assert!(!format!("{digest:?}").contains(&digest.to_hex()[..8]));
+    }
+
+    #[test]
+    fn secret_digest_tells_secrets_apart() {
+        let sp = |secret: &str| ServicePrincipal {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            client_secret: Secret::new(secret.to_owned()),
+        };
+        assert_eq!(sp("a").secret_digest(), sp("a").secret_digest());
+        assert_ne!(sp("a").secret_digest(), sp("b").secret_digest());
+        // SHA-256("abc"), the FIPS 180-2 test vector.
+        assert_eq!(
+            sp("abc").secret_digest().to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

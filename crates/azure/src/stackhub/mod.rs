@@ -251,6 +251,14 @@ mod tests {
         assert!(snet.ends_with("/virtualNetworks/vnet/subnets/default"));
         assert_eq!(provider_of(&snet).unwrap(), Provider::Network);
         assert!(rg.vm_id("a/b").is_err());
+        for bad in ["..", ".", ""] {
+            let escaped = ResourceGroup {
+                subscription_id: "sub".into(),
+                resource_group: bad.into(),
+            };
+            assert!(escaped.vm_id("vm1").is_err(), "{bad:?}");
+            assert!(rg.vm_id(bad).is_err(), "{bad:?}");
+        }
         assert!(provider_of("/subscriptions/s/resourceGroups/rg").is_err());
     }
 }

@@ -1,58 +1,16 @@
 //! Thin writes: start each planned action once and keep its poller in status.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use edgetrain_api::common::PendingOperation;
-use edgetrain_azure::{
-    arm::Started,
-    stackhub::{VirtualMachine, VmAction},
-};
+use edgetrain_azure::stackhub::{VirtualMachine, VmAction};
 
 use super::{
     attach::AttachTarget,
     decide::{Action, Cleanup},
     desired::Desired,
-    observe::{Clients, min_opt},
+    observe::Clients,
 };
+pub use crate::runtime::operations::Applied;
 use crate::{Error, Result, ssh::KeyPair};
-
-/// What the started actions left running.
-#[derive(Debug, Default)]
-pub struct Applied {
-    pub pending: Vec<PendingOperation>,
-    pub retry_after: Option<Duration>,
-}
-
-pub(crate) fn to_time(now: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(
-            now.timestamp_nanos_opt().unwrap_or_default(),
-        ))
-        .unwrap_or_default(),
-    )
-}
-
-pub(crate) fn record(
-    out: &mut Applied,
-    started: Started,
-    id: &str,
-    action: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    if let Started::Pending { token, retry_after } = started {
-        let poller = serde_json::to_string(&token)
-            .map_err(|e| Error::InvalidSpec(format!("serialising poller: {e}")))?;
-        out.pending.push(PendingOperation {
-            resource_id: id.to_string(),
-            action: action.to_string(),
-            poller,
-            started_at: to_time(now),
-        });
-        out.retry_after = min_opt(out.retry_after, retry_after);
-    }
-    Ok(())
-}
 
 /// Maps an ARM refusal of a VM size to the stalled error the user must act on.
 fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
@@ -86,7 +44,7 @@ pub async fn apply(
                     .put_nsg(&ids.nsg, &desired.nsg)
                     .await
                     .map_err(|e| Error::azure(ctx("PUT NSG", &ids.nsg), e))?;
-                record(&mut out, s, &ids.nsg, "put", now)?;
+                out.record(s, &ids.nsg, "put", now)?;
             }
             Action::PutVnet => {
                 let (Some(id), Some(body)) = (&ids.vnet, &desired.vnet) else {
@@ -96,7 +54,7 @@ pub async fn apply(
                     .put_vnet(id, body)
                     .await
                     .map_err(|e| Error::azure(ctx("PUT vnet", id), e))?;
-                record(&mut out, s, id, "put", now)?;
+                out.record(s, id, "put", now)?;
             }
             Action::PutPublicIp => {
                 let (Some(id), Some(body)) = (&ids.public_ip, &desired.public_ip) else {
@@ -106,14 +64,14 @@ pub async fn apply(
                     .put_public_ip(id, body)
                     .await
                     .map_err(|e| Error::azure(ctx("PUT public IP", id), e))?;
-                record(&mut out, s, id, "put", now)?;
+                out.record(s, id, "put", now)?;
             }
             Action::PutNic => {
                 let s = hub
                     .put_nic(&ids.nic, &desired.nic)
                     .await
                     .map_err(|e| Error::azure(ctx("PUT NIC", &ids.nic), e))?;
-                record(&mut out, s, &ids.nic, "put", now)?;
+                out.record(s, &ids.nic, "put", now)?;
             }
             Action::PutVm => {
                 let mut spec = desired.vm.clone();
@@ -124,7 +82,7 @@ pub async fn apply(
                     .put_vm(&ids.vm, &body)
                     .await
                     .map_err(|e| vm_error(&spec.size, ctx("PUT VM", &ids.vm), e))?;
-                record(&mut out, s, &ids.vm, "put", now)?;
+                out.record(s, &ids.vm, "put", now)?;
             }
             Action::ResizeVm => {
                 let Some(vm) = observed_vm else { continue };
@@ -137,7 +95,7 @@ pub async fn apply(
                     .put_vm(&ids.vm, &body)
                     .await
                     .map_err(|e| vm_error(&desired.vm.size, ctx("resize VM", &ids.vm), e))?;
-                record(&mut out, s, &ids.vm, "resize", now)?;
+                out.record(s, &ids.vm, "resize", now)?;
             }
             Action::StartVm | Action::DeallocateVm => {
                 let (verb, a) = if *action == Action::StartVm {
@@ -149,7 +107,7 @@ pub async fn apply(
                     .vm_action(&ids.vm, a)
                     .await
                     .map_err(|e| Error::azure(ctx(verb, &ids.vm), e))?;
-                record(&mut out, s, &ids.vm, verb, now)?;
+                out.record(s, &ids.vm, verb, now)?;
             }
             Action::AttachCompute { address } => {
                 let s = clients
@@ -163,7 +121,7 @@ pub async fn apply(
                     })
                     .await?;
                 let id = clients.compute.compute_id()?;
-                record(&mut out, s, &id, "attach", now)?;
+                out.record(s, &id, "attach", now)?;
             }
         }
     }

@@ -18,6 +18,7 @@ use edgetrain_azure::{
 };
 
 use super::desired::Desired;
+use crate::runtime::status::ConditionState;
 
 /// A single Azure write the controller starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,10 +87,10 @@ pub struct Input<'a> {
 pub struct Plan {
     pub actions: Vec<Action>,
     pub progress: Progress,
-    /// `VMReady` (status, reason, message).
-    pub vm_ready: (bool, &'static str, String),
-    /// `ComputeAttached` (status, reason, message).
-    pub compute_attached: (bool, &'static str, String),
+    /// `VMReady`.
+    pub vm_ready: ConditionState,
+    /// `ComputeAttached`.
+    pub compute_attached: ConditionState,
     /// Status fields other than conditions (conditions are stamped by the caller).
     pub status: EdgeComputeTargetStatus,
 }
@@ -267,8 +268,8 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     let mut plan = Plan {
         actions: Vec::new(),
         progress: Progress::in_progress("Provisioning", "creating network resources"),
-        vm_ready: (false, "Provisioning", "VM not created yet".into()),
-        compute_attached: (false, "WaitingForVM", "waiting for the VM".into()),
+        vm_ready: ConditionState::unmet("Provisioning", "VM not created yet"),
+        compute_attached: ConditionState::unmet("WaitingForVM", "waiting for the VM"),
         status,
     };
     let manage = input.policy == ReconcilePolicy::Manage;
@@ -375,7 +376,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         } else {
             plan.progress =
                 Progress::stalled("VMNotFound", format!("VM {} does not exist", ids.vm));
-            plan.vm_ready = (false, "VMNotFound", "VM does not exist".into());
+            plan.vm_ready = ConditionState::unmet("VMNotFound", "VM does not exist");
         }
         return plan;
     };
@@ -383,7 +384,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     let vm_busy = is_pending(&observed.pending, &ids.vm)
         || !succeeded(vm.properties.provisioning_state.as_deref());
     if vm_busy {
-        plan.vm_ready = (false, "Provisioning", "VM operation in progress".into());
+        plan.vm_ready = ConditionState::unmet("Provisioning", "VM operation in progress");
         wait(
             &mut plan,
             "ProvisioningVM",
@@ -398,7 +399,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
             vm_size(vm).unwrap_or("?"),
             d.vm.size
         );
-        plan.vm_ready = (false, "Resizing", msg.clone());
+        plan.vm_ready = ConditionState::unmet("Resizing", msg.clone());
         if !manage {
             plan.progress = Progress::stalled("ObservedDrift", msg);
         } else if power == PowerState::Deallocated {
@@ -411,13 +412,12 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         return plan;
     }
     if idle {
-        plan.vm_ready = (
-            false,
+        plan.vm_ready = ConditionState::unmet(
             "Idle",
-            "VM deallocated: no active TrainingRun within idleTimeout".into(),
+            "VM deallocated: no active TrainingRun within idleTimeout",
         );
-        plan.compute_attached.1 = "VMDeallocated";
-        plan.compute_attached.2 = "the VM is deallocated while idle".into();
+        plan.compute_attached =
+            ConditionState::unmet("VMDeallocated", "the VM is deallocated while idle");
         if manage && !matches!(power, PowerState::Deallocated | PowerState::Deallocating) {
             plan.actions.push(Action::DeallocateVm);
         }
@@ -429,7 +429,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         return plan;
     }
     if power != PowerState::Running {
-        plan.vm_ready = (false, "NotRunning", format!("VM power state is {power:?}"));
+        plan.vm_ready = ConditionState::unmet("NotRunning", format!("VM power state is {power:?}"));
         if manage && matches!(power, PowerState::Deallocated | PowerState::Stopped) {
             plan.actions.push(Action::StartVm);
         }
@@ -445,7 +445,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         }
         return plan;
     }
-    plan.vm_ready = (true, "Running", "VM is provisioned and running".into());
+    plan.vm_ready = ConditionState::met("Running", "VM is provisioned and running");
 
     // 4. Azure ML compute at the VM's address.
     let Some(address) = public_ip.or(private_ip) else {
@@ -459,11 +459,11 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     let compute_pending = is_pending(&observed.pending, &input.compute_id);
     match observed.compute.as_ref() {
         _ if compute_pending => {
-            plan.compute_attached = (false, "Attaching", "attach in progress".into());
+            plan.compute_attached = ConditionState::unmet("Attaching", "attach in progress");
             wait(&mut plan, "AttachingCompute", "attach in progress".into());
         }
         None => {
-            plan.compute_attached = (false, "NotAttached", "compute not attached".into());
+            plan.compute_attached = ConditionState::unmet("NotAttached", "compute not attached");
             if manage {
                 plan.actions.push(Action::AttachCompute { address });
                 wait(
@@ -491,8 +491,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
                 .as_deref()
                 .unwrap_or("Unknown");
             if !same_target {
-                plan.compute_attached = (
-                    false,
+                plan.compute_attached = ConditionState::unmet(
                     "AddressChanged",
                     format!("compute does not point at {address}"),
                 );
@@ -507,17 +506,18 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
                     plan.progress = Progress::stalled("ObservedDrift", "compute points elsewhere");
                 }
             } else if state.eq_ignore_ascii_case("Succeeded") {
-                plan.compute_attached = (true, "Succeeded", "attached to Azure ML".into());
+                plan.compute_attached = ConditionState::met("Succeeded", "attached to Azure ML");
                 plan.progress = Progress::ready("Ready", "VM running and attached to Azure ML");
             } else if state.eq_ignore_ascii_case("Failed") {
                 let msg = format!(
                     "Azure ML reports the compute as Failed: {:?}",
                     c.properties.provisioning_errors
                 );
-                plan.compute_attached = (false, "AttachFailed", msg.clone());
+                plan.compute_attached = ConditionState::unmet("AttachFailed", msg.clone());
                 plan.progress = Progress::stalled("AttachFailed", msg);
             } else {
-                plan.compute_attached = (false, "Attaching", format!("compute is {state}"));
+                plan.compute_attached =
+                    ConditionState::unmet("Attaching", format!("compute is {state}"));
                 wait(&mut plan, "AttachingCompute", format!("compute is {state}"));
             }
         }

@@ -1,89 +1,50 @@
 //! Thin reads: pending operations polled once, every resource read once, active TrainingRuns
-//! counted.
+//! counted (from the watch cache).
 
 use std::{sync::Arc, time::Duration};
 
-use edgetrain_api::{TrainingRun, TrainingRunPhase, TrainingRunStatus, common::PendingOperation};
-use edgetrain_azure::{
-    arm::{LroStatus, LroToken},
-    ml::MlApi,
-    stackhub::StackHubApi,
-};
-use kube::{Api, api::ListParams};
+use chrono::{DateTime, Utc};
+use edgetrain_api::{TrainingRunPhase, TrainingRunStatus, common::PendingOperation};
+use edgetrain_azure::{ml::MlApi, stackhub::StackHubApi};
 
 use super::{
     decide::{Observed, Remaining},
     desired::Ids,
 };
-use crate::{Error, Result};
+pub use crate::runtime::operations::min_opt;
+use crate::{
+    Error, Result,
+    runtime::{
+        operations::{self, OperationPoller, Resumed},
+        stores::Stores,
+    },
+};
 
 /// The Azure clients of one target.
 #[derive(Clone)]
 pub struct Clients {
     pub hub: Arc<dyn StackHubApi>,
-    pub vm_access: Arc<dyn crate::context::VmAccess>,
+    pub vm_access: Arc<dyn crate::runtime::factory::VmAccess>,
     pub ml: Arc<dyn MlApi>,
     /// Used to poll Azure ML operations.
     pub compute: Arc<dyn super::attach::ComputeAttacher>,
 }
 
-/// Outcome of polling the operations kept in status.
-#[derive(Debug, Default)]
-pub struct Polled {
-    pub still_pending: Vec<PendingOperation>,
-    /// Human-readable failures (the operation is dropped; the next decision retries).
-    pub failed: Vec<String>,
-    /// Earliest time to look again, from the servers' Retry-After.
-    pub retry_after: Option<Duration>,
-}
-
-fn is_ml(id: &str) -> bool {
-    id.to_ascii_lowercase()
-        .contains("/providers/microsoft.machinelearningservices/")
-}
-
-/// Polls each pending operation once (no waiting in a loop).
-pub async fn poll_pending(clients: &Clients, pending: &[PendingOperation]) -> Result<Polled> {
-    let mut out = Polled::default();
-    for op in pending {
-        let token: LroToken = serde_json::from_str(&op.poller).map_err(|e| {
-            Error::InvalidSpec(format!(
-                "status.pendingOperations poller for {} does not parse: {e}",
-                op.resource_id
-            ))
-        })?;
-        let status = if is_ml(&op.resource_id) {
-            clients.ml.poll(&token).await
-        } else {
-            clients.hub.poll(&token).await
+/// Polls each pending operation once (no waiting in a loop), with the client of the service
+/// that started it: Stack Hub for Compute/Network ids, Azure ML otherwise.
+pub async fn poll_pending(
+    clients: &Clients,
+    pending: &[PendingOperation],
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> Result<Resumed> {
+    let route = |op: &PendingOperation| -> &dyn OperationPoller {
+        match edgetrain_azure::stackhub::provider_of(&op.resource_id) {
+            Ok(_) => &clients.hub,
+            Err(_) => &clients.ml,
         }
-        .map_err(|e| Error::azure(format!("polling {} {}", op.action, op.resource_id), e))?;
-        match status {
-            LroStatus::InProgress { retry_after } => {
-                out.retry_after = min_opt(out.retry_after, retry_after);
-                out.still_pending.push(op.clone());
-            }
-            LroStatus::Succeeded => {}
-            LroStatus::Failed(e) => out.failed.push(format!(
-                "{} of {} failed: {}: {}",
-                op.action,
-                op.resource_id,
-                e.code(),
-                e.error.message
-            )),
-            LroStatus::Canceled => out
-                .failed
-                .push(format!("{} of {} was canceled", op.action, op.resource_id)),
-        }
-    }
-    Ok(out)
-}
-
-pub fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    };
+    operations::resume(pending, route, max_age, now).await
 }
 
 fn read<E>(what: &str, id: &str) -> impl FnOnce(E) -> Error
@@ -189,16 +150,9 @@ pub fn is_active(spec_suspend: bool, status: Option<&TrainingRunStatus>) -> bool
 }
 
 /// Active TrainingRuns in `namespace` whose `computeTargetRef` is `target`.
-pub async fn active_runs(client: &kube::Client, namespace: &str, target: &str) -> Result<usize> {
-    let api: Api<TrainingRun> = Api::namespaced(client.clone(), namespace);
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::kube("listing TrainingRuns", e))?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|r| r.spec.compute_target_ref.name == target)
-        .filter(|r| is_active(r.spec.suspend, r.status.as_ref()))
-        .count())
+pub fn active_runs(stores: &Stores, namespace: &str, target: &str) -> usize {
+    Stores::select(&stores.training_runs, namespace, |r| {
+        r.spec.compute_target_ref.name == target && is_active(r.spec.suspend, r.status.as_ref())
+    })
+    .len()
 }

@@ -1,4 +1,5 @@
-//! Finalizer-first reconcile of EdgeComputeTargets: read, decide, start writes, write status.
+//! One EdgeComputeTarget reconcile, as the runtime calls it: read, decide, start writes, write
+//! status (`apply`); and deletion (`cleanup`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -12,12 +13,8 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
-    runtime::{
-        controller::Action as Requeue,
-        events::{Event, EventType},
-        finalizer::{Event as Finalizer, finalizer},
-    },
+    api::PostParams,
+    runtime::{controller::Action as Requeue, events::EventType},
 };
 use tracing::{info, instrument, warn};
 
@@ -31,13 +28,17 @@ use super::{
 };
 use crate::{
     Error, Result,
-    context::{Context, Credentials},
-    error::{Handling, retry_delay},
+    context::Context,
+    runtime::{
+        Reconciler, events,
+        operations::min_opt,
+        secrets::secret_value,
+        spec::{deletion_policy, parse_duration, reconcile_policy},
+        status::write_status,
+    },
     ssh::{self, KeyPair},
 };
 
-pub const FINALIZER: &str = "edgetrain.dev/cleanup";
-pub const FIELD_MANAGER: &str = "edgetrain-controller";
 pub const KIND: &str = "EdgeComputeTarget";
 pub const VM_READY: &str = "VMReady";
 pub const COMPUTE_ATTACHED: &str = "ComputeAttached";
@@ -45,57 +46,9 @@ pub const COMPUTE_ATTACHED: &str = "ComputeAttached";
 /// While something is in flight, look again at least this often.
 const PROGRESS_POLL: Duration = Duration::from_secs(5);
 
-#[instrument(skip(ect, ctx), fields(namespace = ect.namespace().unwrap_or_default(), name = %ect.name_any()))]
-pub async fn reconcile(ect: Arc<EdgeComputeTarget>, ctx: Arc<Context>) -> Result<Requeue> {
-    ctx.metrics
-        .reconciles
-        .get_or_create(&crate::metrics::Metrics::kind(KIND))
-        .inc();
-    let timer = std::time::Instant::now();
-    let ns = ect.namespace().unwrap_or_default();
-    let api: Api<EdgeComputeTarget> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, ect.clone(), |event| async {
-        match event {
-            Finalizer::Apply(ect) => apply_with_status(&ect, &ctx).await,
-            Finalizer::Cleanup(ect) => cleanup(&ect, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics
-        .duration
-        .get_or_create(&crate::metrics::Metrics::kind(KIND))
-        .observe(timer.elapsed().as_secs_f64());
-    let key = format!("{ns}/{}", ect.name_any());
-    if result.is_ok() {
-        ctx.failures.lock().expect("lock").remove(&key);
-    }
-    result
-}
-
-/// Requeue policy for failures: stalled errors wait for a change, the rest back off.
-pub fn error_policy(ect: Arc<EdgeComputeTarget>, err: &Error, ctx: Arc<Context>) -> Requeue {
-    let label = err.metric_label();
-    if label != "cleanup_pending" {
-        ctx.metrics.error(KIND, label);
-    }
-    let key = format!("{}/{}", ect.namespace().unwrap_or_default(), ect.name_any());
-    let failures = {
-        let mut f = ctx.failures.lock().expect("lock");
-        let n = f.entry(key).or_insert(0);
-        *n += 1;
-        *n
-    };
-    match err.handling() {
-        Handling::AwaitChange => Requeue::await_change(),
-        Handling::Retry(Some(d)) if label == "cleanup_pending" => Requeue::requeue(d),
-        Handling::Retry(after) => Requeue::requeue(retry_delay(after, failures)),
-    }
-}
-
-fn reference(ect: &EdgeComputeTarget) -> k8s_openapi::api::core::v1::ObjectReference {
-    ect.object_ref(&())
-}
+/// A stored operation older than this is dropped and the resource read afresh: no Stack Hub or
+/// Azure ML operation this controller starts runs that long.
+const OPERATION_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
 
 async fn event(
     ctx: &Context,
@@ -104,95 +57,21 @@ async fn event(
     reason: &str,
     note: String,
 ) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &reference(ect)).await {
-        warn!(error = %e, "could not publish event");
-    }
-}
-
-/// Runs the apply branch; a failure that needs the user's attention becomes `Stalled` in
-/// status; every failure becomes a Warning event.
-async fn apply_with_status(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
-    match apply_branch(ect, ctx).await {
-        Ok(a) => Ok(a),
-        Err(e) => {
-            if e.is_stalled() {
-                let mut status = ect.status.clone().unwrap_or_default();
-                let changed = conditions::apply_progress(
-                    &mut status.conditions,
-                    &Progress::stalled(e.reason(), e.to_string()),
-                    ect.metadata.generation,
-                    Timestamp::now(),
-                );
-                if changed {
-                    status.observed_generation = ect.metadata.generation;
-                    write_status(ctx, ect, &status).await?;
-                }
-            }
-            if !matches!(e, Error::CleanupPending(_)) {
-                event(ctx, ect, EventType::Warning, e.reason(), e.to_string()).await;
-            }
-            Err(e)
-        }
-    }
-}
-
-fn secret_value(secret: &Secret, ns: &str, name: &str, key: &str) -> Result<String> {
-    let invalid = |reason: String| Error::SecretInvalid {
-        namespace: ns.to_string(),
-        name: name.to_string(),
-        reason,
-    };
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .ok_or_else(|| invalid(format!("key {key:?} is missing")))?;
-    let text = String::from_utf8(bytes.0.clone())
-        .map_err(|_| invalid(format!("key {key:?} is not UTF-8")))?;
-    let text = text.trim().to_string();
-    if text.is_empty() {
-        return Err(invalid(format!("key {key:?} is empty")));
-    }
-    Ok(text)
-}
-
-/// A service principal from a Secret with keys `tenantId`, `clientId`, `clientSecret`.
-pub async fn credentials(ctx: &Context, ns: &str, name: &str) -> Result<Credentials> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = api
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?
-        .ok_or_else(|| Error::SecretNotFound {
-            namespace: ns.to_string(),
-            name: name.to_string(),
-        })?;
-    Ok(Credentials {
-        tenant: secret_value(&secret, ns, name, "tenantId")?,
-        client_id: secret_value(&secret, ns, name, "clientId")?,
-        client_secret: azure_core::credentials::Secret::new(secret_value(
-            &secret,
-            ns,
-            name,
-            "clientSecret",
-        )?),
-    })
+    events::publish(&ctx.recorder, ect, type_, reason, note).await;
 }
 
 async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     let ns = ect.namespace().unwrap_or_default();
     let spec = &ect.spec;
-    let hub_creds = credentials(ctx, &ns, &spec.stack_hub.credentials_secret_ref.name).await?;
-    let ml_creds = credentials(ctx, &ns, &spec.azure_ml.credentials_secret_ref.name).await?;
+    let hub_creds = ctx
+        .credentials(&ns, &spec.stack_hub.credentials_secret_ref.name)
+        .await?;
+    let ml_creds = ctx
+        .credentials(&ns, &spec.azure_ml.credentials_secret_ref.name)
+        .await?;
     let hub = ctx
-        .azure
+        .factories
+        .stack_hub
         .stack_hub(
             &spec.stack_hub.arm_endpoint,
             spec.stack_hub.api_profile,
@@ -205,7 +84,8 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
         name: spec.azure_ml.workspace.clone(),
     };
     let ml = ctx
-        .azure
+        .factories
+        .ml
         .azure_ml(&spec.azure_ml.arm_endpoint, workspace.clone(), &ml_creds)
         .await?;
     Ok(Clients {
@@ -231,12 +111,12 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     let name = ssh_secret_name(ect);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let read = |s: &Secret| -> Result<KeyPair> {
-        KeyPair::from_openssh(&secret_value(s, &ns, &name, ssh::PRIVATE_KEY)?)
+        KeyPair::from_openssh(&secret_value(s, ssh::PRIVATE_KEY)?)
     };
-    if let Some(s) = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?
+    if let Some(s) = ctx
+        .secrets
+        .get(&ctx.client, &ctx.stores, &ns, &name)
+        .await?
     {
         return read(&s).map(Some);
     }
@@ -287,27 +167,10 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     }
 }
 
-/// Go-style duration (`90s`, `5m`, `1h30m`, `2h`), parsed by kube's `metav1.Duration`
-/// implementation so every unit the CRD's `format: duration` admits is understood.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || Error::InvalidSpec(format!("{s:?} is not a duration like 30m or 1h30m"));
-    // Go rejects the empty string; kube's parser reads it as zero.
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
-    s.parse::<kube::core::Duration>()
-        .map(Duration::from)
-        .map_err(|_| bad())
-}
-
-fn policy(ect: &EdgeComputeTarget) -> Result<ReconcilePolicy> {
-    ReconcilePolicy::from_annotations(ect.metadata.annotations.as_ref())
-        .map_err(|e| Error::InvalidSpec(e.to_string()))
-}
-
-async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
-    let policy = policy(ect)?;
+/// Reads, decides, starts the writes the plan names, writes status.
+#[instrument(skip(ect, ctx), fields(namespace = ect.namespace().unwrap_or_default(), name = %ect.name_any()))]
+pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
+    let policy = reconcile_policy(ect)?;
     if policy == ReconcilePolicy::Skip {
         info!("reconcile-policy skip: paused");
         return Ok(Requeue::await_change());
@@ -323,12 +186,16 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
     let desired: Desired =
         desired::desired(ect, key.as_ref().map_or("", |k| k.public_openssh.as_str()))?;
     let old = ect.status.clone().unwrap_or_default();
-    let polled = observe::poll_pending(&clients, &old.pending_operations).await?;
+    let now = ctx.clock.now();
+    let polled =
+        observe::poll_pending(&clients, &old.pending_operations, OPERATION_MAX_AGE, now).await?;
+    for (op, why) in &polled.expired {
+        warn!(resource = %op.resource_id, action = %op.action, ?why, "dropped a stored operation; reading the resource afresh");
+    }
     let mut observed = observe::observe(&clients, &desired.ids).await?;
     observed.pending = polled.still_pending.clone();
     let ns = ect.namespace().unwrap_or_default();
-    observed.active_runs = observe::active_runs(&ctx.client, &ns, &ect.name_any()).await?;
-    let now = ctx.clock.now();
+    observed.active_runs = observe::active_runs(&ctx.stores, &ns, &ect.name_any());
     let compute_id = clients.compute.compute_id()?;
     let input = Input {
         generation: ect.metadata.generation,
@@ -366,7 +233,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
             }
         };
         status.pending_operations.extend(applied.pending);
-        retry_after = observe::min_opt(retry_after, applied.retry_after);
+        retry_after = min_opt(retry_after, applied.retry_after);
         let names: Vec<String> = plan.actions.iter().map(|a| format!("{a:?}")).collect();
         info!(actions = ?names, "started Azure operations");
         event(
@@ -384,11 +251,14 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
     if policy == ReconcilePolicy::Manage {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
         let name = ssh_secret_name(ect);
-        let secret = secrets
-            .get_opt(&name)
-            .await
-            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        let secret = ctx
+            .secrets
+            .get(&ctx.client, &ctx.stores, &ns, &name)
+            .await?;
         if let Some(secret) = secret {
+            let secret = Secret::clone(&secret);
+            // Rotation rewrites the Secret: read it afresh next time.
+            ctx.secrets.forget(&ns, &name);
             let settled = plan.actions.is_empty()
                 && status.pending_operations.is_empty()
                 && matches!(plan.progress, Progress::Ready { .. });
@@ -427,7 +297,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
                     )
                     .await;
                     status.pending_operations.extend(advanced.applied.pending);
-                    retry_after = observe::min_opt(retry_after, advanced.applied.retry_after);
+                    retry_after = min_opt(retry_after, advanced.applied.retry_after);
                     promoted = advanced.promoted;
                     rotating = true;
                 }
@@ -455,17 +325,23 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
         return Err(Error::OperationFailed {
             action: "operation".into(),
             resource_id: ect.name_any(),
-            message: polled.failed.join("; "),
+            message: polled
+                .failed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         });
     }
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
         Requeue::requeue(retry_after.unwrap_or(PROGRESS_POLL).min(PROGRESS_POLL * 6))
-    } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.1 != "Idle" {
+    } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.reason != "Idle"
+    {
         // Waiting on Azure-side state (provisioning, attach) without an operation to poll.
         Requeue::requeue(PROGRESS_POLL)
     } else {
-        Requeue::requeue(ctx.resync)
+        Requeue::requeue(EdgeComputeTarget::settings(&ctx.settings).resync)
     })
 }
 
@@ -506,16 +382,10 @@ async fn write_status_for(
                 .and_then(|r| r.token.clone());
         }
     }
-    let (ok, reason, msg) = &plan.vm_ready;
-    conditions::set_condition(
-        &mut status.conditions,
-        conditions::condition(VM_READY, *ok, reason, msg, generation, now),
-    );
-    let (ok, reason, msg) = &plan.compute_attached;
-    conditions::set_condition(
-        &mut status.conditions,
-        conditions::condition(COMPUTE_ATTACHED, *ok, reason, msg, generation, now),
-    );
+    plan.vm_ready
+        .set(&mut status.conditions, VM_READY, generation, now);
+    plan.compute_attached
+        .set(&mut status.conditions, COMPUTE_ATTACHED, generation, now);
     conditions::apply_progress(&mut status.conditions, &plan.progress, generation, now);
     status.observed_generation = generation;
     let was_ready = conditions::is_true_for(&old.conditions, conditions::READY, generation);
@@ -524,7 +394,7 @@ async fn write_status_for(
     let new_ready =
         conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.clone());
     if &status != old {
-        write_status(ctx, ect, &status).await?;
+        write_status(&ctx.client, ect, &status).await?;
     }
     if old_ready != new_ready {
         let (type_, note) = match &plan.progress {
@@ -544,37 +414,15 @@ async fn write_status_for(
     Ok(is_ready && !was_ready)
 }
 
-/// Server-side apply of the whole status under one field manager.
-async fn write_status(
-    ctx: &Context,
-    ect: &EdgeComputeTarget,
-    status: &EdgeComputeTargetStatus,
-) -> Result<()> {
-    let api: Api<EdgeComputeTarget> =
-        Api::namespaced(ctx.client.clone(), &ect.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": EdgeComputeTarget::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &ect.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::kube("writing status", e))?;
-    Ok(())
-}
-
 /// Deletion. `Retain`, `observe` and `skip` leave Azure untouched; `Delete` removes what the
 /// operator created and keeps the finalizer until every resource reads 404.
-async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
-    let deletion = ect
-        .spec
-        .deletion_policy
-        .unwrap_or(ctx.default_deletion_policy);
-    let policy = policy(ect).unwrap_or(ReconcilePolicy::Skip);
+pub async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
+    let deletion = deletion_policy(
+        ect.spec.deletion_policy,
+        EdgeComputeTarget::settings(&ctx.settings).default_deletion_policy,
+    );
+    // An unreadable policy annotation must not block deletion: treat it as hands-off.
+    let policy = reconcile_policy(ect).unwrap_or(ReconcilePolicy::Skip);
     if deletion == DeletionPolicy::Retain || policy != ReconcilePolicy::Manage {
         info!(?deletion, ?policy, "deleting without touching Azure");
         event(
@@ -587,57 +435,27 @@ async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         .await;
         return Ok(Requeue::await_change());
     }
-    let result = async {
-        let clients = clients(ctx, ect).await?;
-        let ids = desired::desired(ect, "")?.ids;
-        let remaining = observe::remaining(&clients, &ids).await?;
-        let step = decide_cleanup(&ids, &remaining);
-        match &step {
-            Cleanup::Done => {
-                event(
-                    ctx,
-                    ect,
-                    EventType::Normal,
-                    "Deleted",
-                    "Azure resources deleted".into(),
-                )
-                .await;
-                Ok(Requeue::await_change())
-            }
-            Cleanup::Wait(what) => Err(Error::CleanupPending(what.clone())),
-            step => {
-                apply::cleanup(&clients, step).await?;
-                event(ctx, ect, EventType::Normal, "Deleting", format!("{step:?}")).await;
-                Err(Error::CleanupPending(format!("{step:?}")))
-            }
+    let clients = clients(ctx, ect).await?;
+    let ids = desired::desired(ect, "")?.ids;
+    let remaining = observe::remaining(&clients, &ids).await?;
+    let step = decide_cleanup(&ids, &remaining);
+    match &step {
+        Cleanup::Done => {
+            event(
+                ctx,
+                ect,
+                EventType::Normal,
+                "Deleted",
+                "Azure resources deleted".into(),
+            )
+            .await;
+            Ok(Requeue::await_change())
         }
-    }
-    .await;
-    if let Err(e) = &result
-        && !matches!(e, Error::CleanupPending(_))
-    {
-        event(ctx, ect, EventType::Warning, e.reason(), e.to_string()).await;
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        // Units the CRD pattern admits must parse too.
-        assert_eq!(
-            parse_duration("1500us").unwrap(),
-            Duration::from_micros(1500)
-        );
-        for bad in ["", "5", "m", "5d", "1h5"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+        Cleanup::Wait(what) => Err(Error::CleanupPending(what.clone())),
+        step => {
+            apply::cleanup(&clients, step).await?;
+            event(ctx, ect, EventType::Normal, "Deleting", format!("{step:?}")).await;
+            Err(Error::CleanupPending(format!("{step:?}")))
         }
     }
 }

@@ -10,15 +10,10 @@ use edgetrain_api::{EdgeComputeTargetStatus, edge_compute_target::SshKeyRotation
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Api, api::PostParams};
 
-use super::{
-    apply::{Applied, record},
-    attach::AttachTarget,
-    desired::Desired,
-    observe::Clients,
-};
+use super::{apply::Applied, attach::AttachTarget, desired::Desired, observe::Clients};
 use crate::{
     Error, Result,
-    context::VM_ACCESS_EXTENSION,
+    runtime::factory::VM_ACCESS_EXTENSION,
     ssh::{self, KeyPair},
 };
 
@@ -187,7 +182,7 @@ pub async fn advance(
             } else {
                 "add-ssh-key"
             };
-            record(&mut out.applied, started, &ext_id, action, now)?;
+            out.applied.record(started, &ext_id, action, now)?;
             set_stage(
                 &mut secret,
                 Some(if prune { "pruned" } else { "installed" }),
@@ -207,7 +202,7 @@ pub async fn advance(
                 })
                 .await?;
             let id = clients.compute.compute_id()?;
-            record(&mut out.applied, started, &id, "attach", now)?;
+            out.applied.record(started, &id, "attach", now)?;
             set_stage(&mut secret, Some("attached"));
             save(api, &secret).await?;
         }

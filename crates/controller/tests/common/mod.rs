@@ -139,7 +139,7 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         leader: None,
         instance: "test".into(),
         metrics,
-        azure: None,
+        factories: None,
         clock: None,
     }
 }

@@ -1,0 +1,168 @@
+//! Per-object failure bookkeeping: consecutive failures for backoff, and the stall gate that
+//! keeps a Stalled object from touching Azure until something it depends on changes.
+
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Mutex,
+    time::Duration,
+};
+
+use kube::{Resource, ResourceExt};
+
+/// Identifies one object across kinds (two kinds may hold objects with the same name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Self {
+        Self {
+            kind: K::kind(&()).into_owned(),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+        }
+    }
+}
+
+/// Consecutive failures per object.
+#[derive(Default)]
+pub struct Failures(Mutex<HashMap<ObjectKey, u32>>);
+
+impl Failures {
+    /// Counts one more failure; returns the count (1 for the first).
+    pub fn bump(&self, key: &ObjectKey) -> u32 {
+        let mut f = self.0.lock().expect("lock");
+        let n = f.entry(key.clone()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    pub fn reset(&self, key: &ObjectKey) {
+        self.0.lock().expect("lock").remove(key);
+    }
+}
+
+/// Exponential backoff with full jitter, for transient errors without a Retry-After.
+/// `failures` counts consecutive failures of one object (1 for the first).
+pub fn backoff(failures: u32, base: Duration, cap: Duration) -> Duration {
+    let policy = edgetrain_azure::arm::RetryPolicy {
+        base_delay: base,
+        max_delay: cap,
+        ..Default::default()
+    };
+    policy.jittered_backoff(failures, fastrand::f64())
+}
+
+/// The requeue delay for a retryable error: the server's Retry-After if it gave one (never
+/// earlier), else the backoff.
+pub fn retry_delay(retry_after: Option<Duration>, failures: u32) -> Duration {
+    match retry_after {
+        Some(ra) => ra.max(Duration::from_millis(100)),
+        None => backoff(failures, Duration::from_secs(1), Duration::from_secs(300)),
+    }
+}
+
+/// What a Stalled object waits for: its spec and annotations, and the versions of the Secrets
+/// it references (absent ones included, so creating a missing Secret counts as a change).
+pub fn inputs_fingerprint<K: Resource>(
+    obj: &K,
+    secret_versions: &[(String, Option<String>)],
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    obj.meta().generation.hash(&mut h);
+    obj.meta().annotations.hash(&mut h);
+    secret_versions.hash(&mut h);
+    h.finish()
+}
+
+/// Objects whose last attempt stalled, with the fingerprint of the inputs it stalled on.
+/// In memory only: after a restart a Stalled object is tried once more, then stalls again.
+#[derive(Default)]
+pub struct StallGate(Mutex<HashMap<ObjectKey, u64>>);
+
+impl StallGate {
+    pub fn stall(&self, key: &ObjectKey, fingerprint: u64) {
+        self.0
+            .lock()
+            .expect("lock")
+            .insert(key.clone(), fingerprint);
+    }
+
+    /// True while the object is stalled on exactly these inputs.
+    pub fn holds(&self, key: &ObjectKey, fingerprint: u64) -> bool {
+        self.0.lock().expect("lock").get(key) == Some(&fingerprint)
+    }
+
+    pub fn clear(&self, key: &ObjectKey) {
+        self.0.lock().expect("lock").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+    fn meta<K: Resource<DynamicType = ()> + Default>(name: &str, generation: i64) -> K {
+        let mut k = K::default();
+        k.meta_mut().name = Some(name.into());
+        k.meta_mut().namespace = Some("ns".into());
+        k.meta_mut().generation = Some(generation);
+        k
+    }
+
+    #[test]
+    fn keys_differ_by_kind() {
+        let a = ObjectKey::of(&meta::<ConfigMap>("x", 1));
+        let b = ObjectKey::of(&meta::<Secret>("x", 1));
+        assert_ne!(a, b);
+        let f = Failures::default();
+        assert_eq!(f.bump(&a), 1);
+        assert_eq!(f.bump(&a), 2);
+        assert_eq!(f.bump(&b), 1, "another kind's object counts separately");
+        f.reset(&a);
+        assert_eq!(f.bump(&a), 1);
+    }
+
+    #[test]
+    fn the_gate_opens_on_a_spec_or_secret_change() {
+        let obj = meta::<ConfigMap>("x", 1);
+        let key = ObjectKey::of(&obj);
+        let secrets = vec![("sp".to_string(), Some("10".to_string()))];
+        let gate = StallGate::default();
+        gate.stall(&key, inputs_fingerprint(&obj, &secrets));
+        assert!(gate.holds(&key, inputs_fingerprint(&obj, &secrets)));
+        let rotated = vec![("sp".to_string(), Some("11".to_string()))];
+        assert!(!gate.holds(&key, inputs_fingerprint(&obj, &rotated)));
+        let deleted = vec![("sp".to_string(), None)];
+        assert!(!gate.holds(&key, inputs_fingerprint(&obj, &deleted)));
+        let edited = meta::<ConfigMap>("x", 2);
+        assert!(!gate.holds(&key, inputs_fingerprint(&edited, &secrets)));
+        gate.clear(&key);
+        assert!(!gate.holds(&key, inputs_fingerprint(&obj, &secrets)));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cap = Duration::from_secs(10);
+        for _ in 0..50 {
+            let d1 = backoff(1, Duration::from_secs(1), cap);
+            assert!(d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1));
+            let d10 = backoff(10, Duration::from_secs(1), cap);
+            assert!(d10 >= Duration::from_secs(5) && d10 <= cap, "{d10:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_over_backoff() {
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(7)), 1),
+            Duration::from_secs(7)
+        );
+        assert!(retry_delay(None, 1) <= Duration::from_secs(1));
+    }
+}
