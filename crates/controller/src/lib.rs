@@ -14,6 +14,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ModelRelease, TrainingRun};
 pub use error::{Error, Handling, Result};
+use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource,
@@ -170,13 +171,14 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
             wiring.stores(),
         ));
         // Controllers subscribe to the shared watches before these start.
-        let ects = controller::run::<EdgeComputeTarget>(&wiring, ctx.clone());
+        // One line per kind; each subscribes to the shared watches it needs.
+        let kinds = vec![controller::run::<EdgeComputeTarget>(&wiring, ctx.clone()).boxed()];
         let watches = wiring.start(&config.client, scope.as_deref());
         async move {
             let controllers = async {
                 // Decisions read neighbours from the caches: never act on a partial list.
                 if ctx.stores.wait_until_ready().await.is_ok() {
-                    ects.await;
+                    futures::future::join_all(kinds).await;
                 }
             };
             tokio::select! {

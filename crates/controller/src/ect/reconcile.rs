@@ -192,7 +192,10 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     for (op, why) in &polled.expired {
         warn!(resource = %op.resource_id, action = %op.action, ?why, "dropped a stored operation; reading the resource afresh");
     }
-    let mut observed = observe::observe(&clients, &desired.ids).await?;
+    // Until a VM was seen, reads stop where provisioning has got to.
+    let fresh = old.vm_resource_id.is_none();
+    let mut observed =
+        observe::observe(&clients, &desired.ids, &polled.still_pending, fresh).await?;
     observed.pending = polled.still_pending.clone();
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.stores, &ns, &ect.name_any());
@@ -336,7 +339,8 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
         Requeue::requeue(retry_after.unwrap_or(PROGRESS_POLL).min(PROGRESS_POLL * 6))
-    } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.reason != "Idle"
+    } else if matches!(plan.progress, Progress::InProgress { .. })
+        && plan.vm_ready.reason != decide::IDLE
     {
         // Waiting on Azure-side state (provisioning, attach) without an operation to poll.
         Requeue::requeue(PROGRESS_POLL)
@@ -394,7 +398,7 @@ async fn write_status_for(
     let new_ready =
         conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.clone());
     if &status != old {
-        write_status(&ctx.client, ect, &status).await?;
+        write_status(ctx, ect, &status).await?;
     }
     if old_ready != new_ready {
         let (type_, note) = match &plan.progress {
