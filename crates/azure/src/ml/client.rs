@@ -89,6 +89,12 @@ pub trait MlApi: Send + Sync {
     /// `Workspaces_Get`: region and `mlFlowTrackingUri`.
     async fn get_workspace(&self) -> Result<Option<WorkspaceResource>>;
     async fn get_datastore(&self, name: &str) -> Result<Option<Resource<Datastore>>>;
+
+    /// The HTTP client for the data-plane requests Azure ML hands out (upload SAS URLs,
+    /// datastores).
+    fn http(&self) -> reqwest::Client;
+    /// The workspace's MLflow tracking API (same credential) at its `mlFlowTrackingUri`.
+    fn mlflow(&self, tracking_uri: &str) -> Result<std::sync::Arc<dyn super::MlflowApi>>;
 }
 
 /// [`MlApi`] over an [`ArmClient`] pointed at public ARM.
@@ -312,5 +318,16 @@ impl MlApi for MlClient {
 
     async fn get_datastore(&self, name: &str) -> Result<Option<Resource<Datastore>>> {
         self.get(&self.workspace.datastore_id(name)?).await
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.arm.http().clone()
+    }
+
+    fn mlflow(&self, tracking_uri: &str) -> Result<std::sync::Arc<dyn super::MlflowApi>> {
+        Ok(std::sync::Arc::new(super::MlflowClient::new(
+            &self.arm,
+            tracking_uri,
+        )?))
     }
 }

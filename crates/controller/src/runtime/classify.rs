@@ -181,7 +181,9 @@ pub fn classify(e: &AzureError) -> Fault {
         },
         AzureError::Decode { .. } => transient(UNEXPECTED_RESPONSE, None),
         AzureError::Url { .. } | AzureError::InvalidInput(_) => permanent(INVALID_ENDPOINT),
-        AzureError::ForeignPollUrl { .. } => permanent(INVALID_ENDPOINT),
+        AzureError::ForeignPollUrl { .. } | AzureError::UntrustedEndpoint { .. } => {
+            permanent(INVALID_ENDPOINT)
+        }
         AzureError::ClientSetup(_) | AzureError::Io { .. } => {
             transient(Reason::new("ClientSetupFailed"), None)
         }
