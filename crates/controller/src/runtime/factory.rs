@@ -90,12 +90,21 @@ pub struct Factories {
 impl Factories {
     /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
     pub fn real(metrics: &Metrics, http: HttpConfig) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(metrics, http)?);
-        Ok(Self {
+        edgetrain_azure::transport::install_crypto_provider();
+        let http = http
+            .build()
+            .map_err(|e| Error::azure("building the HTTP client", e))?;
+        Ok(Self::over(metrics, http))
+    }
+
+    /// The real clients over a prepared HTTP client (tests add name-resolution overrides).
+    pub fn over(metrics: &Metrics, http: reqwest::Client) -> Self {
+        let clients = Arc::new(AzureClients::from_client(metrics, http));
+        Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
             blob: clients,
-        })
+        }
     }
 }
 
@@ -170,14 +179,18 @@ impl AzureClients {
         let http = http
             .build()
             .map_err(|e| Error::azure("building the HTTP client", e))?;
-        Ok(Self {
+        Ok(Self::from_client(metrics, http))
+    }
+
+    pub fn from_client(metrics: &Metrics, http: reqwest::Client) -> Self {
+        Self {
             http,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
             limiter: Arc::new(RateLimiter::default()),
             metrics: metrics.azure.clone(),
             stack_hub: Mutex::default(),
             ml: Mutex::default(),
-        })
+        }
     }
 
     fn url(endpoint: &str) -> Result<url::Url> {

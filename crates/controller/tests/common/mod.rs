@@ -70,12 +70,17 @@ pub fn crds_dir() -> std::path::PathBuf {
 }
 
 pub async fn world(lro_ms: u64) -> World {
+    world_with(lro_ms, false).await
+}
+
+/// `azurite`: real blob storage (Stack Hub data, datastores), needed for jobs to run.
+pub async fn world_with(lro_ms: u64, azurite: bool) -> World {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let sim = AzureSim::start(edgetrain_sandbox_azure::Config {
         state_dir: dir.path().to_owned(),
         tenant_id: TENANT.into(),
-        azurite: false,
+        azurite,
         service_principals: vec![
             ServicePrincipal {
                 tenant: TENANT.into(),

@@ -1,0 +1,275 @@
+//! TrainingRun against the sandbox: in-process Kubernetes API server, the Azure simulator with
+//! Azurite as Stack Hub storage and the Azure ML datastore, jobs run as real Python
+//! (examples/training/train.py: scikit-learn → ONNX, metrics logged with the mlflow client).
+//! Needs `azurite-blob` and a python3 with examples/training/requirements.txt on PATH (`make
+//! tools`; the Makefile sets PATH).
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::*;
+use edgetrain_api::{TrainingRun, TrainingRunPhase};
+use edgetrain_controller::{
+    metrics::Metrics,
+    runtime::factory::{Factories, http_config_from_env},
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use kube::{Api, api::PostParams};
+use serde_json::json;
+
+const TRAIN_PY: &str = include_str!("../../../examples/training/train.py");
+
+/// A small, learnable churn data set: two CSV files under `churn/`.
+fn csv(seed: u64, rows: usize) -> Vec<u8> {
+    let mut out = String::from("tenure,monthly,support_calls,churned\n");
+    let mut x = seed;
+    for _ in 0..rows {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let tenure = (x >> 33) % 60;
+        let monthly = 20 + (x >> 40) % 80;
+        let calls = (x >> 50) % 6;
+        let churned = u8::from(tenure < 12 && calls >= 2);
+        out.push_str(&format!("{tenure},{monthly},{calls},{churned}\n"));
+    }
+    out.into_bytes()
+}
+
+async fn setup(w: &World, code: &str) -> String {
+    let storage = w.sim.storage_endpoints().expect("azurite");
+    for (name, seed) in [("churn/part-1.csv", 1), ("churn/part-2.csv", 2)] {
+        w.sim
+            .seed_blob(
+                &storage.stack_hub_account,
+                "telemetry",
+                name,
+                csv(seed, 200),
+            )
+            .await
+            .unwrap();
+    }
+    let secrets: Api<KubeSecret> = Api::namespaced(w.client.clone(), &w.ns);
+    let s: KubeSecret = serde_json::from_value(json!({
+        "metadata": {"name": "storage"},
+        "stringData": {"accountName": storage.stack_hub_account, "accountKey": storage.stack_hub_key.expose()}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "churn-code"}, "data": {"train.py": code}
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    storage.path_style(&storage.stack_hub_account)
+}
+
+async fn create_training_run(w: &World, name: &str, endpoint: &str, extra: serde_json::Value) {
+    let runs: Api<TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    let mut spec = json!({
+        "computeTargetRef": {"name": "edge"},
+        "experimentName": "churn",
+        "code": {"configMapRef": {"name": "churn-code"}},
+        "environment": {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"},
+        "command": "python3 train.py --data \"${{inputs.training_data}}\" --model ${{outputs.model}}",
+        "data": {"endpoint": endpoint, "container": "telemetry", "prefix": "churn/",
+                 "credentialsSecretRef": {"name": "storage"}},
+        "activeDeadlineSeconds": 3600
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let run: TrainingRun = serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+}
+
+async fn run_status(w: &World, name: &str) -> Option<TrainingRun> {
+    let runs: Api<TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    runs.get_opt(name).await.unwrap()
+}
+
+/// Waits for one of `phases`; on timeout, fails with the run's last status and the log tail.
+async fn wait_phase(w: &World, name: &str, phases: &[TrainingRunPhase], secs: u64) -> TrainingRun {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = run_status(w, name).await;
+        if let Some(r) = &r
+            && r.status.as_ref().is_some_and(|s| phases.contains(&s.phase))
+        {
+            return r.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            let logs = logs().text();
+            let tail: String = logs
+                .lines()
+                .filter(|l| {
+                    l.contains("training") || l.contains("TrainingRun") || l.contains("WARN")
+                })
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "timed out waiting for {name} in {phases:?}; status: {:#?}\nlog:\n{tail}",
+                r.and_then(|r| r.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ready_condition(r: &TrainingRun) -> (String, String, String) {
+    let c = edgetrain_api::conditions::find(&r.status.as_ref().unwrap().conditions, "Ready")
+        .expect("Ready condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+async fn start(w: &World) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+    let metrics = Metrics::default();
+    let mut cfg = config(w, Duration::from_secs(300), metrics.clone());
+    let storage = w.sim.storage_endpoints().unwrap();
+    let mut http = http_config_from_env();
+    http.extra_ca_bundle = Some(storage.ca_pem_path.clone());
+    // Azure ML hands out host-style `{account}.blob.localhost` URLs; the test resolves them to
+    // loopback (configuration of this test's client, not operator code).
+    let loopback: std::net::SocketAddr = ([127, 0, 0, 1], storage.port).into();
+    let client = http
+        .builder()
+        .unwrap()
+        .resolve(
+            &format!("{}.blob.localhost", storage.datastore_account),
+            loopback,
+        )
+        .resolve(
+            &format!("{}.blob.localhost", storage.stack_hub_account),
+            loopback,
+        )
+        .build()
+        .unwrap();
+    cfg.factories = Some(Factories::over(&metrics, client));
+    let handle = spawn(cfg);
+    create(w, ect_json(w, "edge", json!({}))).await;
+    wait_ready(w, "edge", 60).await;
+    handle
+}
+
+fn jobs_of(w: &World) -> Vec<String> {
+    w.sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type == "Microsoft.MachineLearningServices/workspaces/jobs")
+        .map(|i| i.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn example_training_run_succeeds_with_mlflow_metrics_fingerprint_and_a_narrow_sas() {
+    let w = world_with(200, true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let controller = start(&w).await;
+    create_training_run(&w, "churn", &endpoint, json!({})).await;
+
+    let run = wait_phase(
+        &w,
+        "churn",
+        &[TrainingRunPhase::Succeeded, TrainingRunPhase::Failed],
+        240,
+    )
+    .await;
+    let st = run.status.clone().unwrap();
+    assert_eq!(
+        st.phase,
+        TrainingRunPhase::Succeeded,
+        "{:?}",
+        ready_condition(&run)
+    );
+    assert_eq!(ready_condition(&run).0, "True");
+    // Metrics come through the workspace's MLflow tracking API, as the script logged them.
+    assert!(st.metrics.contains_key("accuracy"), "{:?}", st.metrics);
+    assert_eq!(st.metrics["rows"], 400.0);
+    let job = st.job_name.clone().unwrap();
+    let ws_id = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+    );
+    assert_eq!(w.sim.mlflow_metrics(&ws_id, &job), st.metrics);
+    // Lineage: fingerprint, blob count, bytes, code digest.
+    let fp = st.data_fingerprint.clone().unwrap();
+    assert_eq!(fp.len(), 64);
+    assert_eq!(st.data_blob_count, Some(2));
+    assert_eq!(st.data_unverifiable_blobs, Some(0));
+    let expected_digest =
+        edgetrain_azure::ml::code_content_hash(&[edgetrain_azure::ml::CodeFile {
+            path: "train.py".into(),
+            content: TRAIN_PY.as_bytes().to_vec().into(),
+        }])
+        .unwrap();
+    assert_eq!(st.code_digest.as_deref(), Some(expected_digest.as_str()));
+    assert_eq!(st.attempts, 1);
+    assert!(st.outputs.contains_key("model"));
+
+    // Exactly one job, and its stored definition carries a narrow SAS and no account key.
+    let jobs = jobs_of(&w);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let body = w.sim.resource(&jobs[0]).unwrap();
+    let text = body.to_string();
+    let key = w.sim.storage_endpoints().unwrap().stack_hub_key;
+    assert!(
+        !text.contains(key.expose()),
+        "account key in the job definition"
+    );
+    let url = body["properties"]["inputs"]["training_data"]["value"]
+        .as_str()
+        .unwrap();
+    let u = url::Url::parse(url).unwrap();
+    let q: BTreeMap<String, String> = u.query_pairs().into_owned().collect();
+    assert_eq!(q["sp"], "rl", "read + list only");
+    assert_eq!(q["sr"], "c", "one container");
+    assert_eq!(q["spr"], "https");
+    let target = get(&w, "edge").await.unwrap();
+    let vm_ip = target.status.unwrap().public_ip.unwrap();
+    assert_eq!(q["sip"], vm_ip);
+    let expiry = chrono::DateTime::parse_from_rfc3339(&q["se"]).unwrap();
+    let start = st.start_time.unwrap().0.as_second();
+    assert!(
+        expiry.timestamp() <= start + 3600 + 15 * 60,
+        "expiry {expiry} past deadline + margin"
+    );
+    assert!(u.path().ends_with("/telemetry/churn/"), "{}", u.path());
+    controller.abort();
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_script_that_copies_an_input_into_its_outputs_ends_data_exfiltration() {
+    let w = world_with(200, true).await;
+    // The honest script, then a copy of one input blob into the model folder.
+    let evil = format!(
+        "{TRAIN_PY}\n\nimport shutil, urllib.request, sys\n_a = sys.argv\n_d = _a[_a.index('--data') + 1]\n_m = _a[_a.index('--model') + 1]\n_r, _c, _p, _s = split_folder_url(_d)\n_u = urllib.parse.urlsplit(_d)\n_src = urllib.parse.urlunsplit((_u.scheme, _u.netloc, f\"{{_r}}/{{_c}}/{{_p}}part-1.csv\", _s, ''))\nwith urllib.request.urlopen(_src) as _f, open(_m + '/copy.csv', 'wb') as _o:\n    shutil.copyfileobj(_f, _o)\n"
+    );
+    let endpoint = setup(&w, &evil).await;
+    let controller = start(&w).await;
+    create_training_run(&w, "evil", &endpoint, json!({})).await;
+    let run = wait_phase(
+        &w,
+        "evil",
+        &[TrainingRunPhase::Succeeded, TrainingRunPhase::Failed],
+        240,
+    )
+    .await;
+    let (status, reason, message) = ready_condition(&run);
+    assert_eq!(run.status.as_ref().unwrap().phase, TrainingRunPhase::Failed);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "DataExfiltration"),
+        "{message}"
+    );
+    assert!(message.contains("churn/part-1.csv"), "{message}");
+    controller.abort();
+    w.sim.shutdown().await;
+}
