@@ -273,3 +273,161 @@ async fn a_script_that_copies_an_input_into_its_outputs_ends_data_exfiltration()
     controller.abort();
     w.sim.shutdown().await;
 }
+
+async fn events_of(w: &World, name: &str) -> Vec<(String, String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), &w.ns);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_script_fails_after_backoff_limit_plus_one_attempts_with_its_log_tail() {
+    let w = world_with(200, true).await;
+    let failing = "import sys\nprint('reading the data')\nsys.exit('ValueError: column churned is missing')\n";
+    let endpoint = setup(&w, failing).await;
+    let controller = start(&w).await;
+    create_training_run(&w, "broken", &endpoint, json!({"backoffLimit": 1})).await;
+    let run = wait_phase(
+        &w,
+        "broken",
+        &[TrainingRunPhase::Succeeded, TrainingRunPhase::Failed],
+        180,
+    )
+    .await;
+    let st = run.status.clone().unwrap();
+    let (_, reason, message) = ready_condition(&run);
+    assert_eq!(st.phase, TrainingRunPhase::Failed);
+    assert_eq!(reason, "BackoffLimitExceeded");
+    assert!(message.contains("column churned is missing"), "{message}");
+    assert_eq!((st.attempts, st.failed_attempts), (2, 2));
+    // One job per attempt at the simulator, no more.
+    assert_eq!(jobs_of(&w).len(), 2, "{:?}", jobs_of(&w));
+    let events = eventually(30, "the failure events", || async {
+        let ev = events_of(&w, "broken").await;
+        (ev.iter().any(|e| e.1 == "AttemptFailed")
+            && ev.iter().any(|e| e.1 == "BackoffLimitExceeded"))
+        .then_some(ev)
+    })
+    .await;
+    let final_event = events
+        .iter()
+        .find(|e| e.1 == "BackoffLimitExceeded")
+        .unwrap();
+    assert_eq!(final_event.0, "Warning");
+    assert!(
+        final_event.2.contains("column churned is missing"),
+        "{final_event:?}"
+    );
+    controller.abort();
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outputs_over_the_policy_ceiling_end_output_policy_violation() {
+    let w = world_with(200, true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let controller = start(&w).await;
+    create_training_run(
+        &w,
+        "big",
+        &endpoint,
+        json!({"outputPolicy": {"maxTotalBytes": 64}}),
+    )
+    .await;
+    let run = wait_phase(
+        &w,
+        "big",
+        &[TrainingRunPhase::Succeeded, TrainingRunPhase::Failed],
+        180,
+    )
+    .await;
+    let (_, reason, message) = ready_condition(&run);
+    assert_eq!(run.status.as_ref().unwrap().phase, TrainingRunPhase::Failed);
+    assert_eq!(reason, "OutputPolicyViolation", "{message}");
+    assert!(message.contains("maxTotalBytes 64"), "{message}");
+    controller.abort();
+    w.sim.shutdown().await;
+}
+
+/// A script that runs until it is cancelled.
+const SLEEPER: &str =
+    "import time\nprint('training for a long time', flush=True)\ntime.sleep(600)\n";
+
+fn job_status(w: &World, job: &str) -> Option<String> {
+    let id = jobs_of(w)
+        .into_iter()
+        .find(|j| j.ends_with(&format!("/{job}")))?;
+    w.sim.resource(&id)?["properties"]["status"]
+        .as_str()
+        .map(str::to_string)
+}
+
+async fn patch_suspend(w: &World, name: &str, suspend: bool) {
+    let runs: Api<TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    runs.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"suspend": suspend}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suspend_cancels_resume_submits_the_next_attempt_and_delete_cancels_the_job_first() {
+    let w = world_with(200, true).await;
+    let endpoint = setup(&w, SLEEPER).await;
+    let controller = start(&w).await;
+    create_training_run(&w, "long", &endpoint, json!({})).await;
+    let run = wait_phase(&w, "long", &[TrainingRunPhase::Running], 120).await;
+    let first = run.status.unwrap().job_name.unwrap();
+
+    patch_suspend(&w, "long", true).await;
+    eventually(60, "the first job canceled", || async {
+        (job_status(&w, &first).as_deref() == Some("Canceled")).then_some(())
+    })
+    .await;
+    let run = eventually(30, "long suspended", || async {
+        let r = run_status(&w, "long").await?;
+        let st = r.status.clone()?;
+        (st.phase == TrainingRunPhase::Pending && st.job_name.is_none()).then_some(r)
+    })
+    .await;
+    assert_eq!(ready_condition(&run).1, "Suspended");
+    assert_eq!(run.status.as_ref().unwrap().failed_attempts, 0);
+    assert_eq!(jobs_of(&w).len(), 1, "nothing submitted while suspended");
+
+    patch_suspend(&w, "long", false).await;
+    let run = wait_phase(&w, "long", &[TrainingRunPhase::Running], 120).await;
+    let st = run.status.unwrap();
+    assert_eq!(st.attempts, 2);
+    let second = st.job_name.unwrap();
+    assert_ne!(first, second);
+
+    // Deleting the run cancels its active job before the finalizer goes.
+    let runs: Api<TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    runs.delete("long", &Default::default()).await.unwrap();
+    eventually(60, "the second job canceled", || async {
+        (job_status(&w, &second).as_deref() == Some("Canceled")).then_some(())
+    })
+    .await;
+    eventually(60, "the TrainingRun gone", || async {
+        run_status(&w, "long").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(jobs_of(&w).len(), 2);
+    controller.abort();
+    w.sim.shutdown().await;
+}
