@@ -131,8 +131,16 @@ fn ready_condition(r: &TrainingRun) -> (String, String, String) {
 }
 
 async fn start(w: &World) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+    start_with(w, None).await
+}
+
+async fn start_with(
+    w: &World,
+    clock: Option<std::sync::Arc<TestClock>>,
+) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
     let metrics = Metrics::default();
     let mut cfg = config(w, Duration::from_secs(300), metrics.clone());
+    cfg.clock = clock.map(|c| c as std::sync::Arc<dyn edgetrain_controller::context::Clock>);
     let storage = w.sim.storage_endpoints().unwrap();
     let mut http = http_config_from_env();
     http.extra_ca_bundle = Some(storage.ca_pem_path.clone());
@@ -428,6 +436,47 @@ async fn suspend_cancels_resume_submits_the_next_attempt_and_delete_cancels_the_
     })
     .await;
     assert_eq!(jobs_of(&w).len(), 2);
+    controller.abort();
+    w.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_deadline_cancels_the_job_and_the_ttl_deletes_the_run() {
+    let w = world_with(200, true).await;
+    let endpoint = setup(&w, SLEEPER).await;
+    let clock = std::sync::Arc::new(TestClock(Default::default()));
+    let controller = start_with(&w, Some(clock.clone())).await;
+    create_training_run(
+        &w,
+        "late",
+        &endpoint,
+        json!({"activeDeadlineSeconds": 60, "ttlSecondsAfterFinished": 1}),
+    )
+    .await;
+    let run = wait_phase(&w, "late", &[TrainingRunPhase::Running], 120).await;
+    let job = run.status.unwrap().job_name.unwrap();
+    // Two minutes pass: the deadline is over.
+    clock.0.store(120, std::sync::atomic::Ordering::SeqCst);
+    eventually(60, "the job canceled at the deadline", || async {
+        (job_status(&w, &job).as_deref() == Some("Canceled")).then_some(())
+    })
+    .await;
+    // Failed with DeadlineExceeded (the event stays after the TTL deleted the run).
+    let events = eventually(30, "the DeadlineExceeded event", || async {
+        let ev = events_of(&w, "late").await;
+        ev.iter().any(|e| e.1 == "DeadlineExceeded").then_some(ev)
+    })
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "Warning" && e.1 == "DeadlineExceeded")
+    );
+    eventually(30, "the TrainingRun deleted by its TTL", || async {
+        run_status(&w, "late").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(jobs_of(&w).len(), 1, "no new attempt after the deadline");
     controller.abort();
     w.sim.shutdown().await;
 }

@@ -369,3 +369,13 @@ pub async fn set_secret(w: &World, name: &str, data: serde_json::Value) {
         }
     }
 }
+
+/// A clock the test moves forward (seconds added to the system clock).
+pub struct TestClock(pub std::sync::atomic::AtomicI64);
+
+impl edgetrain_controller::context::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
