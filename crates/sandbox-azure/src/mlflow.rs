@@ -174,26 +174,42 @@ fn run_json(r: &Run) -> Value {
     })
 }
 
-/// MLflow's error answer.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(json!({"error_code": code, "message": message.into()})),
-    )
-        .into_response()
+/// MLflow's error answer (`{"error_code", "message"}`).
+struct Fail {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
 }
 
-fn not_found(what: &str) -> Response {
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"error_code": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Fail {
+    Fail {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+fn not_found(what: &str) -> Fail {
     error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", what)
 }
 
-fn bad(message: impl Into<String>) -> Response {
+fn bad(message: impl Into<String>) -> Fail {
     error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
 }
 
 /// Parameters of a call: the query string for GET (as the MLflow client sends them), the JSON
 /// body otherwise.
-fn params(method: &Method, query: Option<&str>, body: &[u8]) -> Result<Value, Response> {
+fn params(method: &Method, query: Option<&str>, body: &[u8]) -> Result<Value, Fail> {
     if method == Method::GET {
         let mut m = serde_json::Map::new();
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -219,14 +235,14 @@ fn int_of(p: &Value, key: &str) -> Option<i64> {
     }
 }
 
-fn run_id(p: &Value) -> Result<String, Response> {
+fn run_id(p: &Value) -> Result<String, Fail> {
     str_of(p, "run_id")
         .or_else(|| str_of(p, "run_uuid"))
         .map(str::to_owned)
         .ok_or_else(|| bad("Missing value for required parameter 'run_id'."))
 }
 
-fn parse_metric(m: &Value) -> Result<Metric, Response> {
+fn parse_metric(m: &Value) -> Result<Metric, Fail> {
     let key = str_of(m, "key").ok_or_else(|| bad("metric without key"))?;
     let value = match m.get("value") {
         Some(Value::Number(n)) => n.as_f64(),
@@ -265,7 +281,7 @@ pub async fn handle(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
-        return bad("unreadable body");
+        return bad("unreadable body").into_response();
     };
     sh.state().count(parts.method.as_str(), "mlflow");
     let path = parts.uri.path();
@@ -277,7 +293,8 @@ pub async fn handle(
             StatusCode::NOT_FOUND,
             "ENDPOINT_NOT_FOUND",
             format!("{path} is not an MLflow API path"),
-        );
+        )
+        .into_response();
     };
     let subscription = ids::ArmPath::parse(workspace_id)
         .map(|a| a.subscription)
@@ -293,17 +310,17 @@ pub async fn handle(
     }
     let ws = ids::key(workspace_id);
     if sh.state().get(&ws).is_none() {
-        return not_found(&format!("workspace {workspace_id} does not exist"));
+        return not_found(&format!("workspace {workspace_id} does not exist")).into_response();
     }
     let p = match params(&parts.method, parts.uri.query(), &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut st = sh.state();
     let store = &mut st.mlflow;
     match answer(store, &ws, &parts.method, operation, &p) {
         Ok(v) => axum::Json(v).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -313,7 +330,7 @@ fn answer(
     method: &Method,
     operation: &str,
     p: &Value,
-) -> Result<Value, Response> {
+) -> Result<Value, Fail> {
     let get = method == Method::GET;
     match (get, operation) {
         (true, "experiments/get-by-name") => {
@@ -417,7 +434,7 @@ fn answer(
 }
 
 /// The run-changing calls.
-fn mutate(run: &mut Run, op: &str, p: &Value) -> Result<Value, Response> {
+fn mutate(run: &mut Run, op: &str, p: &Value) -> Result<Value, Fail> {
     match op {
         "runs/update" => {
             if let Some(status) = str_of(p, "status") {
@@ -475,7 +492,7 @@ mod tests {
     const WS: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.machinelearningservices/workspaces/ws";
 
     fn call(store: &mut Store, method: Method, op: &str, p: Value) -> Result<Value, StatusCode> {
-        answer(store, WS, &method, op, &p).map_err(|r| r.status())
+        answer(store, WS, &method, op, &p).map_err(|r| r.status)
     }
 
     #[test]

@@ -177,7 +177,11 @@ mod tests {
             blob("a", 1, None, "\"e\""),
             blob("a", 1, Some("m"), "\"f\""),
         ] {
-            assert_ne!(fp(&[changed.clone()]).unwrap().sha256, base, "{changed:?}");
+            assert_ne!(
+                fp(std::slice::from_ref(&changed)).unwrap().sha256,
+                base,
+                "{changed:?}"
+            );
         }
         // Framing: moving a byte from one field to the next is a different record.
         assert_ne!(

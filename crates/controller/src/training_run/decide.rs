@@ -174,7 +174,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Need(Need),
-    Plan(Plan),
+    Plan(Box<Plan>),
 }
 
 /// Identity of the run.
@@ -339,12 +339,12 @@ impl<'a> Outcome<'a> {
             let reason = reason.clone();
             self.event(warning, &reason, msg);
         }
-        Step::Plan(Plan {
+        Step::Plan(Box::new(Plan {
             status: self.status,
             actions: self.actions,
             events: self.events,
             requeue: self.requeue,
-        })
+        }))
     }
 }
 

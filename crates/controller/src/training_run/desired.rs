@@ -56,7 +56,7 @@ pub enum Environment {
     Create {
         name: String,
         version: String,
-        body: EnvironmentVersion,
+        body: Box<EnvironmentVersion>,
     },
 }
 
@@ -73,13 +73,13 @@ pub fn environment(env: &EnvironmentSource) -> Result<Environment> {
             Ok(Environment::Create {
                 name: format!("edgetrain-{}", hex(&h.finalize()[..8])),
                 version: "1".into(),
-                body: EnvironmentVersion {
+                body: Box::new(EnvironmentVersion {
                     image: Some(image.clone()),
                     conda_file: env.conda_file.clone(),
                     os_type: Some("Linux".into()),
                     description: Some("Created by edgetrain for TrainingRuns".into()),
                     ..Default::default()
-                },
+                }),
             })
         }
         _ => Err(Error::InvalidSpec(

@@ -103,7 +103,7 @@ pub async fn assets(
                 .map_err(azure(format!("reading environment {name}")))?
                 .is_none()
             {
-                ml.put_environment_version(&name, &version, &ml::Resource::new(body))
+                ml.put_environment_version(&name, &version, &ml::Resource::new(*body))
                     .await
                     .map_err(azure(format!("creating environment {name}")))?;
             }

@@ -105,7 +105,7 @@ fn observed(now: DateTime<Utc>) -> Observed {
 
 fn plan(step: Step) -> Plan {
     match step {
-        Step::Plan(p) => p,
+        Step::Plan(p) => *p,
         Step::Need(n) => panic!("expected a plan, got need {n:?}"),
     }
 }
