@@ -480,3 +480,58 @@ async fn the_deadline_cancels_the_job_and_the_ttl_deletes_the_run() {
     controller.abort();
     w.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_running_runs_share_one_job_listing_per_workspace() {
+    const RUNS: usize = 200;
+    let w = world_with(200, true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let controller = start(&w).await;
+    for i in 0..RUNS {
+        create_training_run(
+            &w,
+            &format!("many-{i}"),
+            &endpoint,
+            json!({"command": "sleep 600"}),
+        )
+        .await;
+    }
+    let runs: Api<TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    eventually(240, "every run Running", || async {
+        let list = runs.list(&Default::default()).await.ok()?;
+        let running = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == TrainingRunPhase::Running)
+            })
+            .count();
+        (running == RUNS).then_some(())
+    })
+    .await;
+    assert_eq!(jobs_of(&w).len(), RUNS, "one job per run");
+    // Azure ML reads over 30 s of steady running: whole listings (every page), at most one per
+    // listing interval — not one read per run per requeue (200 runs × 30 s / 20 s = 300).
+    let reads = || {
+        w.sim
+            .counters()
+            .get("GET", "Microsoft.MachineLearningServices")
+    };
+    let before = reads();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during = reads() - before;
+    let pages = RUNS.div_ceil(w.sim.config().list_page_size) as u64;
+    let listings_max = 30 / 5 + 1;
+    assert!(
+        during <= listings_max * pages,
+        "{during} Azure ML reads in 30 s with {RUNS} runs; at most {listings_max} listings of {pages} pages expected"
+    );
+    assert!(
+        during >= pages,
+        "the runs are still watched ({during} reads)"
+    );
+    controller.abort();
+    w.sim.shutdown().await;
+}
