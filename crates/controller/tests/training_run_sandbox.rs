@@ -138,6 +138,21 @@ async fn start_with(
     w: &World,
     clock: Option<std::sync::Arc<TestClock>>,
 ) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+    let handle = spawn_controller(w, clock);
+    create(w, ect_json(w, "edge", json!({}))).await;
+    wait_ready(w, "edge", 60).await;
+    handle
+}
+
+/// A controller for a world whose target already exists.
+fn start_again(w: &World) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+    spawn_controller(w, None)
+}
+
+fn spawn_controller(
+    w: &World,
+    clock: Option<std::sync::Arc<TestClock>>,
+) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
     let metrics = Metrics::default();
     let mut cfg = config(w, Duration::from_secs(300), metrics.clone());
     cfg.clock = clock.map(|c| c as std::sync::Arc<dyn edgetrain_controller::context::Clock>);
@@ -161,10 +176,7 @@ async fn start_with(
         .build()
         .unwrap();
     cfg.factories = Some(Factories::over(&metrics, client));
-    let handle = spawn(cfg);
-    create(w, ect_json(w, "edge", json!({}))).await;
-    wait_ready(w, "edge", 60).await;
-    handle
+    spawn(cfg)
 }
 
 fn jobs_of(w: &World) -> Vec<String> {
@@ -532,6 +544,47 @@ async fn two_hundred_running_runs_share_one_job_listing_per_workspace() {
         during >= pages,
         "the runs are still watched ({during} reads)"
     );
+    controller.abort();
+    w.sim.shutdown().await;
+}
+
+/// The controller stopped without warning (its task aborted, as a SIGKILL would stop it) and
+/// started again: as soon as the job exists at the simulator (possibly before the status write
+/// that records it), and again while it runs. Still exactly one job, and the run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_stopped_right_after_submit_and_while_running_leaves_one_job() {
+    let w = world_with(200, true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let controller = start(&w).await;
+    create_training_run(&w, "restart", &endpoint, json!({})).await;
+    eventually(120, "the job at the simulator", || async {
+        (!jobs_of(&w).is_empty()).then_some(())
+    })
+    .await;
+    controller.abort();
+    let _ = controller.await;
+    let controller = start_again(&w);
+    wait_phase(
+        &w,
+        "restart",
+        &[TrainingRunPhase::Running, TrainingRunPhase::Succeeded],
+        120,
+    )
+    .await;
+    controller.abort();
+    let _ = controller.await;
+    let controller = start_again(&w);
+    let run = wait_phase(
+        &w,
+        "restart",
+        &[TrainingRunPhase::Succeeded, TrainingRunPhase::Failed],
+        180,
+    )
+    .await;
+    let st = run.status.unwrap();
+    assert_eq!(st.phase, TrainingRunPhase::Succeeded);
+    assert_eq!(st.attempts, 1);
+    assert_eq!(jobs_of(&w).len(), 1, "{:?}", jobs_of(&w));
     controller.abort();
     w.sim.shutdown().await;
 }
