@@ -57,7 +57,7 @@ fi
 if [ ! -x "$TOOLS/venv/bin/python3" ]; then
   python3 -m venv "$TOOLS/venv"
 fi
-if ! "$TOOLS/venv/bin/python3" -c "import sklearn, skl2onnx, numpy" 2>/dev/null; then
+if ! "$TOOLS/venv/bin/python3" -c "import sklearn, skl2onnx, numpy, mlflow" 2>/dev/null; then
   echo "install-tools: pip install -r examples/training/requirements.txt"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check -r examples/training/requirements.txt
 fi

@@ -5,6 +5,10 @@ https://acct.blob.local.azurestack.external/telemetry/churn/2026-11/?sv=...&sig=
 The data is streamed from the storage account into memory only; nothing but the model,
 its metrics and logs is written as output.
 
+Metrics are logged with MLflow, as Azure ML v2 expects: on an Azure ML job the environment
+carries MLFLOW_TRACKING_URI and MLFLOW_RUN_ID (the job's own run), and edgetrain reads the
+run's latest metrics from the workspace's tracking API.
+
 Every CSV must have a header; the target column (env TARGET_COLUMN, default "churned")
 holds 0/1, every other column is a numeric feature.
 """
@@ -19,6 +23,7 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
+import mlflow
 import numpy as np
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
@@ -26,11 +31,25 @@ from sklearn.model_selection import train_test_split
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 
+def split_folder_url(folder_url):
+    """(root, container, prefix, sas): host-style URLs name the account in the host,
+    path-style ones (an IP address or localhost, as emulators use) in the first segment."""
+    parts = urllib.parse.urlsplit(folder_url)
+    segments = parts.path.lstrip("/")
+    root = ""
+    host = parts.hostname or ""
+    if host == "localhost" or host.replace(".", "").isdigit() or ":" in host:
+        account, _, segments = segments.partition("/")
+        root = f"/{account}"
+    container, _, prefix = segments.partition("/")
+    return root, container, urllib.parse.unquote(prefix), parts.query
+
+
 def list_blobs(folder_url):
     """Yield blob URLs (with the SAS) under the folder, following NextMarker paging."""
     parts = urllib.parse.urlsplit(folder_url)
-    container, _, prefix = parts.path.lstrip("/").partition("/")
-    sas = parts.query
+    root, container, prefix, sas = split_folder_url(folder_url)
+    container = f"{root.lstrip('/')}/{container}".lstrip("/")
     marker = ""
     while True:
         query = f"restype=container&comp=list&prefix={urllib.parse.quote(prefix)}&{sas}"
@@ -94,10 +113,10 @@ def main():
     with open(os.path.join(args.model, "features.json"), "w") as f:
         json.dump({"features": columns, "target": target}, f)
 
-    # Azure ML uploads ./outputs with the job; metrics.json there is what edgetrain reads.
-    os.makedirs("outputs", exist_ok=True)
-    with open(os.path.join("outputs", "metrics.json"), "w") as f:
-        json.dump(metrics, f)
+    # start_run() picks up the job's run from MLFLOW_RUN_ID (Azure ML creates it with the job).
+    with mlflow.start_run():
+        mlflow.log_param("features", len(columns))
+        mlflow.log_metrics(metrics)
     print(json.dumps(metrics))
 
 

@@ -38,21 +38,26 @@ macro_rules! immutable {
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(
         name = "Target",
         type_ = "string",
         json_path = ".spec.computeTargetRef.name"
     ),
-    printcolumn(name = "Job", type_ = "string", json_path = ".status.jobName"),
     printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
     printcolumn(
-        name = "Attempts",
-        type_ = "integer",
-        json_path = ".status.attempts",
+        name = "Job",
+        type_ = "string",
+        json_path = ".status.jobName",
         priority = 1
     ),
     printcolumn(
@@ -63,7 +68,7 @@ macro_rules! immutable {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.displayName) == has(oldSelf.displayName) && has(self.outputs) == has(oldSelf.outputs) && has(self.environmentVariables) == has(oldSelf.environmentVariables) && has(self.activeDeadlineSeconds) == has(oldSelf.activeDeadlineSeconds) && has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished)").message("spec is immutable except suspend: create a new TrainingRun"))]
+#[x_kube(validation = Rule::new("has(self.displayName) == has(oldSelf.displayName) && has(self.outputs) == has(oldSelf.outputs) && has(self.environmentVariables) == has(oldSelf.environmentVariables) && has(self.activeDeadlineSeconds) == has(oldSelf.activeDeadlineSeconds) && has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && has(self.outputPolicy) == has(oldSelf.outputPolicy)").message("spec is immutable except suspend: create a new TrainingRun"))]
 pub struct TrainingRunSpec {
     /// The EdgeComputeTarget (same namespace) to run on.
     #[x_kube(validation = Rule::new(immutable!()).message("computeTargetRef is immutable"))]
@@ -122,9 +127,36 @@ pub struct TrainingRunSpec {
     #[schemars(range(min = 0))]
     #[x_kube(validation = Rule::new(immutable!()).message("ttlSecondsAfterFinished is immutable"))]
     pub ttl_seconds_after_finished: Option<i32>,
-    /// Do not submit the job (or cancel a running one) while true.
+    /// Do not submit the job (or cancel a running one) while true. Resuming submits the next
+    /// attempt; a job cancelled by suspension does not count against `backoffLimit`.
     #[serde(default)]
     pub suspend: bool,
+    /// Limits on what the job may write. Checked, with the data-exfiltration check, before the
+    /// run may count as Succeeded; a violation fails the run with reason
+    /// `OutputPolicyViolation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(immutable!()).message("outputPolicy is immutable"))]
+    pub output_policy: Option<OutputPolicy>,
+}
+
+/// What a job may leave behind in its outputs (every named output and the `artifacts` folder
+/// with `./outputs` and the logs).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputPolicy {
+    /// Upper bound of the summed size of all output files, in bytes. Unset: no ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_total_bytes: Option<i64>,
+    /// Glob patterns (`*` within a path segment, `**` any number of segments, `?` one
+    /// character) matched against `{output name}/{path inside the output}` of every output
+    /// file, e.g. `model/*.onnx`, `model/features.json`, `artifacts/**` (the job's
+    /// `./outputs` and logs). A file no pattern matches is a violation. Unset or empty: any
+    /// file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(p, size(p) > 0 && size(p) <= 256)").message("outputPolicy.allowedFiles: patterns must be 1 to 256 characters"))]
+    pub allowed_files: Vec<String>,
 }
 
 /// Training code: a ConfigMap (small scripts; each key is a file) or a blob URI — exactly one.
@@ -243,7 +275,8 @@ pub struct TrainingRunStatus {
     /// Where the run is in its lifecycle.
     #[serde(default)]
     pub phase: TrainingRunPhase,
-    /// Conditions: `Ready` (True once Succeeded), `Reconciling`, `Stalled`, `DataVerified`.
+    /// Conditions: `Ready` (True once Succeeded; its reason says why not, e.g.
+    /// `ComputeTargetNotReady`, `Running`, `DataExfiltration`), `Reconciling`, `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Vec<Condition>,
@@ -257,31 +290,52 @@ pub struct TrainingRunStatus {
     /// Link to the job in Azure ML Studio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub studio_url: Option<String>,
-    /// Jobs submitted so far.
+    /// Jobs submitted so far (one Azure ML job per attempt).
     #[serde(default)]
     pub attempts: i32,
-    /// When the first job started running.
+    /// Attempts that ended Failed (they count against `backoffLimit`; attempts cancelled by
+    /// `suspend` do not).
+    #[serde(default)]
+    pub failed_attempts: i32,
+    /// When the first job was submitted; `activeDeadlineSeconds` counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// When the run finished (Succeeded, Failed or Canceled).
+    /// When the current attempt's job was submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_time: Option<Time>,
+    /// When the run finished (Succeeded, Failed or Canceled); `ttlSecondsAfterFinished`
+    /// counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// Last metrics the job reported.
+    /// Latest value of each metric the job logged through MLflow.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
     /// URIs of the job's outputs, by output name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
-    /// sha256 over the listing of every input blob (name, size, MD5, ETag): what the model was
-    /// trained on, without the data leaving the premises.
+    /// sha256 over the listing of every input blob (name, size, MD5, ETag) in name order:
+    /// what the model was trained on, without the data leaving the premises.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_fingerprint: Option<String>,
     /// Number of input blobs in the fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_blob_count: Option<i64>,
-    /// sha256 of the code as uploaded to Azure ML.
+    /// Summed size of the input blobs, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_total_bytes: Option<i64>,
+    /// Input blobs stored without a Content-MD5: they are in the fingerprint (name, size,
+    /// ETag) but the exfiltration check cannot recognise their content in the outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_unverifiable_blobs: Option<i64>,
+    /// sha256 of the code as uploaded to Azure ML (also the code asset's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_digest: Option<String>,
+    /// ARM id of the Azure ML code version the jobs run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_id: Option<String>,
+    /// ARM id (or `azureml:` reference) of the environment the jobs run in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
 }
 
 fn default_experiment() -> String {

@@ -764,3 +764,40 @@ fn image_tags_are_ascii_only() {
         "image in body should match",
     );
 }
+
+#[test]
+fn tr_output_policy_is_accepted_and_immutable() {
+    let obj = with(
+        tr(),
+        "/spec/outputPolicy",
+        json!({"maxTotalBytes": 1048576, "allowedFiles": ["model.onnx", "**/*.json"]}),
+    );
+    assert_valid("TrainingRun", &obj, None);
+    let changed = with(obj.clone(), "/spec/outputPolicy/maxTotalBytes", json!(5));
+    assert_rejected(
+        "TrainingRun",
+        &changed,
+        Some(&obj),
+        "outputPolicy is immutable",
+    );
+    assert_rejected(
+        "TrainingRun",
+        &tr(),
+        Some(&obj),
+        "spec is immutable except suspend",
+    );
+    let empty_pattern = with(obj.clone(), "/spec/outputPolicy/allowedFiles", json!([""]));
+    assert_rejected(
+        "TrainingRun",
+        &empty_pattern,
+        None,
+        "patterns must be 1 to 256",
+    );
+    let zero = with(obj, "/spec/outputPolicy/maxTotalBytes", json!(0));
+    assert_rejected(
+        "TrainingRun",
+        &zero,
+        None,
+        "maxTotalBytes in body should be greater than or equal to 1",
+    );
+}

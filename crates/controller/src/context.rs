@@ -76,6 +76,8 @@ pub struct Context {
     pub(crate) stalls: StallGate,
     /// Newest known version of each object (read-your-writes over the watch cache).
     pub(crate) known: KnownVersions,
+    /// Each workspace's latest job listing, shared by its TrainingRuns.
+    pub job_listings: crate::training_run::listing::JobListings,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ impl Context {
             failures: Failures::default(),
             stalls: StallGate::default(),
             known: KnownVersions::default(),
+            job_listings: Default::default(),
         }
     }
 

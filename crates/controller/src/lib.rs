@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod runtime;
 mod server;
 pub mod ssh;
+pub mod training_run;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -197,7 +198,10 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
         ));
         // Controllers subscribe to the shared watches before these start.
         // One line per kind; each subscribes to the shared watches it needs.
-        let kinds = vec![controller::run::<EdgeComputeTarget>(&wiring, ctx.clone()).boxed()];
+        let kinds = vec![
+            controller::run::<EdgeComputeTarget>(&wiring, ctx.clone()).boxed(),
+            controller::run::<TrainingRun>(&wiring, ctx.clone()).boxed(),
+        ];
         let watches = wiring.start(&config.client, scope.as_deref());
         async move {
             let controllers = async {

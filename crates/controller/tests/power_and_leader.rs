@@ -129,16 +129,6 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over() {
     follower_task.abort();
 }
 
-/// A clock the test moves forward.
-struct TestClock(std::sync::atomic::AtomicI64);
-
-impl edgetrain_controller::context::Clock for TestClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-            + chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_target_is_deallocated_and_a_training_run_starts_it() {
     use edgetrain_api::edge_compute_target::PowerState;

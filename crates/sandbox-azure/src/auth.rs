@@ -238,6 +238,33 @@ impl TokenAuthority {
         })
     }
 
+    /// A token for a running job (Azure ML hands its jobs one for the workspace's services,
+    /// e.g. MLflow tracking): from the tenant of the workspace's `subscription`, valid for
+    /// `audience` until `expires_at`.
+    pub fn issue_job_token(
+        &mut self,
+        audience: &str,
+        subscription: &str,
+        job_name: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Secret {
+        let tenant = self
+            .subscription_tenant(subscription)
+            .unwrap_or(&self.home_tenant)
+            .to_owned();
+        let token = mint(audience, &tenant, job_name, now, expires_at);
+        self.tokens.insert(
+            token.expose().to_owned(),
+            Issued {
+                audience: audience.to_owned(),
+                tenant,
+                expires_at,
+            },
+        );
+        token
+    }
+
     /// Check `Authorization: Bearer` as every Azure service does before anything else: a token
     /// this directory issued, unexpired, for `audience`. Failures carry the challenge naming
     /// `login_endpoint` + `challenge_tenant`.

@@ -121,8 +121,59 @@ fn set_status(sh: &Shared, job_id: &str, status: &str) {
             .unwrap_or_default();
         if !is_terminal(current) {
             job.body["properties"]["status"] = Value::String(status.to_owned());
+            // The job's MLflow run ends with the job.
+            let run_status = match status {
+                "Completed" => Some("FINISHED"),
+                "Failed" => Some("FAILED"),
+                "Canceled" => Some("KILLED"),
+                _ => None,
+            };
+            if let (Some(run_status), Some(ws)) = (run_status, workspace_of(job_id)) {
+                st.mlflow.end_job_run(&ws, ids::name_of(job_id), run_status);
+            }
         }
     }
+}
+
+/// `.../workspaces/{ws}/jobs/{name}` → `.../workspaces/{ws}`.
+fn workspace_of(job_id: &str) -> Option<String> {
+    let (ws, _) = job_id.trim_end_matches('/').rsplit_once("/jobs/")?;
+    Some(ws.to_owned())
+}
+
+/// What Azure ML gives a job's script for MLflow: the tracking URI, the run (id = job name,
+/// created with the job), the experiment and a token for the workspace's services.
+fn mlflow_env(sh: &Shared, job_id: &str, job: &Value, lifetime: Duration) -> Vec<(String, String)> {
+    let Some(ws) = workspace_of(job_id) else {
+        return Vec::new();
+    };
+    let name = ids::name_of(job_id);
+    let experiment = job["properties"]["experimentName"]
+        .as_str()
+        .unwrap_or("Default")
+        .to_owned();
+    sh.state().mlflow.create_job_run(&ws, name, &experiment);
+    let now = chrono::Utc::now().timestamp();
+    let expires = now + i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+    let subscription = ids::ArmPath::parse(&ws)
+        .map(|a| a.subscription)
+        .unwrap_or_default();
+    let token = lock(&sh.tokens).issue_job_token(
+        &sh.config.public_audience,
+        &subscription,
+        name,
+        now,
+        expires,
+    );
+    vec![
+        (
+            "MLFLOW_TRACKING_URI".into(),
+            crate::mlflow::job_tracking_url(&sh.base_url, &ws),
+        ),
+        ("MLFLOW_RUN_ID".into(), name.to_owned()),
+        ("MLFLOW_EXPERIMENT_NAME".into(), experiment),
+        ("MLFLOW_TRACKING_TOKEN".into(), token.expose().to_owned()),
+    ]
 }
 
 fn job_err(job: &str, message: impl Into<String>) -> Error {
@@ -400,6 +451,11 @@ async fn run(sh: &Arc<Shared>, job_id: &str, mut cancel: watch::Receiver<bool>) 
         set_status(sh, job_id, "Canceled");
         return Ok(());
     }
+    let mut prepared = prepared;
+    // The token outlives the job's time limit (or a day) by a margin, as a job token does.
+    let lifetime =
+        prepared.timeout.unwrap_or(Duration::from_secs(86_400)) + Duration::from_secs(600);
+    prepared.env.extend(mlflow_env(sh, job_id, &job, lifetime));
     set_status(sh, job_id, "Running");
     let log = std::fs::File::create(&log_path).map_err(|source| Error::WriteFile {
         path: log_path.clone(),

@@ -17,6 +17,7 @@ mod faults;
 mod ids;
 mod jobs;
 mod ml;
+mod mlflow;
 mod network;
 mod registry;
 mod secret;
@@ -404,6 +405,15 @@ impl AzureSim {
             .job_metrics
             .get(&ids::key(job_id))
             .cloned()
+    }
+
+    /// Latest value of each metric logged to a run of a workspace's MLflow tracking API (a job's
+    /// run id is its name).
+    pub fn mlflow_metrics(&self, workspace_id: &str, run_id: &str) -> BTreeMap<String, f64> {
+        self.shared
+            .state()
+            .mlflow
+            .latest_metrics(workspace_id, run_id)
     }
 
     /// The sandbox container registry, when `registry.enabled`.

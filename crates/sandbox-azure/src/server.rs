@@ -29,6 +29,10 @@ fn router(sh: Arc<Shared>) -> Router {
         .route("/{tenant}/oauth2/token", post(token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
         .route(INVENTORY_PATH, get(inventory))
+        .route(
+            &format!("{}/{{*rest}}", crate::mlflow::PREFIX),
+            axum::routing::any(crate::mlflow::handle),
+        )
         .route(crate::ml::DISCOVERY_PATH, get(discovery))
         .route("/oauth2/exchange", post(crate::acr::exchange))
         .route(

@@ -155,6 +155,8 @@ pub struct State {
     pub faults_injected: BTreeMap<String, u64>,
     /// Metrics each finished job wrote to `outputs/metrics.json`, by job id key.
     pub job_metrics: HashMap<String, BTreeMap<String, f64>>,
+    /// MLflow experiments and runs of every workspace.
+    pub mlflow: crate::mlflow::Store,
     seq: u64,
 }
 

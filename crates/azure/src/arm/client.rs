@@ -213,6 +213,19 @@ impl ArmClient {
         &self.endpoint
     }
 
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The same credential, limiter and metrics for another service that takes the ARM token
+    /// (Azure ML's MLflow tracking endpoint). Requests stay confined to `endpoint`'s origin.
+    pub fn with_endpoint(&self, endpoint: Url) -> Self {
+        Self {
+            endpoint,
+            ..self.clone()
+        }
+    }
+
     pub fn metrics(&self) -> &RequestMetrics {
         &self.metrics
     }

@@ -4,11 +4,13 @@
 
 mod client;
 mod endpoint;
+mod fingerprint;
 mod list;
 mod sign;
 
 pub use client::{BlobApi, BlobAuth, BlobClient, BlobProperties, MAX_PUT_BLOB};
 pub use endpoint::{BlobEndpoint, validate_container};
+pub use fingerprint::{Fingerprint, Fingerprinter, fingerprint, first_with_md5};
 pub use list::{BlobItem, BlobPage, normalize_etag, parse_http_date, parse_list_page};
 pub use sign::{
     AccountKey, STORAGE_VERSION, SasPermissions, SasProtocol, SasResource, ServiceSas, rfc1123,

@@ -186,6 +186,23 @@ fn sas_time(t: DateTime<Utc>) -> String {
 }
 
 impl ServiceSas {
+    /// A training job's access to its input data: the one container, read + list only,
+    /// https only, usable only from `ip` (the address the storage account sees the VM
+    /// connect from), until `expiry`.
+    pub fn job_input(account: &str, container: &str, ip: &str, expiry: DateTime<Utc>) -> Self {
+        Self {
+            account: account.to_string(),
+            resource: SasResource::Container {
+                container: container.to_string(),
+            },
+            permissions: SasPermissions::read_list(),
+            start: None,
+            expiry,
+            ip: Some(ip.to_string()),
+            protocol: SasProtocol::HttpsOnly,
+        }
+    }
+
     fn checked(&self) -> Result<(&'static str, String, String)> {
         let perms = self.permissions.as_str();
         if perms.is_empty() {

@@ -85,6 +85,16 @@ pub trait MlApi: Send + Sync {
     async fn datastore_secrets(&self, name: &str) -> Result<DatastoreSecrets>;
 
     async fn poll(&self, token: &LroToken) -> Result<LroStatus>;
+
+    /// `Workspaces_Get`: region and `mlFlowTrackingUri`.
+    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>>;
+    async fn get_datastore(&self, name: &str) -> Result<Option<Resource<Datastore>>>;
+
+    /// The HTTP client for the data-plane requests Azure ML hands out (upload SAS URLs,
+    /// datastores).
+    fn http(&self) -> reqwest::Client;
+    /// The workspace's MLflow tracking API (same credential) at its `mlFlowTrackingUri`.
+    fn mlflow(&self, tracking_uri: &str) -> Result<std::sync::Arc<dyn super::MlflowApi>>;
 }
 
 /// [`MlApi`] over an [`ArmClient`] pointed at public ARM.
@@ -101,6 +111,11 @@ impl MlClient {
 
     pub fn workspace(&self) -> &Workspace {
         &self.workspace
+    }
+
+    /// The ARM client (its credential also serves the workspace's MLflow endpoint).
+    pub fn arm(&self) -> &ArmClient {
+        &self.arm
     }
 
     fn url(&self, id: &str, query: &[(&str, &str)]) -> Result<Url> {
@@ -295,5 +310,24 @@ impl MlApi for MlClient {
 
     async fn poll(&self, token: &LroToken) -> Result<LroStatus> {
         self.arm.poll(token).await
+    }
+
+    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>> {
+        self.get(&self.workspace.id()?).await
+    }
+
+    async fn get_datastore(&self, name: &str) -> Result<Option<Resource<Datastore>>> {
+        self.get(&self.workspace.datastore_id(name)?).await
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.arm.http().clone()
+    }
+
+    fn mlflow(&self, tracking_uri: &str) -> Result<std::sync::Arc<dyn super::MlflowApi>> {
+        Ok(std::sync::Arc::new(super::MlflowClient::new(
+            &self.arm,
+            tracking_uri,
+        )?))
     }
 }

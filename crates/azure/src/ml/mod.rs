@@ -4,11 +4,17 @@
 mod build;
 mod client;
 mod code;
+mod mlflow;
+mod outputs;
 mod types;
 mod workspace;
 
 pub use build::*;
 pub use client::{Job, MlApi, MlClient};
 pub use code::{upload_code, upload_prefix};
+pub use mlflow::{
+    MlflowApi, MlflowClient, MlflowMetric, MlflowRun, MlflowRunData, MlflowRunInfo, tracking_base,
+};
+pub use outputs::{OutputFile, open_datastore, output_files, parse_datastore_uri};
 pub use types::*;
 pub use workspace::Workspace;

@@ -389,6 +389,32 @@ pub struct ModelVersion {
     pub provisioning_state: Option<String>,
 }
 
+// ---------------------------------------------------------------- workspace
+
+/// `Workspace` as read by `Workspaces_Get` (workspaceRP.json; only what we use).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WorkspaceResource {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub properties: WorkspaceProperties,
+}
+
+/// `WorkspaceProperties` (the fields we read).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceProperties {
+    /// `azureml://{region}.api.azureml.ms/mlflow/v1.0/subscriptions/...`.
+    #[serde(default, rename = "mlFlowTrackingUri")]
+    pub ml_flow_tracking_uri: Option<String>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+}
+
 // ---------------------------------------------------------------- datastores
 
 /// `Datastore` as read (we never create datastores).

@@ -118,11 +118,27 @@ impl Factories {
         policy: EndpointPolicy,
     ) -> Result<Self> {
         let clients = Arc::new(AzureClients::new(metrics, http, workload, policy)?);
-        Ok(Self {
+        Ok(Self::of(clients))
+    }
+
+    /// The real clients over a prepared HTTP client (tests add name-resolution overrides).
+    pub fn over(
+        metrics: &Metrics,
+        http: reqwest::Client,
+        workload: Option<WorkloadIdentity>,
+        policy: EndpointPolicy,
+    ) -> Self {
+        Self::of(Arc::new(AzureClients::from_client(
+            metrics, http, workload, policy,
+        )))
+    }
+
+    fn of(clients: Arc<AzureClients>) -> Self {
+        Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
             blob: clients,
-        })
+        }
     }
 }
 
@@ -204,7 +220,16 @@ impl AzureClients {
         let http = http
             .build()
             .map_err(|e| Error::azure("building the HTTP client", e))?;
-        Ok(Self {
+        Ok(Self::from_client(metrics, http, workload, policy))
+    }
+
+    pub fn from_client(
+        metrics: &Metrics,
+        http: reqwest::Client,
+        workload: Option<WorkloadIdentity>,
+        policy: EndpointPolicy,
+    ) -> Self {
+        Self {
             http,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
             limiter: Arc::new(RateLimiter::default()),
@@ -213,7 +238,7 @@ impl AzureClients {
             ml: Mutex::default(),
             workload,
             policy,
-        })
+        }
     }
 
     async fn workload_credential(

@@ -70,12 +70,17 @@ pub fn crds_dir() -> std::path::PathBuf {
 }
 
 pub async fn world(lro_ms: u64) -> World {
+    world_with(lro_ms, false).await
+}
+
+/// `azurite`: real blob storage (Stack Hub data, datastores), needed for jobs to run.
+pub async fn world_with(lro_ms: u64, azurite: bool) -> World {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let sim = AzureSim::start(edgetrain_sandbox_azure::Config {
         state_dir: dir.path().to_owned(),
         tenant_id: TENANT.into(),
-        azurite: false,
+        azurite,
         service_principals: vec![
             ServicePrincipal {
                 tenant: TENANT.into(),
@@ -364,5 +369,15 @@ pub async fn set_secret(w: &World, name: &str, data: serde_json::Value) {
         None => {
             secrets.create(&PostParams::default(), &s).await.unwrap();
         }
+    }
+}
+
+/// A clock the test moves forward (seconds added to the system clock).
+pub struct TestClock(pub std::sync::atomic::AtomicI64);
+
+impl edgetrain_controller::context::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

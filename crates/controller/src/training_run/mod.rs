@@ -1,0 +1,366 @@
+//! The TrainingRun controller: pure `desired`/`decide` (the decision asks for the expensive
+//! observations it needs), thin `observe`/`apply`, the workspace-wide job listing shared by
+//! every run (`listing`), and (here) its hooks into the runtime.
+
+pub mod apply;
+pub mod decide;
+pub mod desired;
+pub mod listing;
+pub mod observe;
+
+#[cfg(test)]
+mod tests;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use edgetrain_api::{
+    EdgeComputeTarget, TrainingRun, TrainingRunPhase, TrainingRunStatus,
+    conditions::{READY, find, is_true_for},
+};
+use edgetrain_azure::{
+    blob::AccountKey,
+    ml::{MlApi, Workspace},
+};
+use kube::{
+    Api, ResourceExt,
+    api::DeleteParams,
+    runtime::{Controller, controller::Action, events::EventType, reflector::ObjectRef},
+};
+
+use self::{
+    apply::DataAccount,
+    decide::{Cleanup, Meta, Need, Observed, ReadyTarget, Step, Target},
+};
+use crate::{
+    Error, Result,
+    context::{Context, ControllerSettings, Settings},
+    runtime::{
+        Reconciler, events,
+        secrets::secret_value,
+        status::write_status,
+        stores::{Shared, Stores, Wiring, changed_only},
+    },
+};
+
+/// Requeue while a job starts (the listing is at most [`listing::MAX_AGE`] old).
+const STARTING: Duration = Duration::from_secs(5);
+/// Requeue while a job runs.
+const RUNNING: Duration = Duration::from_secs(20);
+
+#[async_trait]
+impl Reconciler for TrainingRun {
+    type Status = TrainingRunStatus;
+
+    fn status(&self) -> Option<&TrainingRunStatus> {
+        self.status.as_ref()
+    }
+
+    fn settings(settings: &Settings) -> &ControllerSettings {
+        &settings.training_run
+    }
+
+    fn primary(wiring: &Wiring) -> &Shared<Self> {
+        &wiring.training_runs
+    }
+
+    fn watches(controller: Controller<Self>, wiring: &Wiring) -> Controller<Self> {
+        let runs = wiring.training_runs.store();
+        let for_secrets = wiring.training_runs.store();
+        // A target matters to its runs when it becomes (not) Ready or its address changes.
+        let targets = changed_only(
+            wiring.edge_compute_targets.subscribe(),
+            |t: &EdgeComputeTarget| target_of(Some(t)),
+        );
+        controller
+            .watches_shared_stream(targets, move |t| {
+                let ns = t.namespace().unwrap_or_default();
+                let name = t.name_any();
+                Stores::select(&runs, &ns, |r| r.spec.compute_target_ref.name == name)
+                    .iter()
+                    .map(|r| ObjectRef::from_obj(&**r))
+                    .collect::<Vec<_>>()
+            })
+            .watches_shared_stream(wiring.secrets.subscribe(), move |secret| {
+                let ns = secret.namespace().unwrap_or_default();
+                let name = secret.name_any();
+                Stores::select(&for_secrets, &ns, |r| {
+                    r.referenced_secrets().contains(&name)
+                })
+                .iter()
+                .map(|r| ObjectRef::from_obj(&**r))
+                .collect::<Vec<_>>()
+            })
+    }
+
+    fn referenced_secrets(&self) -> Vec<String> {
+        vec![self.spec.data.credentials_secret_ref.name.clone()]
+    }
+
+    async fn apply(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        reconcile(&obj, &ctx).await
+    }
+
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        cleanup(&obj, &ctx).await
+    }
+}
+
+/// The target as a run sees it (from the watch cache).
+fn target_of(ect: Option<&EdgeComputeTarget>) -> Target {
+    let Some(ect) = ect else {
+        return Target::Missing;
+    };
+    let status = ect.status.clone().unwrap_or_default();
+    let ready = is_true_for(&status.conditions, READY, ect.metadata.generation);
+    let address = status.public_ip.clone().or(status.private_ip.clone());
+    match (ready, status.compute_id.clone(), address) {
+        (true, Some(compute_id), Some(vm_address)) => Target::Ready(ReadyTarget {
+            compute_id,
+            vm_address,
+        }),
+        _ => {
+            let c = find(&status.conditions, READY);
+            Target::NotReady {
+                reason: c.map_or("Pending".into(), |c| c.reason.clone()),
+                message: c.map_or(String::new(), |c| c.message.clone()),
+            }
+        }
+    }
+}
+
+fn target(run: &TrainingRun, ctx: &Context) -> Option<Arc<EdgeComputeTarget>> {
+    let ns = run.namespace().unwrap_or_default();
+    ctx.stores
+        .edge_compute_targets
+        .get(&ObjectRef::new(&run.spec.compute_target_ref.name).within(&ns))
+}
+
+/// The Azure ML workspace of the run's target, and its client.
+async fn workspace(ect: &EdgeComputeTarget, ctx: &Context) -> Result<(Arc<dyn MlApi>, Workspace)> {
+    let ns = ect.namespace().unwrap_or_default();
+    let spec = &ect.spec.azure_ml;
+    let workspace = Workspace {
+        subscription_id: spec.subscription_id.clone(),
+        resource_group: spec.resource_group.clone(),
+        name: spec.workspace.clone(),
+    };
+    let identity = ctx
+        .ml_identity(&ns, &spec.credentials_secret_ref.name)
+        .await?;
+    let ml = ctx
+        .factories
+        .ml
+        .azure_ml(&spec.arm_endpoint, workspace.clone(), &identity)
+        .await?;
+    Ok((ml, workspace))
+}
+
+/// The data storage account from `spec.data.credentialsSecretRef`.
+async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
+    let ns = run.namespace().unwrap_or_default();
+    let name = &run.spec.data.credentials_secret_ref.name;
+    let secret = ctx
+        .secrets
+        .require(&ctx.client, &ctx.stores, &ns, name)
+        .await?;
+    let account = secret_value(&secret, "accountName")?;
+    let key = AccountKey::from_base64(&secret_value(&secret, "accountKey")?).map_err(|e| {
+        Error::SecretInvalid {
+            namespace: ns.clone(),
+            name: name.clone(),
+            reason: format!("accountKey: {e}"),
+        }
+    })?;
+    Ok(DataAccount { name: account, key })
+}
+
+fn requeue_for(phase: TrainingRunPhase) -> Duration {
+    match phase {
+        TrainingRunPhase::Running => RUNNING,
+        _ => STARTING,
+    }
+}
+
+async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let uid = run.uid().unwrap_or_default();
+    let spec = &run.spec;
+    let before = run.status.clone().unwrap_or_default();
+    let meta = Meta {
+        namespace: &ns,
+        name: &name,
+        uid: &uid,
+        generation: run.metadata.generation,
+    };
+    let now = ctx.clock.now();
+    let ect = target(run, ctx);
+    let ml = match &ect {
+        Some(e) => Some(workspace(e, ctx).await?),
+        None => None,
+    };
+    let jobs = match &ml {
+        Some((ml, ws)) => Some(ctx.job_listings.get(&**ml, ws, now).await?),
+        None => None,
+    };
+    let mut obs = Observed {
+        now,
+        target: target_of(ect.as_deref()),
+        jobs,
+        fingerprint: None,
+        assets: None,
+        verification: None,
+        failure_log: None,
+    };
+    let need_ml = || {
+        ml.clone()
+            .ok_or_else(|| Error::InvalidSpec("internal: no workspace for an Azure ML read".into()))
+    };
+    let mut plan = None;
+    // Each need fills one observation; four kinds exist, so this ends.
+    for _ in 0..5 {
+        match decide::decide(spec, &meta, &before, &obs) {
+            Step::Plan(p) => {
+                plan = Some(p);
+                break;
+            }
+            Step::Need(Need::Fingerprint) => {
+                let account = data_account(run, ctx).await?;
+                let blob = ctx.factories.blob.blob(&spec.data.endpoint, account.key)?;
+                obs.fingerprint = Some(observe::fingerprint(&*blob, &spec.data).await?);
+            }
+            Step::Need(Need::Assets) => {
+                let (ml, ws) = need_ml()?;
+                let Some(cm) = &spec.code.config_map_ref else {
+                    return Err(Error::InvalidSpec(
+                        "code.blobUri is not supported yet: use code.configMapRef".into(),
+                    ));
+                };
+                let files = observe::code_files(&ctx.client, &ns, &cm.name).await?;
+                obs.assets = Some(observe::assets(&*ml, &ws, ml.http(), spec, &files).await?);
+            }
+            Step::Need(Need::Verification { job, outputs }) => {
+                let (ml, _) = need_ml()?;
+                let tracking = ml
+                    .get_workspace()
+                    .await
+                    .map_err(|e| Error::azure("reading the workspace", e))?
+                    .and_then(|w| w.properties.ml_flow_tracking_uri)
+                    .ok_or_else(|| {
+                        Error::InvalidSpec("the workspace advertises no mlFlowTrackingUri".into())
+                    })?;
+                let mlflow = ml
+                    .mlflow(&tracking)
+                    .map_err(|e| Error::azure("the MLflow tracking URI", e))?;
+                let account = data_account(run, ctx).await?;
+                let blob = ctx.factories.blob.blob(&spec.data.endpoint, account.key)?;
+                obs.verification = Some(
+                    observe::verification(
+                        &*ml,
+                        ml.http(),
+                        &*blob,
+                        &spec.data,
+                        &*mlflow,
+                        &job,
+                        &outputs,
+                    )
+                    .await?,
+                );
+            }
+            Step::Need(Need::FailureLog { artifacts, .. }) => {
+                let (ml, _) = need_ml()?;
+                obs.failure_log =
+                    Some(observe::failure_log(&*ml, ml.http(), artifacts.as_deref()).await?);
+            }
+        }
+    }
+    let plan =
+        plan.ok_or_else(|| Error::InvalidSpec("internal: decision did not settle".into()))?;
+    let mut deleted = false;
+    for action in &plan.actions {
+        match action {
+            decide::Action::Submit { job, target, .. } => {
+                let (ml, _) = need_ml()?;
+                let account = data_account(run, ctx).await?;
+                apply::submit(
+                    &*ml,
+                    spec,
+                    &plan.status,
+                    (&ns, &name, &uid),
+                    &account,
+                    target,
+                    job,
+                    now,
+                )
+                .await?;
+            }
+            decide::Action::Cancel { job } => {
+                let (ml, _) = need_ml()?;
+                apply::cancel(&*ml, job).await?;
+            }
+            decide::Action::Delete => {
+                let api: Api<TrainingRun> = Api::namespaced(ctx.client.clone(), &ns);
+                api.delete(&name, &DeleteParams::background())
+                    .await
+                    .map_err(|e| Error::kube(format!("deleting TrainingRun {ns}/{name}"), e))?;
+                deleted = true;
+            }
+        }
+    }
+    if !deleted && plan.status != before {
+        write_status(ctx, run, &plan.status).await?;
+    }
+    for e in plan.events {
+        let t = if e.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        events::publish(&ctx.recorder, run, t, &e.reason, e.message).await;
+    }
+    if deleted {
+        return Ok(Action::await_change());
+    }
+    let terminal = matches!(
+        plan.status.phase,
+        TrainingRunPhase::Succeeded | TrainingRunPhase::Failed | TrainingRunPhase::Canceled
+    );
+    Ok(match (plan.requeue, terminal) {
+        // A finished run looks again only at its TTL moment.
+        (Some(d), true) => Action::requeue(d.max(Duration::from_millis(200))),
+        (Some(d), false) => Action::requeue(
+            d.min(requeue_for(plan.status.phase))
+                .max(Duration::from_millis(200)),
+        ),
+        (None, true) => Action::await_change(),
+        (None, false) => Action::requeue(requeue_for(plan.status.phase)),
+    })
+}
+
+/// Deletion: an active job is cancelled first; the cancel is started, not awaited.
+async fn cleanup(run: &TrainingRun, ctx: &Context) -> Result<Action> {
+    let status = run.status.clone().unwrap_or_default();
+    if status.job_name.is_none() {
+        return Ok(Action::await_change());
+    }
+    let Some(ect) = target(run, ctx) else {
+        return Ok(Action::await_change());
+    };
+    let (ml, ws) = workspace(&ect, ctx).await?;
+    let now = ctx.clock.now();
+    let jobs = ctx.job_listings.get(&*ml, &ws, now).await?;
+    match decide::decide_cleanup(&status, Some(&jobs)) {
+        Cleanup::Done => Ok(Action::await_change()),
+        Cleanup::Wait => Err(Error::CleanupPending(format!(
+            "the cancellation of job {}",
+            status.job_name.unwrap_or_default()
+        ))),
+        Cleanup::Cancel { job } => {
+            apply::cancel(&*ml, &job).await?;
+            Err(Error::CleanupPending(format!(
+                "the cancellation of job {job}"
+            )))
+        }
+    }
+}
