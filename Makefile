@@ -21,6 +21,11 @@ tools: ## Install what tests and the demo need (Debian packages, Azurite, helm, 
 build: ## Build every binary.
 	$(CARGO) build --workspace --bins
 
+PREFIX ?= $(HOME)/.cargo
+.PHONY: install
+install: ## Install the kubectl plugin (kubectl edgetrain) into $(PREFIX)/bin (must be on PATH).
+	$(CARGO) install --locked --path crates/kubectl-edgetrain --root $(PREFIX)
+
 .PHONY: crds
 crds: ## Regenerate crds/ and the chart's copy from the Rust types.
 	$(CARGO) run --quiet -p edgetrain-api --bin crdgen -- crds charts/edgetrain/crds
