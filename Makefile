@@ -21,6 +21,11 @@ tools: ## Install what tests and the demo need (Debian packages, Azurite, helm, 
 build: ## Build every binary.
 	$(CARGO) build --workspace --bins
 
+PREFIX ?= $(HOME)/.cargo
+.PHONY: install
+install: ## Install the kubectl plugin (kubectl edgetrain) into $(PREFIX)/bin (must be on PATH).
+	$(CARGO) install --locked --path crates/kubectl-edgetrain --root $(PREFIX)
+
 .PHONY: crds
 crds: ## Regenerate crds/ and the chart's copy from the Rust types.
 	$(CARGO) run --quiet -p edgetrain-api --bin crdgen -- crds charts/edgetrain/crds
@@ -48,7 +53,8 @@ lint: ## rustfmt check and clippy with warnings as errors.
 chart-test: tools ## helm lint, render the chart, render deploy/ with kustomize, test the Argo CD health check.
 	helm lint charts/edgetrain
 	helm template edgetrain charts/edgetrain --namespace ns --set 'watchNamespaces={a,b}' \
-	  --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true >/dev/null
+	  --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true \
+	  --set metrics.dashboard.enabled=true --set metrics.prometheusRule.enabled=true >/dev/null
 	! helm template edgetrain charts/edgetrain --set defaultDeletionPolicy=Destroy >/dev/null 2>&1
 	kubectl kustomize deploy/ >/dev/null
 	kubectl kustomize examples/ >/dev/null

@@ -70,7 +70,7 @@ async fn throttled_calls_succeed_after_retry_after_with_counted_attempts() {
             .all(|r| r.headers["authorization"] == "Bearer test-token")
     );
     let host = fake.base.host_str().unwrap();
-    assert_eq!(client.metrics().get(host, "GET", "4xx"), 2);
+    assert_eq!(client.metrics().get(host, "GET", "429"), 2);
     assert_eq!(client.metrics().get(host, "GET", "2xx"), 1);
 }
 

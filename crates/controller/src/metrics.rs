@@ -5,7 +5,7 @@ use std::sync::Arc;
 use edgetrain_azure::arm::RequestMetrics;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -28,6 +28,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Family<KindLabel, Histogram>,
     pub time_to_ready: Family<KindLabel, Histogram>,
+    /// Objects this process holds Stalled (waiting for a spec or Secret change), by kind.
+    pub stalled: Family<KindLabel, Gauge>,
     /// Handed to every Azure client so their requests are counted by host/verb/status.
     pub azure: RequestMetrics,
 }
@@ -59,6 +61,12 @@ impl Default for Metrics {
             "From object creation to its first Ready=True seen by this process",
             time_to_ready.clone(),
         );
+        let stalled = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "stalled_resources",
+            "Objects stalled until their spec or a referenced Secret changes",
+            stalled.clone(),
+        );
         let azure = RequestMetrics::default();
         azure.register(registry.sub_registry_with_prefix("azure"));
         Self {
@@ -67,6 +75,7 @@ impl Default for Metrics {
             errors,
             duration,
             time_to_ready,
+            stalled,
             azure,
         }
     }
@@ -113,12 +122,19 @@ mod tests {
             .inc();
         m.error("EdgeComputeTarget", "secret_not_found");
         m.azure.record("127.0.0.1", "GET", Some(200));
+        m.stalled
+            .get_or_create(&Metrics::kind("TrainingRun"))
+            .set(2);
         let text = m.render();
         assert!(
             text.contains("edgetrain_reconciles_total{kind=\"EdgeComputeTarget\"} 1"),
             "{text}"
         );
         assert!(text.contains("reason=\"secret_not_found\""), "{text}");
+        assert!(
+            text.contains("edgetrain_stalled_resources{kind=\"TrainingRun\"} 2"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "edgetrain_azure_requests_total{host=\"127.0.0.1\",verb=\"GET\",status_class=\"2xx\"} 1"

@@ -11,13 +11,15 @@ use prometheus_client::{
 pub struct RequestLabels {
     pub host: String,
     pub verb: String,
-    /// `2xx`, `3xx`, `4xx`, `5xx`, or `transport_error` when no response came back.
+    /// `2xx`, `3xx`, `4xx`, `5xx`, or `transport_error` when no response came back; `429` is
+    /// its own class (not in `4xx`) so throttling can be alerted on.
     pub status_class: String,
 }
 
 /// Status class label for an HTTP status, or for no response.
 pub fn status_class(status: Option<u16>) -> String {
     match status {
+        Some(429) => "429".into(),
         Some(s) => format!("{}xx", s / 100),
         None => "transport_error".into(),
     }
@@ -73,6 +75,8 @@ mod tests {
         m.record("management.local", "PUT", Some(429));
         m.record("management.local", "PUT", None);
         assert_eq!(m.get("management.local", "GET", "2xx"), 2);
+        m.record("management.local", "PUT", Some(409));
+        assert_eq!(m.get("management.local", "PUT", "429"), 1);
         assert_eq!(m.get("management.local", "PUT", "4xx"), 1);
         assert_eq!(m.get("management.local", "PUT", "transport_error"), 1);
         assert_eq!(m.get("other", "GET", "2xx"), 0);

@@ -185,19 +185,21 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: &Arc<Context>, key: &ObjectKey) 
         debug!("stalled: waiting for a change of the spec or a referenced Secret");
         return Ok(Action::await_change());
     }
-    match K::apply(obj.clone(), ctx.clone()).await {
-        Ok(action) => {
-            ctx.stalls.clear(key);
-            Ok(action)
-        }
-        Err(e) => {
-            if e.handling() == Handling::AwaitChange {
-                ctx.stalls.stall(key, inputs);
-            }
-            report(&*obj, &e, ctx).await;
-            Err(e)
-        }
+    let result = K::apply(obj.clone(), ctx.clone()).await;
+    match &result {
+        Ok(_) => ctx.stalls.clear(key),
+        Err(e) if e.handling() == Handling::AwaitChange => ctx.stalls.stall(key, inputs),
+        Err(_) => {}
     }
+    let stalled = ctx.stalls.count(&key.kind);
+    ctx.metrics
+        .stalled
+        .get_or_create(&Metrics::kind(&key.kind))
+        .set(stalled);
+    if let Err(e) = &result {
+        report(&*obj, e, ctx).await;
+    }
+    result
 }
 
 /// A failure into status (`Stalled` when it needs a change; `Reconciling` with the reason

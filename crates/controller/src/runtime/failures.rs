@@ -100,6 +100,18 @@ impl StallGate {
     pub fn clear(&self, key: &ObjectKey) {
         self.0.lock().expect("lock").remove(key);
     }
+
+    /// How many objects of `kind` are stalled (the `stalled_resources` gauge).
+    pub fn count(&self, kind: &str) -> i64 {
+        let n = self
+            .0
+            .lock()
+            .expect("lock")
+            .keys()
+            .filter(|k| k.kind == kind)
+            .count();
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
 }
 
 /// The newest `resourceVersion` this controller knows of each object (its own status writes,
@@ -172,8 +184,11 @@ mod tests {
         assert!(!gate.holds(&key, inputs_fingerprint(&obj, &deleted)));
         let edited = meta::<ConfigMap>("x", 2);
         assert!(!gate.holds(&key, inputs_fingerprint(&edited, &secrets)));
+        assert_eq!(gate.count(&key.kind), 1);
+        assert_eq!(gate.count("Secret"), 0, "counted per kind");
         gate.clear(&key);
         assert!(!gate.holds(&key, inputs_fingerprint(&obj, &secrets)));
+        assert_eq!(gate.count(&key.kind), 0);
     }
 
     #[test]

@@ -1,0 +1,285 @@
+//! `kubectl edgetrain`: status, lineage and failure explanations of the edgetrain resources.
+//!
+//! The commands read the objects through the Kubernetes API (kube-rs, the user's kubeconfig) and
+//! hand them to the pure functions in [`view`].
+
+pub mod view;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use edgetrain_api::{EdgeComputeTarget, ModelRelease, TrainingRun};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Client, Config, Resource,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not load the kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("{kind} {namespace}/{name} not found")]
+    NotFound {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("no EdgeComputeTarget, TrainingRun or ModelRelease named {namespace}/{name}")]
+    NotFoundAnyKind { namespace: String, name: String },
+    #[error("{name} exists as more than one kind ({kinds}): name one, e.g. tr/{name}")]
+    Ambiguous { name: String, kinds: String },
+    #[error("unknown kind {0:?}: use ect, tr or mr (or their full names)")]
+    UnknownKind(String),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("could not render output: {0}")]
+    Render(String),
+    #[error("lineage of {release} does not check out:\n  {}", .mismatches.join("\n  "))]
+    LineageMismatch {
+        release: String,
+        mismatches: Vec<String>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-edgetrain",
+    about = "Inspect edgetrain resources: status, lineage, failure explanations",
+    after_help = "Not available yet: `logs <trainingrun>` (the job log from the workspace datastore), and reading the provenance referrer from the registry in `lineage` — lineage is read and cross-checked from the ModelRelease and TrainingRun status only."
+)]
+pub struct Cli {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace).
+    #[arg(short, long, global = true)]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// All EdgeComputeTargets, TrainingRuns and ModelReleases in one table, with Ready reasons.
+    Status {
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// image digest -> model version -> job -> code digest -> data fingerprint of a
+    /// ModelRelease, cross-checked between its status and its TrainingRun's. Exits 2 on a
+    /// mismatch.
+    Lineage {
+        /// The ModelRelease.
+        modelrelease: String,
+    },
+    /// The last failing condition of a resource (`kind/name` or a name), the Azure code and
+    /// request id in it, and what to do.
+    ExplainFailure {
+        /// `ect/NAME`, `tr/NAME`, `mr/NAME`, or a NAME unique across the three kinds.
+        resource: String,
+    },
+}
+
+/// A client for the kubeconfig, context and namespace the flags name, like kubectl.
+pub async fn connect(cli: &Cli) -> Result<(Client, String)> {
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..Default::default()
+    };
+    let config = match &cli.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+            Config::from_custom_kubeconfig(kc, &options).await
+        }
+        None => Config::from_kubeconfig(&options).await,
+    }
+    .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let ns = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    Ok((Client::try_from(config)?, ns))
+}
+
+fn render<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> Result<String> {
+    match format {
+        Format::Table => Ok(table()),
+        Format::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| Error::Render(e.to_string())),
+        Format::Yaml => serde_yaml::to_string(value).map_err(|e| Error::Render(e.to_string())),
+    }
+}
+
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            kind: K::kind(&()).to_string(),
+            namespace: ns.into(),
+            name: name.into(),
+        })
+}
+
+async fn list<K>(client: &Client, ns: Option<&str>) -> Result<Vec<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = match ns {
+        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+        None => Api::<K>::all(client.clone()),
+    };
+    Ok(api.list(&Default::default()).await?.items)
+}
+
+/// Runs the command and returns what it prints on stdout.
+pub async fn run(cli: &Cli, client: &Client, ns: &str) -> Result<String> {
+    let now = Timestamp::now();
+    let stdout = match &cli.command {
+        Command::Status { all_namespaces } => {
+            let scope = (!all_namespaces).then_some(ns);
+            let mut rows = Vec::new();
+            for o in list::<EdgeComputeTarget>(client, scope).await? {
+                rows.push(view::ect_row(&o, now));
+            }
+            for o in list::<TrainingRun>(client, scope).await? {
+                rows.push(view::tr_row(&o, now));
+            }
+            for o in list::<ModelRelease>(client, scope).await? {
+                rows.push(view::mr_row(&o, now));
+            }
+            render(cli.output, &rows, || view::status_table(&rows))?
+        }
+        Command::Lineage { modelrelease } => {
+            let release: ModelRelease = get(client, ns, modelrelease).await?;
+            let run = match &release.spec.training_run_ref {
+                Some(r) => {
+                    Api::<TrainingRun>::namespaced(client.clone(), ns)
+                        .get_opt(&r.name)
+                        .await?
+                }
+                None => None,
+            };
+            let l = view::lineage(&release, run.as_ref());
+            let text = render(cli.output, &l, || view::lineage_text(&l))?;
+            if !l.mismatches.is_empty() {
+                // The chain is still printed: a user needs to see what disagrees with what.
+                print!("{text}");
+                return Err(Error::LineageMismatch {
+                    release: l.model_release,
+                    mismatches: l.mismatches,
+                });
+            }
+            text
+        }
+        Command::ExplainFailure { resource } => {
+            let e = explain(client, ns, resource).await?;
+            render(cli.output, &e, || view::explanation_text(&e))?
+        }
+    };
+    Ok(stdout)
+}
+
+async fn explain(client: &Client, ns: &str, resource: &str) -> Result<view::Explanation> {
+    let (kind, name) = match resource.split_once('/') {
+        Some((k, n)) => (Some(k.to_ascii_lowercase()), n),
+        None => (None, resource),
+    };
+    let id = |k: &str| format!("{k}/{ns}/{name}");
+    let mut found = Vec::new();
+    let wants = |short: &str, long: &str| {
+        kind.as_deref()
+            .is_none_or(|k| k == short || k == long || k == format!("{long}s"))
+    };
+    if let Some(k) = kind.as_deref()
+        && ![
+            "ect",
+            "edgecomputetarget",
+            "edgecomputetargets",
+            "tr",
+            "trainingrun",
+            "trainingruns",
+            "mr",
+            "modelrelease",
+            "modelreleases",
+        ]
+        .contains(&k)
+    {
+        return Err(Error::UnknownKind(k.to_string()));
+    }
+    if wants("ect", "edgecomputetarget")
+        && let Some(o) = Api::<EdgeComputeTarget>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await?
+    {
+        let st = o.status.unwrap_or_default();
+        let phase = st.power_state.map(|p| format!("{p:?}"));
+        found.push(view::explain(
+            id("EdgeComputeTarget"),
+            phase,
+            &st.conditions,
+        ));
+    }
+    if wants("tr", "trainingrun")
+        && let Some(o) = Api::<TrainingRun>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await?
+    {
+        let phase = o.status.as_ref().map(|s| format!("{:?}", s.phase));
+        let st = o.status.unwrap_or_default();
+        found.push(view::explain(id("TrainingRun"), phase, &st.conditions));
+    }
+    if wants("mr", "modelrelease")
+        && let Some(o) = Api::<ModelRelease>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await?
+    {
+        let st = o.status.unwrap_or_default();
+        found.push(view::explain(id("ModelRelease"), None, &st.conditions));
+    }
+    match found.len() {
+        0 => Err(Error::NotFoundAnyKind {
+            namespace: ns.into(),
+            name: name.into(),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(Error::Ambiguous {
+            name: name.into(),
+            kinds: found
+                .iter()
+                .map(|e| e.resource.split('/').next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
