@@ -118,7 +118,7 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over() {
 
     // The leader dies without releasing; after the Lease expires the follower takes over.
     leader_task.abort();
-    let second = eventually(30, "a new Lease holder", || async {
+    let second = eventually(60, "a new Lease holder", || async {
         holder(&w).await.filter(|h| *h != first)
     })
     .await;

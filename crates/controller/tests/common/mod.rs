@@ -149,7 +149,7 @@ pub fn leader(identity: &str) -> LeaderConfig {
         namespace: "default".into(),
         lease_name: "edgetrain-controller".into(),
         identity: identity.into(),
-        lease_duration: Duration::from_secs(3),
+        lease_duration: Duration::from_secs(8),
     }
 }
 
