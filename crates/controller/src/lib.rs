@@ -127,7 +127,11 @@ async fn run_controllers(mut config: Config, ready: server::Readiness) -> Result
     ready.set(true);
     let factories = match config.factories.clone() {
         Some(f) => f,
-        None => Factories::real(&config.metrics, http_config_from_env())?,
+        None => Factories::real(
+            &config.metrics,
+            http_config_from_env(),
+            edgetrain_azure::arm::RateLimits::default(),
+        )?,
     };
     match (&config.leader, elector) {
         (Some(l), Some(elector)) => {

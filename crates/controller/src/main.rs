@@ -4,7 +4,13 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use edgetrain_api::DeletionPolicy;
-use edgetrain_controller::{Config, LeaderConfig, metrics::Metrics, run};
+use edgetrain_azure::arm::RateLimits;
+use edgetrain_controller::{
+    Config, LeaderConfig,
+    metrics::Metrics,
+    run,
+    runtime::factory::{Factories, http_config_from_env},
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Policy {
@@ -33,9 +39,14 @@ struct Args {
     /// Name of the leader Lease in POD_NAMESPACE.
     #[arg(long, default_value = "edgetrain-controller")]
     leader_lease: String,
-    /// Lease duration in seconds.
+    /// Lease duration in seconds (renew deadline 2/3 of it, retries every 2/15).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Client-side ARM budget per Stack Hub stamp, subscription and principal, as
+    /// `reads=CAPACITY/PER_SECOND,writes=…,deletes=…` (kinds left out keep the default, sized
+    /// for a stamp's hourly limits: reads=600/3,writes=60/0.3,deletes=750/3.75).
+    #[arg(long, default_value = "")]
+    stack_hub_rate_limits: RateLimits,
 }
 
 fn init_tracing() {
@@ -78,6 +89,15 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
+    let metrics = Metrics::default();
+    let factories =
+        match Factories::real(&metrics, http_config_from_env(), args.stack_hub_rate_limits) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the Azure clients");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     let config = Config {
         client,
         metrics_addr: args.metrics_addr,
@@ -93,8 +113,8 @@ async fn main() -> std::process::ExitCode {
         resync: Duration::from_secs(args.resync_seconds),
         leader,
         instance: pod,
-        metrics: Metrics::default(),
-        factories: None,
+        metrics: metrics.clone(),
+        factories: Some(factories),
         clock: None,
     };
     match run(config).await {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use edgetrain_api::edge_compute_target::ApiProfile;
 use edgetrain_azure::{
-    arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, Started},
+    arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, RateLimits, Started},
     blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint},
     identity::{ClientSecretCredential, TokenCache},
     ml::{MlApi, MlClient, Workspace},
@@ -89,8 +89,10 @@ pub struct Factories {
 
 impl Factories {
     /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
-    pub fn real(metrics: &Metrics, http: HttpConfig) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(metrics, http)?);
+    /// `stack_hub_limits`: the client-side token buckets for Stack Hub stamps (Azure ML's
+    /// public ARM keeps public Azure's published numbers).
+    pub fn real(metrics: &Metrics, http: HttpConfig, stack_hub_limits: RateLimits) -> Result<Self> {
+        let clients = Arc::new(AzureClients::new(metrics, http, stack_hub_limits)?);
         Ok(Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
@@ -158,14 +160,16 @@ impl VmAccess for ArmVmAccess {
 pub struct AzureClients {
     http: reqwest::Client,
     tokens: Arc<TokenCache>,
-    limiter: Arc<RateLimiter>,
+    /// Stack Hub stamps' budget and public Azure's differ by two orders of magnitude.
+    stack_hub_limiter: Arc<RateLimiter>,
+    public_limiter: Arc<RateLimiter>,
     metrics: edgetrain_azure::arm::RequestMetrics,
     stack_hub: Mutex<HashMap<String, Arc<StackHubClient>>>,
     ml: Mutex<HashMap<String, Arc<MlClient>>>,
 }
 
 impl AzureClients {
-    pub fn new(metrics: &Metrics, http: HttpConfig) -> Result<Self> {
+    pub fn new(metrics: &Metrics, http: HttpConfig, stack_hub_limits: RateLimits) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let http = http
             .build()
@@ -173,7 +177,8 @@ impl AzureClients {
         Ok(Self {
             http,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
-            limiter: Arc::new(RateLimiter::default()),
+            stack_hub_limiter: Arc::new(RateLimiter::new(stack_hub_limits)),
+            public_limiter: Arc::new(RateLimiter::new(RateLimits::public_azure())),
             metrics: metrics.azure.clone(),
             stack_hub: Mutex::default(),
             ml: Mutex::default(),
@@ -207,11 +212,11 @@ impl AzureClients {
         endpoint: url::Url,
         cred: ClientSecretCredential,
         audience: &str,
-        principal: &str,
+        (limiter, principal): (&Arc<RateLimiter>, &str),
     ) -> ArmClient {
         let cred: Arc<dyn TokenCredential> = Arc::new(cred);
         ArmClient::new(self.http.clone(), endpoint, cred, audience)
-            .with_limiter(self.limiter.clone(), principal)
+            .with_limiter(limiter.clone(), principal)
             .with_metrics(self.metrics.clone())
     }
 }
@@ -239,7 +244,12 @@ impl StackHubFactory for AzureClients {
         let endpoint = Self::url(arm_endpoint)?;
         let (cred, audience) = self.credential(&endpoint, creds).await?;
         let client = Arc::new(StackHubClient::new(
-            self.arm(endpoint, cred, &audience, &creds.client_id),
+            self.arm(
+                endpoint,
+                cred,
+                &audience,
+                (&self.stack_hub_limiter, &creds.client_id),
+            ),
             profile,
         ));
         self.stack_hub
@@ -270,7 +280,12 @@ impl MlFactory for AzureClients {
         // The login authority comes from metadata; the audience is public ARM's.
         let (cred, _) = self.credential(&endpoint, creds).await?;
         let client = Arc::new(MlClient::new(
-            self.arm(endpoint, cred, PUBLIC_ARM_AUDIENCE, &creds.client_id),
+            self.arm(
+                endpoint,
+                cred,
+                PUBLIC_ARM_AUDIENCE,
+                (&self.public_limiter, &creds.client_id),
+            ),
             workspace,
         ));
         self.ml.lock().expect("lock").insert(key, client.clone());
