@@ -72,6 +72,6 @@ demo-test: tools build ## End-to-end: run the demo in a temporary directory and 
 	scripts/demo-test.sh
 
 .PHONY: bench
-bench: ## Benchmarks (speed and memory targets live here, never in tests).
-	@echo "make bench: no benchmarks yet." >&2
-	@exit 1
+bench: ## Benchmarks (speed and memory targets live here, never in tests); figures in target/bench/results.json.
+	$(CARGO) build --release -p edgetrain-registry --example push-bench
+	target/release/examples/push-bench run --out target/bench/results.json

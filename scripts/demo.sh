@@ -169,7 +169,8 @@ k apply -f "$DEMO_DIR/edgecomputetarget.yaml" || fail "kubectl apply EdgeCompute
 # --- 3. the controller ----------------------------------------------------------------------
 say "edgetrain-controller"
 start controller env KUBECONFIG="$KUBECONFIG_FILE" POD_NAMESPACE=default POD_NAME=edgetrain-demo \
-  RUST_LOG="${RUST_LOG:-info}" "$CONTROLLER" --metrics-addr 127.0.0.1:0
+  RUST_LOG="${RUST_LOG:-info}" "$CONTROLLER" --metrics-addr 127.0.0.1:0 \
+  --allowed-arm-endpoints "$AZURE_URL" --allowed-authorities "$AZURE_URL"
 # Port 0 avoids racing for a free port; the controller logs the address it bound.
 metrics_line() { grep -m 1 'serving /metrics' "$DEMO_DIR/controller.log"; }
 wait_until controller 30 metrics_line

@@ -6,13 +6,29 @@ use std::collections::BTreeMap;
 
 use crate::{Error, Result};
 
+// Patterns of ids that end up in request paths (ARM or Kubernetes). ASCII classes only: `\w`
+// matches non-ASCII letters in Rust's regex (the sandbox API server's) but not in Go's (a real
+// one), and a pattern must mean the same everywhere.
+
+/// An Azure subscription id (a GUID).
+pub const SUBSCRIPTION_ID_PATTERN: &str =
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// An ARM resource group name: 1 to 90 letters, digits, `_`, `-`, `.`, `(`, `)`, not ending
+/// in `.` (which also rules out `.` and `..`, path segments that would leave the group).
+pub const RESOURCE_GROUP_PATTERN: &str = r"^[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]$";
+
+/// A Kubernetes object name (DNS subdomain, RFC 1123): never `.` or `..`.
+pub const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// A reference to a Secret in the same namespace as the resource.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {
     /// Name of the Secret, in the resource's namespace. The operator watches it, so a rotated
     /// credential is used without restarting anything.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 
@@ -21,7 +37,7 @@ pub struct SecretReference {
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
     /// Name of the object, in the same namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 

@@ -10,7 +10,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{DeletionPolicy, PendingOperation, SecretReference};
+use crate::common::{
+    DeletionPolicy, PendingOperation, RESOURCE_GROUP_PATTERN, SUBSCRIPTION_ID_PATTERN,
+    SecretReference,
+};
 
 /// One training VM on Azure Stack Hub, attached to one Azure ML workspace as a compute target.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -101,12 +104,10 @@ pub struct StackHubSpec {
     #[schemars(length(min = 1, max = 64))]
     pub location: String,
     /// Subscription id on the stamp (a GUID).
-    #[schemars(regex(
-        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-    ))]
+    #[schemars(regex(pattern = SUBSCRIPTION_ID_PATTERN))]
     pub subscription_id: String,
     /// Resource group that holds the VM and its network pieces (must exist).
-    #[schemars(regex(pattern = r"^[-\w\._\(\)]{1,90}$"))]
+    #[schemars(regex(pattern = RESOURCE_GROUP_PATTERN))]
     pub resource_group: String,
     /// Secret with the service principal: keys `tenantId`, `clientId`, `clientSecret`.
     pub credentials_secret_ref: SecretReference,
@@ -201,7 +202,7 @@ pub struct VmNetwork {
     /// subnet of its own named after the EdgeComputeTarget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
-        pattern = r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$"
+        pattern = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]/(?i:providers/Microsoft\.Network/virtualNetworks)/[A-Za-z0-9]([-A-Za-z0-9_.]{0,62}[A-Za-z0-9_])?/(?i:subnets)/[A-Za-z0-9]([-A-Za-z0-9_.]{0,78}[A-Za-z0-9_])?$"
     ))]
     pub subnet_id: Option<String>,
     /// Address range of the vnet/subnet the operator creates (default `10.20.0.0/24`).
@@ -223,12 +224,10 @@ pub struct AzureMlSpec {
     #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost', '::1']))").message("armEndpoint must be an https URL (http only for loopback)"))]
     pub arm_endpoint: String,
     /// Subscription of the workspace (a GUID).
-    #[schemars(regex(
-        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-    ))]
+    #[schemars(regex(pattern = SUBSCRIPTION_ID_PATTERN))]
     pub subscription_id: String,
     /// Resource group of the workspace.
-    #[schemars(regex(pattern = r"^[-\w\._\(\)]{1,90}$"))]
+    #[schemars(regex(pattern = RESOURCE_GROUP_PATTERN))]
     pub resource_group: String,
     /// Workspace name.
     #[schemars(regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$"))]

@@ -156,16 +156,20 @@ pub struct EnvironmentSource {
     /// Container image, e.g. `mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
-        pattern = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+        pattern = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
     ))]
     pub image: Option<String>,
     /// Conda environment file (YAML text) applied on top of the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub conda_file: Option<String>,
-    /// ARM id or `azureml:name:version` of an existing environment.
+    /// ARM id (`/subscriptions/.../workspaces/{ws}/environments/{name}/versions/{version}`),
+    /// `azureml:name:version` or `azureml:name@latest` of an existing environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
+    #[schemars(regex(
+        pattern = r"^(azureml:[A-Za-z0-9][A-Za-z0-9_.-]{0,254}(:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}|@latest)|/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]/(?i:providers/Microsoft\.MachineLearningServices/workspaces)/[A-Za-z0-9][A-Za-z0-9_-]{2,32}/(?i:environments)/[A-Za-z0-9][A-Za-z0-9_.-]{0,254}/(?i:versions)/[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$"
+    ))]
     pub environment_id: Option<String>,
 }
 

@@ -313,7 +313,7 @@ fn ect_subnet_and_address_prefix_together_are_rejected() {
         ect(),
         "/spec/vm/network",
         json!({
-            "subnetId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/a",
+            "subnetId": "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/a",
             "addressPrefix": "10.1.0.0/24"
         }),
     );
@@ -616,4 +616,151 @@ fn mr_unknown_model_type_is_rejected() {
 fn mr_bad_tag_is_rejected() {
     let obj = with(mr(), "/spec/registry/tags", json!(["-bad tag"]));
     assert_rejected("ModelRelease", &obj, None, "valid OCI tags");
+}
+
+// ---- ids that end up in request paths (issue 9) ----
+
+const RESOURCE_GROUPS: [&str; 2] = [
+    "/spec/stackHub/resourceGroup",
+    "/spec/azureML/resourceGroup",
+];
+
+#[test]
+fn resource_groups_that_would_leave_their_scope_are_rejected() {
+    for field in RESOURCE_GROUPS {
+        let name = field.rsplit_once("/spec/").unwrap().1.replace('/', ".");
+        let needle = format!("spec.{name} in body should match");
+        for bad in ["..", ".", "rg.", "a/b", "rg%2F..", "", "x y"] {
+            assert_rejected(
+                "EdgeComputeTarget",
+                &with(ect(), field, json!(bad)),
+                None,
+                &needle,
+            );
+        }
+    }
+}
+
+#[test]
+fn resource_groups_are_ascii_only() {
+    // Rust's `\w` (the sandbox's regex engine) matches these; Go's (a real API server) does not.
+    for bad in ["réseau", "データ", "rg\u{00a0}1"] {
+        assert_rejected(
+            "EdgeComputeTarget",
+            &with(ect(), "/spec/stackHub/resourceGroup", json!(bad)),
+            None,
+            "resourceGroup in body should match",
+        );
+    }
+}
+
+#[test]
+fn resource_groups_follow_arm_naming_rules() {
+    let longest = "r".repeat(90);
+    for ok in ["a", "rg1", "My_RG-(prod).v2", "..a", longest.as_str()] {
+        for field in RESOURCE_GROUPS {
+            assert_valid("EdgeComputeTarget", &with(ect(), field, json!(ok)), None);
+        }
+    }
+    let too_long = "r".repeat(91);
+    assert_rejected(
+        "EdgeComputeTarget",
+        &with(ect(), "/spec/stackHub/resourceGroup", json!(too_long)),
+        None,
+        "resourceGroup in body should match",
+    );
+}
+
+#[test]
+fn subnet_ids_cannot_climb_out_of_their_segments() {
+    let sub = "11111111-2222-3333-4444-555555555555";
+    let ok = format!(
+        "/subscriptions/{sub}/resourceGroups/net-rg/providers/Microsoft.Network/virtualNetworks/vnet-1/subnets/default"
+    );
+    let set = |id: &str| with(ect(), "/spec/vm/network", json!({"subnetId": id}));
+    assert_valid("EdgeComputeTarget", &set(&ok), None);
+    // ARM ids are case-insensitive in their keywords.
+    assert_valid("EdgeComputeTarget", &set(&ok.to_lowercase()), None);
+    for bad in [
+        ok.replace("net-rg", ".."),
+        ok.replace("vnet-1", ".."),
+        ok.replace("/default", "/.."),
+        ok.replace(sub, ".."),
+        ok.replace("vnet-1", "v\u{212a}"), // KELVIN SIGN: folds to k under (?i)
+        format!("{ok}/../../x"),
+    ] {
+        assert_rejected(
+            "EdgeComputeTarget",
+            &set(&bad),
+            None,
+            "subnetId in body should match",
+        );
+    }
+}
+
+#[test]
+fn secret_and_object_references_are_object_names() {
+    for bad in ["..", ".", "UPPER", "a/b"] {
+        assert_rejected(
+            "EdgeComputeTarget",
+            &with(
+                ect(),
+                "/spec/stackHub/credentialsSecretRef/name",
+                json!(bad),
+            ),
+            None,
+            "credentialsSecretRef.name in body should match",
+        );
+        assert_rejected(
+            "TrainingRun",
+            &with(tr(), "/spec/computeTargetRef/name", json!(bad)),
+            None,
+            "computeTargetRef.name in body should match",
+        );
+    }
+    assert_valid(
+        "EdgeComputeTarget",
+        &with(
+            ect(),
+            "/spec/stackHub/credentialsSecretRef/name",
+            json!("sp.v2-a"),
+        ),
+        None,
+    );
+}
+
+#[test]
+fn environment_ids_are_asset_references() {
+    let ws = "/subscriptions/66666666-7777-8888-9999-000000000000/resourceGroups/ml/providers/Microsoft.MachineLearningServices/workspaces/ws1";
+    let set = |id: &str| with(tr(), "/spec/environment", json!({"environmentId": id}));
+    for ok in [
+        "azureml:env:1".to_string(),
+        "azureml:sklearn-env@latest".to_string(),
+        format!("{ws}/environments/env/versions/3"),
+    ] {
+        assert_valid("TrainingRun", &set(&ok), None);
+    }
+    for bad in [
+        "azureml:../x:1".to_string(),
+        "env".to_string(),
+        format!("{ws}/environments/../versions/3"),
+        format!("{ws}/../../x/environments/env/versions/3"),
+    ] {
+        assert_rejected(
+            "TrainingRun",
+            &set(&bad),
+            None,
+            "environmentId in body should match",
+        );
+    }
+}
+
+#[test]
+fn image_tags_are_ascii_only() {
+    assert_rejected(
+        "TrainingRun",
+        &with(tr(), "/spec/environment/image", json!("python:3.11-é")),
+        None,
+        "image in body should match",
+    );
 }

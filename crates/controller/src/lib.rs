@@ -13,7 +13,9 @@ pub mod ssh;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ModelRelease, TrainingRun};
+pub use edgetrain_azure::identity::EndpointPolicy;
 pub use error::{Error, Handling, Result};
+use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource,
@@ -26,7 +28,7 @@ use crate::{
     metrics::Metrics,
     runtime::{
         controller,
-        factory::{Factories, http_config_from_env},
+        factory::{Factories, WorkloadIdentity, http_config_from_env},
         stores::Wiring,
     },
 };
@@ -58,6 +60,15 @@ pub struct Config {
     pub metrics: Metrics,
     /// Azure client factories; `None` builds the real ones.
     pub factories: Option<Factories>,
+    /// Workload identity for Azure ML (used by the real factories); `None`: service principals
+    /// only.
+    pub workload_identity: Option<WorkloadIdentity>,
+    /// Which ARM endpoints and login authorities may receive credentials (used by the real
+    /// factories).
+    pub endpoint_policy: EndpointPolicy,
+    /// Client-side ARM budget per Stack Hub stamp, subscription and principal (used by the
+    /// real factories).
+    pub stack_hub_rate_limits: edgetrain_azure::arm::RateLimits,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -130,7 +141,9 @@ async fn run_controllers(mut config: Config, ready: server::Readiness) -> Result
         None => Factories::real(
             &config.metrics,
             http_config_from_env(),
-            edgetrain_azure::arm::RateLimits::default(),
+            config.workload_identity.clone(),
+            config.endpoint_policy.clone(),
+            config.stack_hub_rate_limits,
         )?,
     };
     match (&config.leader, elector) {
@@ -187,13 +200,14 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
             wiring.stores(),
         ));
         // Controllers subscribe to the shared watches before these start.
-        let ects = controller::run::<EdgeComputeTarget>(&wiring, ctx.clone());
+        // One line per kind; each subscribes to the shared watches it needs.
+        let kinds = vec![controller::run::<EdgeComputeTarget>(&wiring, ctx.clone()).boxed()];
         let watches = wiring.start(&config.client, scope.as_deref());
         async move {
             let controllers = async {
                 // Decisions read neighbours from the caches: never act on a partial list.
                 if ctx.stores.wait_until_ready().await.is_ok() {
-                    ects.await;
+                    futures::future::join_all(kinds).await;
                 }
             };
             tokio::select! {

@@ -6,10 +6,7 @@ use clap::{Parser, ValueEnum};
 use edgetrain_api::DeletionPolicy;
 use edgetrain_azure::arm::RateLimits;
 use edgetrain_controller::{
-    Config, LeaderConfig,
-    metrics::Metrics,
-    run,
-    runtime::factory::{Factories, http_config_from_env},
+    Config, EndpointPolicy, LeaderConfig, metrics::Metrics, run, runtime::factory::WorkloadIdentity,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -47,6 +44,26 @@ struct Args {
     /// for a stamp's hourly limits: reads=600/3,writes=60/0.3,deletes=750/3.75).
     #[arg(long, default_value = "")]
     stack_hub_rate_limits: RateLimits,
+    /// Comma-separated client ids an Azure ML credentials Secret may name for workload
+    /// identity (a Secret with tenantId and clientId, no clientSecret). Needs the projected
+    /// token at AZURE_FEDERATED_TOKEN_FILE (set by Azure Workload Identity's webhook).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    workload_identity_client_ids: Vec<String>,
+    /// Comma-separated ARM endpoint origins (https://host[:port]) the operator uses credentials
+    /// with; empty allows any https endpoint (plain http only on loopback).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    allowed_arm_endpoints: Vec<String>,
+    /// Comma-separated login endpoint origins that may receive client secrets; empty allows any
+    /// https endpoint (plain http only on loopback).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    allowed_authorities: Vec<String>,
+}
+
+fn non_empty(v: &[String]) -> Vec<&str> {
+    v.iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn init_tracing() {
@@ -89,15 +106,36 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
-    let metrics = Metrics::default();
-    let factories =
-        match Factories::real(&metrics, http_config_from_env(), args.stack_hub_rate_limits) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "could not build the Azure clients");
+    let allowed: Vec<String> = non_empty(&args.workload_identity_client_ids)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let workload_identity = if allowed.is_empty() {
+        None
+    } else {
+        match std::env::var("AZURE_FEDERATED_TOKEN_FILE") {
+            Ok(file) => Some(WorkloadIdentity {
+                token_file: file.into(),
+                allowed_client_ids: allowed,
+            }),
+            Err(_) => {
+                tracing::error!(
+                    "--workload-identity-client-ids needs AZURE_FEDERATED_TOKEN_FILE (the projected service-account token)"
+                );
                 return std::process::ExitCode::FAILURE;
             }
-        };
+        }
+    };
+    let endpoint_policy = match EndpointPolicy::new(
+        &non_empty(&args.allowed_arm_endpoints),
+        &non_empty(&args.allowed_authorities),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid --allowed-arm-endpoints / --allowed-authorities");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let config = Config {
         client,
         metrics_addr: args.metrics_addr,
@@ -113,8 +151,11 @@ async fn main() -> std::process::ExitCode {
         resync: Duration::from_secs(args.resync_seconds),
         leader,
         instance: pod,
-        metrics: metrics.clone(),
-        factories: Some(factories),
+        metrics: Metrics::default(),
+        factories: None,
+        workload_identity,
+        endpoint_policy,
+        stack_hub_rate_limits: args.stack_hub_rate_limits,
         clock: None,
     };
     match run(config).await {

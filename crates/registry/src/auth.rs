@@ -325,7 +325,7 @@ impl Authenticator {
                 target: target.clone(),
                 method: "GET",
                 url: url.to_string(),
-                source,
+                source: source.without_url(),
             })?;
         let c = match resp.status().as_u16() {
             200 => Challenge::None,
@@ -482,9 +482,18 @@ impl Authenticator {
         let aad = credential
             .get_token(&[aad_scope.as_str()], None)
             .await
-            .map_err(|e| Error::AzureAd {
-                target: target.clone(),
-                detail: e.to_string(),
+            .map_err(|e| {
+                // The credential's message plus its causes (AAD's error text; never the secret).
+                let mut detail = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    detail = format!("{detail}: {c}");
+                    cause = c.source();
+                }
+                Error::AzureAd {
+                    target: target.clone(),
+                    detail,
+                }
             })?;
         let mut exchange = realm.clone();
         let path = realm.path();
@@ -563,7 +572,7 @@ impl Authenticator {
             target: target.clone(),
             method: "POST",
             url: realm.to_owned(),
-            source,
+            source: source.without_url(),
         })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();

@@ -180,6 +180,10 @@ impl Registry {
         if base.cannot_be_a_base() || base.host_str().is_none() {
             return Err(Error::Invalid(format!("registry URL {base} has no host")));
         }
+        // Tokens and passwords travel with every request: https, or http on loopback only.
+        if !matches!(credential, Credential::Anonymous) {
+            crate::auth::check_secure(&base)?;
+        }
         let name = match base.port() {
             Some(p) => format!("{}:{p}", base.host_str().unwrap_or("")),
             None => base.host_str().unwrap_or("").to_owned(),
@@ -276,7 +280,7 @@ impl Registry {
                 target: target.clone(),
                 method: method_name(&method),
                 url: shown(url),
-                source,
+                source: source.without_url(),
             })?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
@@ -297,10 +301,9 @@ impl Registry {
                             detail,
                         }
                     }
-                    _ => Error::Denied {
+                    _ => Error::Unauthorized {
                         target,
-                        scope: scopes.join(" "),
-                        detail: format!("a fresh token was refused too: {detail}"),
+                        detail: format!("a freshly obtained credential was refused too: {detail}"),
                     },
                 });
             }
@@ -671,7 +674,7 @@ impl Registry {
             target,
             method: "PUT",
             url: shown(&put),
-            source,
+            source: source.without_url(),
         })?;
         if resp.status() != StatusCode::CREATED {
             return Err(self
@@ -725,7 +728,7 @@ impl Registry {
             target: self.target(repository),
             method: "GET",
             url: shown(&url),
-            source,
+            source: source.without_url(),
         })?;
         let m = ManifestBytes::new(&media_type, bytes.to_vec());
         if reference.starts_with("sha256:") && m.digest != reference {
@@ -798,7 +801,7 @@ impl Registry {
                 target: self.target(repository),
                 method: "GET",
                 url: shown(&url),
-                source,
+                source: source.without_url(),
             })?;
             out.extend_from_slice(&b);
             if out.len() > CAP {
@@ -832,16 +835,14 @@ impl Registry {
                 serde_json::from_slice(&m.bytes).map_err(|e| invalid(e.to_string()))?;
             let d = select_platform(&index, "linux", "amd64")
                 .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
-            m = self
-                .get_manifest(repository, &d.digest().to_string())
-                .await?;
+            m = self.get_manifest(repository, d.digest().as_ref()).await?;
         }
         let family = Family::of_manifest(&m.media_type)
             .ok_or_else(|| invalid(format!("unsupported manifest type {:?}", m.media_type)))?;
         let manifest: ImageManifest =
             serde_json::from_slice(&m.bytes).map_err(|e| invalid(e.to_string()))?;
         let config = self
-            .get_small_blob(repository, &manifest.config().digest().to_string())
+            .get_small_blob(repository, manifest.config().digest().as_ref())
             .await?;
         let config =
             serde_json::from_slice(&config).map_err(|e| invalid(format!("config: {e}")))?;
@@ -920,7 +921,7 @@ impl Registry {
                     target: self.target(repository),
                     method: "GET",
                     url: shown(&url),
-                    source,
+                    source: source.without_url(),
                 })?
                 .to_vec()
         } else {
@@ -978,6 +979,29 @@ fn take(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_go_to_plain_http_registries() {
+        let basic = Credential::Basic {
+            username: "u".into(),
+            password: crate::auth::Secret::new("p"),
+        };
+        let new = |url: &str, c: Credential| {
+            Registry::new(
+                url.parse().unwrap(),
+                edgetrain_azure::transport::HttpConfig::default()
+                    .build()
+                    .unwrap(),
+                c,
+                Arc::default(),
+                UploadPolicy::default(),
+            )
+        };
+        assert!(new("http://registry.example.com", basic.clone()).is_err());
+        assert!(new("http://127.0.0.1:5000", basic.clone()).is_ok());
+        assert!(new("https://registry.example.com", basic).is_ok());
+        assert!(new("http://registry.example.com", Credential::Anonymous).is_ok());
+    }
 
     #[test]
     fn mode_by_size_and_min_chunk() {

@@ -36,7 +36,7 @@ pub enum Error {
     #[error("{target}: authentication failed: {detail}")]
     Unauthorized { target: Target, detail: String },
     /// Authenticated, but the token does not grant what the operation needs (e.g. push).
-    #[error("{target}: access denied for {scope}: {detail}")]
+    #[error("{target}: access denied: the credential is not granted {scope}: {detail}")]
     Denied {
         target: Target,
         scope: String,

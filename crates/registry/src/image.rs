@@ -246,12 +246,18 @@ mod tests {
             m["annotations"]["org.opencontainers.image.base.name"],
             "reg/base/tiny:1"
         );
-        let cfg: Value = match &img.config.content {
-            c => futures::executor::block_on(async {
-                use futures::StreamExt;
-                serde_json::from_slice(&c.stream_from(0).next().await.unwrap().unwrap()).unwrap()
-            }),
-        };
+        let cfg: Value = futures::executor::block_on(async {
+            use futures::StreamExt;
+            let bytes = img
+                .config
+                .content
+                .stream_from(0)
+                .next()
+                .await
+                .unwrap()
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        });
         assert_eq!(cfg["x-unknown"], 1);
         assert_eq!(
             cfg["config"]["Env"],

@@ -173,14 +173,12 @@ fn oauth_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn acr_of(sh: &Shared) -> std::result::Result<&Acr, Response> {
-    sh.acr.as_ref().ok_or_else(|| {
-        oauth_error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "the sandbox registry is not enabled (registry.enabled)",
-        )
-    })
+fn not_enabled() -> Response {
+    oauth_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "the sandbox registry is not enabled (registry.enabled)",
+    )
 }
 
 fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
@@ -260,9 +258,8 @@ fn valid_refresh(acr: &Acr, token: &str) -> Option<Grant> {
 /// `POST /oauth2/exchange`.
 pub async fn exchange(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Response {
     sh.state().count("POST", "acr-exchange");
-    let acr = match acr_of(&sh) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(acr) = sh.acr.as_ref() else {
+        return not_enabled();
     };
     let pairs = form_pairs(&body);
     if field(&pairs, "grant_type") != Some("access_token") {
@@ -296,9 +293,8 @@ pub async fn exchange(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Resp
 /// `POST /oauth2/token` with `grant_type=refresh_token`.
 pub async fn token_post(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Response {
     sh.state().count("POST", "acr-token");
-    let acr = match acr_of(&sh) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(acr) = sh.acr.as_ref() else {
+        return not_enabled();
     };
     let pairs = form_pairs(&body);
     if field(&pairs, "grant_type") != Some("refresh_token") {
@@ -336,9 +332,8 @@ pub async fn token_get(
     headers: HeaderMap,
 ) -> Response {
     sh.state().count("GET", "acr-token");
-    let acr = match acr_of(&sh) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(acr) = sh.acr.as_ref() else {
+        return not_enabled();
     };
     let pairs = form_pairs(query.unwrap_or_default().as_bytes());
     if field(&pairs, "service") != Some(acr.service.as_str()) {

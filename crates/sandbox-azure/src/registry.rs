@@ -399,3 +399,49 @@ async fn wait_ready(p: &RegistryProcess, ca_pem: &[u8]) -> Result<()> {
     }
     Err(Error::RegistryNotReady(format!("{url}: {last}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn base_images_are_deterministic_and_laid_out_like_a_push() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = tmp.path().join("files");
+        write_tiny_base_files(&files).unwrap();
+        let spec = BaseImageSpec {
+            repository: "base/tiny".into(),
+            tag: "1".into(),
+            dir: files,
+            env: vec!["PATH=/bin".into()],
+            cmd: vec!["/bin/serve".into()],
+        };
+        let a = load_image(&tmp.path().join("a"), &spec, 1_700_000_000)
+            .await
+            .unwrap();
+        let b = load_image(&tmp.path().join("b"), &spec, 1_700_000_000)
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        let v2 = tmp.path().join("a/docker/registry/v2");
+        let tag = v2.join("repositories/base/tiny/_manifests/tags/1/current/link");
+        assert_eq!(std::fs::read_to_string(tag).unwrap(), a);
+        let manifest = v2
+            .join("blobs/sha256")
+            .join(&hex(&a)[..2])
+            .join(hex(&a))
+            .join("data");
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        let layer = m["layers"][0]["digest"].as_str().unwrap();
+        let link = v2
+            .join("repositories/base/tiny/_layers/sha256")
+            .join(hex(layer))
+            .join("link");
+        assert_eq!(std::fs::read_to_string(link).unwrap(), layer);
+        let c = load_image(&tmp.path().join("c"), &spec, 1_700_000_001)
+            .await
+            .unwrap();
+        assert_ne!(c, a);
+    }
+}

@@ -3,7 +3,7 @@
 
 use url::{Host, Url};
 
-use crate::{Error, Result, error::parse_url};
+use crate::{Error, Result, error::parse_url, identity::require_secure};
 
 /// A storage account's blob endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +23,8 @@ impl BlobEndpoint {
     /// label) — the rule the Azure SDKs use.
     pub fn parse(s: &str) -> Result<Self> {
         let u = parse_url(s)?;
-        if !matches!(u.scheme(), "http" | "https") {
-            return Err(Error::InvalidInput(format!(
-                "blob endpoint {s:?} must be http(s)"
-            )));
-        }
+        // Shared Key signatures and SAS tokens ride on every request.
+        require_secure("blob endpoint", &u)?;
         if is_ip_or_localhost(&u) {
             let account = u
                 .path_segments()
@@ -60,6 +57,7 @@ impl BlobEndpoint {
 
     /// Path-style endpoint for `account` on `base` (`base` may already end in `/{account}`).
     pub fn path_style(base: Url, account: &str) -> Result<Self> {
+        require_secure("blob endpoint", &base)?;
         validate_account(account)?;
         let mut root = base;
         root.set_query(None);
@@ -175,6 +173,24 @@ mod tests {
                 .unwrap();
         assert_eq!(added, e);
         assert!(BlobEndpoint::parse("http://127.0.0.1:10000/").is_err());
+        // Signatures and SAS tokens never travel in plain http off loopback.
+        for insecure in [
+            "http://data01.blob.local.azurestack.external",
+            "http://10.0.0.5:10000/devacct",
+            "ftp://127.0.0.1/devacct",
+        ] {
+            assert!(
+                matches!(
+                    BlobEndpoint::parse(insecure),
+                    Err(Error::UntrustedEndpoint { .. })
+                ),
+                "{insecure}"
+            );
+        }
+        assert!(
+            BlobEndpoint::path_style(Url::parse("http://10.0.0.5:10000").unwrap(), "devacct")
+                .is_err()
+        );
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct Plan {
     pub status: EdgeComputeTargetStatus,
 }
 
+/// `VMReady` reason of a VM deallocated by the idle timeout (a settled state, not progress).
+pub const IDLE: &str = "Idle";
+
 /// `lastActiveTime` is refreshed at most this often, so an active run does not rewrite status
 /// (and retrigger the watch) on every reconcile.
 pub const ACTIVE_REFRESH: Duration = Duration::from_secs(60);
@@ -107,11 +110,11 @@ fn same_id(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-fn succeeded(state: Option<&str>) -> bool {
+pub(super) fn succeeded(state: Option<&str>) -> bool {
     state.is_none_or(|s| s.eq_ignore_ascii_case("Succeeded"))
 }
 
-fn is_pending(pending: &[PendingOperation], id: &str) -> bool {
+pub(super) fn is_pending(pending: &[PendingOperation], id: &str) -> bool {
     pending
         .iter()
         .any(|p| p.resource_id.eq_ignore_ascii_case(id))
@@ -434,7 +437,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     }
     if idle {
         plan.vm_ready = ConditionState::unmet(
-            "Idle",
+            IDLE,
             "VM deallocated: no active TrainingRun within idleTimeout",
         );
         plan.compute_attached =

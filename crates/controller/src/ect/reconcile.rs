@@ -66,8 +66,8 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     let hub_creds = ctx
         .credentials(&ns, &spec.stack_hub.credentials_secret_ref.name)
         .await?;
-    let ml_creds = ctx
-        .credentials(&ns, &spec.azure_ml.credentials_secret_ref.name)
+    let ml_identity = ctx
+        .ml_identity(&ns, &spec.azure_ml.credentials_secret_ref.name)
         .await?;
     let hub = ctx
         .factories
@@ -86,7 +86,7 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     let ml = ctx
         .factories
         .ml
-        .azure_ml(&spec.azure_ml.arm_endpoint, workspace.clone(), &ml_creds)
+        .azure_ml(&spec.azure_ml.arm_endpoint, workspace.clone(), &ml_identity)
         .await?;
     Ok(Clients {
         hub: hub.api,
@@ -192,7 +192,10 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     for (op, why) in &polled.expired {
         warn!(resource = %op.resource_id, action = %op.action, ?why, "dropped a stored operation; reading the resource afresh");
     }
-    let mut observed = observe::observe(&clients, &desired.ids).await?;
+    // Until a VM was seen, reads stop where provisioning has got to.
+    let fresh = old.vm_resource_id.is_none();
+    let mut observed =
+        observe::observe(&clients, &desired.ids, &polled.still_pending, fresh).await?;
     observed.pending = polled.still_pending.clone();
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.stores, &ns, &ect.name_any());
@@ -336,7 +339,8 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
         Requeue::requeue(edgetrain_azure::arm::poll_delay(retry_after, PROGRESS_POLL))
-    } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.reason != "Idle"
+    } else if matches!(plan.progress, Progress::InProgress { .. })
+        && plan.vm_ready.reason != decide::IDLE
     {
         // Waiting on Azure-side state (provisioning, attach) without an operation to poll.
         Requeue::requeue(PROGRESS_POLL)
@@ -394,7 +398,7 @@ async fn write_status_for(
     let new_ready =
         conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.clone());
     if &status != old {
-        write_status(&ctx.client, ect, &status).await?;
+        write_status(ctx, ect, &status).await?;
     }
     if old_ready != new_ready {
         let (type_, note) = match &plan.progress {

@@ -5,6 +5,7 @@
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -15,13 +16,15 @@ use edgetrain_api::edge_compute_target::ApiProfile;
 use edgetrain_azure::{
     arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, RateLimits, Started},
     blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint},
-    identity::{ClientSecretCredential, TokenCache},
+    identity::{
+        Authority, ClientSecretCredential, EndpointPolicy, TokenCache, WorkloadIdentityCredential,
+    },
     ml::{MlApi, MlClient, Workspace},
     stackhub::{StackHubApi, StackHubClient},
     transport::HttpConfig,
 };
 
-use super::secrets::Credentials;
+use super::secrets::{Credentials, MlIdentity};
 use crate::{Error, Result, metrics::Metrics};
 
 /// Public Azure's ARM token audience (Azure ML lives there).
@@ -63,15 +66,33 @@ pub trait StackHubFactory: Send + Sync {
     ) -> Result<StackHub>;
 }
 
-/// Azure ML (public ARM) for one workspace + service principal.
+/// Azure ML (public ARM) for one workspace + identity.
 #[async_trait]
 pub trait MlFactory: Send + Sync {
     async fn azure_ml(
         &self,
         arm_endpoint: &str,
         workspace: Workspace,
-        creds: &Credentials,
+        identity: &MlIdentity,
     ) -> Result<Arc<dyn MlApi>>;
+}
+
+/// Workload identity as the operator's deployment configures it: the projected token file,
+/// and the client ids an object may name (an administrator's explicit opt-in per identity:
+/// naming a client id is no secret, so without this list any namespace could borrow any
+/// identity that trusts the operator's service account).
+#[derive(Debug, Clone)]
+pub struct WorkloadIdentity {
+    pub token_file: PathBuf,
+    pub allowed_client_ids: Vec<String>,
+}
+
+impl WorkloadIdentity {
+    fn allows(&self, client_id: &str) -> bool {
+        self.allowed_client_ids
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(client_id))
+    }
 }
 
 /// Stack Hub blob storage (Shared Key: Stack Hub has no Entra ID for storage).
@@ -79,7 +100,7 @@ pub trait BlobFactory: Send + Sync {
     fn blob(&self, endpoint: &str, key: AccountKey) -> Result<Arc<dyn BlobApi>>;
 }
 
-/// The factories a [`super::Context`] holds.
+/// The factories a [`crate::context::Context`] holds.
 #[derive(Clone)]
 pub struct Factories {
     pub stack_hub: Arc<dyn StackHubFactory>,
@@ -89,10 +110,23 @@ pub struct Factories {
 
 impl Factories {
     /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
+    /// `policy`: where credentials may go (checked before anything secret is sent).
     /// `stack_hub_limits`: the client-side token buckets for Stack Hub stamps (Azure ML's
     /// public ARM keeps public Azure's published numbers).
-    pub fn real(metrics: &Metrics, http: HttpConfig, stack_hub_limits: RateLimits) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(metrics, http, stack_hub_limits)?);
+    pub fn real(
+        metrics: &Metrics,
+        http: HttpConfig,
+        workload: Option<WorkloadIdentity>,
+        policy: EndpointPolicy,
+        stack_hub_limits: RateLimits,
+    ) -> Result<Self> {
+        let clients = Arc::new(AzureClients::new(
+            metrics,
+            http,
+            workload,
+            policy,
+            stack_hub_limits,
+        )?);
         Ok(Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
@@ -166,10 +200,18 @@ pub struct AzureClients {
     metrics: edgetrain_azure::arm::RequestMetrics,
     stack_hub: Mutex<HashMap<String, Arc<StackHubClient>>>,
     ml: Mutex<HashMap<String, Arc<MlClient>>>,
+    workload: Option<WorkloadIdentity>,
+    policy: EndpointPolicy,
 }
 
 impl AzureClients {
-    pub fn new(metrics: &Metrics, http: HttpConfig, stack_hub_limits: RateLimits) -> Result<Self> {
+    pub fn new(
+        metrics: &Metrics,
+        http: HttpConfig,
+        workload: Option<WorkloadIdentity>,
+        policy: EndpointPolicy,
+        stack_hub_limits: RateLimits,
+    ) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let http = http
             .build()
@@ -182,7 +224,47 @@ impl AzureClients {
             metrics: metrics.azure.clone(),
             stack_hub: Mutex::default(),
             ml: Mutex::default(),
+            workload,
+            policy,
         })
+    }
+
+    async fn workload_credential(
+        &self,
+        endpoint: &url::Url,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Arc<dyn TokenCredential>> {
+        let wi = self
+            .workload
+            .as_ref()
+            .filter(|w| w.allows(client_id))
+            .ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "the credentials Secret has no clientSecret, and workload identity for client \
+                     {client_id} is not enabled in this operator (--workload-identity-client-ids)"
+                ))
+            })?;
+        // The projected token is a credential too: it goes only where the policy allows.
+        let discovered = async {
+            self.policy.check_arm_endpoint(endpoint)?;
+            let md = edgetrain_azure::identity::discover(&self.http, endpoint).await?;
+            self.policy.check_authority(&md.login_endpoint)?;
+            Ok::<_, edgetrain_azure::Error>(md)
+        };
+        let md = discovered
+            .await
+            .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))?;
+        let authority = Authority::new(md.login_endpoint.clone(), tenant)
+            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let cred = WorkloadIdentityCredential::new(
+            self.http.clone(),
+            authority,
+            client_id,
+            wi.token_file.clone(),
+        )
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        Ok(Arc::new(cred))
     }
 
     fn url(endpoint: &str) -> Result<url::Url> {
@@ -196,11 +278,12 @@ impl AzureClients {
         endpoint: &url::Url,
         creds: &Credentials,
     ) -> Result<(ClientSecretCredential, String)> {
-        ClientSecretCredential::discover(
+        ClientSecretCredential::discover_within(
             self.http.clone(),
             endpoint,
             creds.principal(),
             self.tokens.clone(),
+            &self.policy,
         )
         .await
         .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))
@@ -210,11 +293,10 @@ impl AzureClients {
     fn arm(
         &self,
         endpoint: url::Url,
-        cred: ClientSecretCredential,
+        cred: Arc<dyn TokenCredential>,
         audience: &str,
         (limiter, principal): (&Arc<RateLimiter>, &str),
     ) -> ArmClient {
-        let cred: Arc<dyn TokenCredential> = Arc::new(cred);
         ArmClient::new(self.http.clone(), endpoint, cred, audience)
             .with_limiter(limiter.clone(), principal)
             .with_metrics(self.metrics.clone())
@@ -246,7 +328,7 @@ impl StackHubFactory for AzureClients {
         let client = Arc::new(StackHubClient::new(
             self.arm(
                 endpoint,
-                cred,
+                Arc::new(cred),
                 &audience,
                 (&self.stack_hub_limiter, &creds.client_id),
             ),
@@ -266,11 +348,11 @@ impl MlFactory for AzureClients {
         &self,
         arm_endpoint: &str,
         workspace: Workspace,
-        creds: &Credentials,
+        identity: &MlIdentity,
     ) -> Result<Arc<dyn MlApi>> {
         let key = format!(
             "{}|{}",
-            creds.cache_key(arm_endpoint, "ml"),
+            identity.cache_key(arm_endpoint),
             workspace.id().unwrap_or_default()
         );
         if let Some(c) = self.ml.lock().expect("lock").get(&key) {
@@ -278,13 +360,23 @@ impl MlFactory for AzureClients {
         }
         let endpoint = Self::url(arm_endpoint)?;
         // The login authority comes from metadata; the audience is public ARM's.
-        let (cred, _) = self.credential(&endpoint, creds).await?;
+        let (cred, principal): (Arc<dyn TokenCredential>, &str) = match identity {
+            MlIdentity::ServicePrincipal(creds) => (
+                Arc::new(self.credential(&endpoint, creds).await?.0),
+                &creds.client_id,
+            ),
+            MlIdentity::Workload { tenant, client_id } => (
+                self.workload_credential(&endpoint, tenant, client_id)
+                    .await?,
+                client_id,
+            ),
+        };
         let client = Arc::new(MlClient::new(
             self.arm(
                 endpoint,
                 cred,
                 PUBLIC_ARM_AUDIENCE,
-                (&self.public_limiter, &creds.client_id),
+                (&self.public_limiter, principal),
             ),
             workspace,
         ));
@@ -301,5 +393,62 @@ impl BlobFactory for AzureClients {
             BlobClient::new(self.http.clone(), endpoint, BlobAuth::SharedKey(key))
                 .with_metrics(self.metrics.clone()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn workload_identity_only_for_client_ids_the_operator_allows() {
+        let workload = WorkloadIdentity {
+            token_file: "/var/run/secrets/azure/tokens/azure-identity-token".into(),
+            allowed_client_ids: vec!["app-allowed".into()],
+        };
+        let clients = AzureClients::new(
+            &Metrics::default(),
+            HttpConfig::default(),
+            Some(workload),
+            EndpointPolicy::default(),
+            RateLimits::default(),
+        )
+        .unwrap();
+        let ws = Workspace {
+            subscription_id: "00000000-0000-0000-0000-000000000001".into(),
+            resource_group: "rg".into(),
+            name: "ws".into(),
+        };
+        let borrowed = MlIdentity::Workload {
+            tenant: "t".into(),
+            client_id: "someone-elses-app".into(),
+        };
+        let e = match clients
+            .azure_ml("https://management.azure.com", ws.clone(), &borrowed)
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => panic!("an identity the operator does not allow was used"),
+        };
+        assert!(matches!(e, Error::InvalidSpec(_)), "{e}");
+        assert!(e.to_string().contains("someone-elses-app"), "{e}");
+        // Without any workload identity configured, nothing is allowed.
+        let none = AzureClients::new(
+            &Metrics::default(),
+            HttpConfig::default(),
+            None,
+            EndpointPolicy::default(),
+            RateLimits::default(),
+        )
+        .unwrap();
+        let allowed = MlIdentity::Workload {
+            tenant: "t".into(),
+            client_id: "app-allowed".into(),
+        };
+        assert!(
+            none.azure_ml("https://management.azure.com", ws, &allowed)
+                .await
+                .is_err()
+        );
     }
 }
