@@ -67,6 +67,9 @@ pub struct Config {
     /// Which ARM endpoints and login authorities may receive credentials (used by the real
     /// factories).
     pub endpoint_policy: EndpointPolicy,
+    /// Client-side ARM budget per Stack Hub stamp, subscription and principal (used by the
+    /// real factories).
+    pub stack_hub_rate_limits: edgetrain_azure::arm::RateLimits,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -141,6 +144,7 @@ async fn run_controllers(mut config: Config, ready: server::Readiness) -> Result
             http_config_from_env(),
             config.workload_identity.clone(),
             config.endpoint_policy.clone(),
+            config.stack_hub_rate_limits,
         )?,
     };
     match (&config.leader, elector) {

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use edgetrain_api::DeletionPolicy;
+use edgetrain_azure::arm::RateLimits;
 use edgetrain_controller::{
     Config, EndpointPolicy, LeaderConfig, metrics::Metrics, run, runtime::factory::WorkloadIdentity,
 };
@@ -35,9 +36,14 @@ struct Args {
     /// Name of the leader Lease in POD_NAMESPACE.
     #[arg(long, default_value = "edgetrain-controller")]
     leader_lease: String,
-    /// Lease duration in seconds.
+    /// Lease duration in seconds (renew deadline 2/3 of it, retries every 2/15).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Client-side ARM budget per Stack Hub stamp, subscription and principal, as
+    /// `reads=CAPACITY/PER_SECOND,writes=…,deletes=…` (kinds left out keep the default, sized
+    /// for a stamp's hourly limits: reads=600/3,writes=60/0.3,deletes=750/3.75).
+    #[arg(long, default_value = "")]
+    stack_hub_rate_limits: RateLimits,
     /// Comma-separated client ids an Azure ML credentials Secret may name for workload
     /// identity (a Secret with tenantId and clientId, no clientSecret). Needs the projected
     /// token at AZURE_FEDERATED_TOKEN_FILE (set by Azure Workload Identity's webhook).
@@ -149,6 +155,7 @@ async fn main() -> std::process::ExitCode {
         factories: None,
         workload_identity,
         endpoint_policy,
+        stack_hub_rate_limits: args.stack_hub_rate_limits,
         clock: None,
     };
     match run(config).await {

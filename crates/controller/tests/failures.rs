@@ -215,6 +215,7 @@ async fn unreachable_endpoints_show_the_cause() {
             },
             None,
             Default::default(),
+            Default::default(),
         )
         .unwrap(),
     );

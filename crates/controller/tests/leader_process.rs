@@ -108,9 +108,10 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_the_takeover() {
     // Slow operations: the leader is in the middle of provisioning when it is frozen.
     let w = world(3000).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Replica::start(&w, dir.path(), "replica-a", 6);
+    // Long enough that a loaded machine does not miss the 6.7 s renew deadline by itself.
+    let mut a = Replica::start(&w, dir.path(), "replica-a", 10);
     holder_is(&w, "replica-a", 60).await;
-    let b = Replica::start(&w, dir.path(), "replica-b", 6);
+    let b = Replica::start(&w, dir.path(), "replica-b", 10);
     create(&w, ect_json(&w, "frozen", json!({}))).await;
     // The leader is working on it: it wrote the target's status.
     eventually(60, "replica-a to write status", || async {

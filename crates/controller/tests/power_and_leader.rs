@@ -118,7 +118,7 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over() {
 
     // The leader dies without releasing; after the Lease expires the follower takes over.
     leader_task.abort();
-    let second = eventually(30, "a new Lease holder", || async {
+    let second = eventually(60, "a new Lease holder", || async {
         holder(&w).await.filter(|h| *h != first)
     })
     .await;
@@ -127,6 +127,68 @@ async fn only_the_lease_holder_reconciles_and_a_follower_takes_over() {
     wait_ready(&w, "led2", 60).await;
     assert!(reconciles(follower_m) > 0, "the new leader reconciles");
     follower_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holder_with_a_skewed_clock_keeps_the_lease() {
+    let w = world(200).await;
+    let leases: Api<Lease> = Api::namespaced(w.client.clone(), "default");
+    let lease_seconds = i32::try_from(leader("x").lease_duration.as_secs()).unwrap();
+    // Another replica whose clock runs an hour behind: every renewTime it writes is an hour
+    // old by our clock, but it keeps renewing.
+    let skewed = || {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1),
+        )
+    };
+    // Renews as a real holder does: read, check it still holds, write with the read version.
+    let renew = |n: i32| {
+        let leases = leases.clone();
+        async move {
+            let mut lease = leases
+                .get_opt("edgetrain-controller")
+                .await
+                .unwrap()
+                .unwrap_or_default();
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if n > 0 {
+                assert_eq!(
+                    spec.holder_identity.as_deref(),
+                    Some("skewed-replica"),
+                    "taken over from a live holder after {n} renewals"
+                );
+            }
+            spec.holder_identity = Some("skewed-replica".into());
+            spec.lease_duration_seconds = Some(lease_seconds);
+            spec.renew_time = Some(skewed());
+            let written = if n == 0 {
+                lease.metadata.name = Some("edgetrain-controller".into());
+                leases.create(&Default::default(), &lease).await
+            } else {
+                leases
+                    .replace("edgetrain-controller", &Default::default(), &lease)
+                    .await
+            };
+            if let Err(e) = written {
+                panic!("renewal {n} lost a race to a takeover: {e}");
+            }
+        }
+    };
+    renew(0).await;
+    let mut cfg = config(&w, Duration::from_secs(300), Metrics::default());
+    cfg.leader = Some(leader("replica-a"));
+    let a = spawn(cfg);
+    // Renew for twice the lease duration, once a second: the holder is alive throughout.
+    for n in 1..=2 * lease_seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        renew(n).await;
+    }
+    // Once it stops renewing, the record stops changing and replica-a takes over.
+    eventually(60, "replica-a to take over", || async {
+        (holder(&w).await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    a.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

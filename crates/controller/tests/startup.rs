@@ -60,6 +60,7 @@ fn bare_config(kube: &SandboxKube) -> edgetrain_controller::Config {
         factories: None,
         workload_identity: None,
         endpoint_policy: Default::default(),
+        stack_hub_rate_limits: Default::default(),
         clock: None,
     }
 }

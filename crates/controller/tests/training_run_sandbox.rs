@@ -175,7 +175,13 @@ fn spawn_controller(
         )
         .build()
         .unwrap();
-    cfg.factories = Some(Factories::over(&metrics, client, None, Default::default()));
+    cfg.factories = Some(Factories::over(
+        &metrics,
+        client,
+        None,
+        Default::default(),
+        Default::default(),
+    ));
     spawn(cfg)
 }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use edgetrain_api::edge_compute_target::ApiProfile;
 use edgetrain_azure::{
-    arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, Started},
+    arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, RateLimits, Started},
     blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint},
     identity::{
         Authority, ClientSecretCredential, EndpointPolicy, TokenCache, WorkloadIdentityCredential,
@@ -111,13 +111,22 @@ pub struct Factories {
 impl Factories {
     /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
     /// `policy`: where credentials may go (checked before anything secret is sent).
+    /// `stack_hub_limits`: the client-side token buckets for Stack Hub stamps (Azure ML's
+    /// public ARM keeps public Azure's published numbers).
     pub fn real(
         metrics: &Metrics,
         http: HttpConfig,
         workload: Option<WorkloadIdentity>,
         policy: EndpointPolicy,
+        stack_hub_limits: RateLimits,
     ) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(metrics, http, workload, policy)?);
+        let clients = Arc::new(AzureClients::new(
+            metrics,
+            http,
+            workload,
+            policy,
+            stack_hub_limits,
+        )?);
         Ok(Self::of(clients))
     }
 
@@ -127,9 +136,14 @@ impl Factories {
         http: reqwest::Client,
         workload: Option<WorkloadIdentity>,
         policy: EndpointPolicy,
+        stack_hub_limits: RateLimits,
     ) -> Self {
         Self::of(Arc::new(AzureClients::from_client(
-            metrics, http, workload, policy,
+            metrics,
+            http,
+            workload,
+            policy,
+            stack_hub_limits,
         )))
     }
 
@@ -201,7 +215,9 @@ impl VmAccess for ArmVmAccess {
 pub struct AzureClients {
     http: reqwest::Client,
     tokens: Arc<TokenCache>,
-    limiter: Arc<RateLimiter>,
+    /// Stack Hub stamps' budget and public Azure's differ by two orders of magnitude.
+    stack_hub_limiter: Arc<RateLimiter>,
+    public_limiter: Arc<RateLimiter>,
     metrics: edgetrain_azure::arm::RequestMetrics,
     stack_hub: Mutex<HashMap<String, Arc<StackHubClient>>>,
     ml: Mutex<HashMap<String, Arc<MlClient>>>,
@@ -215,12 +231,19 @@ impl AzureClients {
         http: HttpConfig,
         workload: Option<WorkloadIdentity>,
         policy: EndpointPolicy,
+        stack_hub_limits: RateLimits,
     ) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let http = http
             .build()
             .map_err(|e| Error::azure("building the HTTP client", e))?;
-        Ok(Self::from_client(metrics, http, workload, policy))
+        Ok(Self::from_client(
+            metrics,
+            http,
+            workload,
+            policy,
+            stack_hub_limits,
+        ))
     }
 
     pub fn from_client(
@@ -228,11 +251,13 @@ impl AzureClients {
         http: reqwest::Client,
         workload: Option<WorkloadIdentity>,
         policy: EndpointPolicy,
+        stack_hub_limits: RateLimits,
     ) -> Self {
         Self {
             http,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
-            limiter: Arc::new(RateLimiter::default()),
+            stack_hub_limiter: Arc::new(RateLimiter::new(stack_hub_limits)),
+            public_limiter: Arc::new(RateLimiter::new(RateLimits::public_azure())),
             metrics: metrics.azure.clone(),
             stack_hub: Mutex::default(),
             ml: Mutex::default(),
@@ -307,10 +332,10 @@ impl AzureClients {
         endpoint: url::Url,
         cred: Arc<dyn TokenCredential>,
         audience: &str,
-        principal: &str,
+        (limiter, principal): (&Arc<RateLimiter>, &str),
     ) -> ArmClient {
         ArmClient::new(self.http.clone(), endpoint, cred, audience)
-            .with_limiter(self.limiter.clone(), principal)
+            .with_limiter(limiter.clone(), principal)
             .with_metrics(self.metrics.clone())
     }
 }
@@ -338,7 +363,12 @@ impl StackHubFactory for AzureClients {
         let endpoint = Self::url(arm_endpoint)?;
         let (cred, audience) = self.credential(&endpoint, creds).await?;
         let client = Arc::new(StackHubClient::new(
-            self.arm(endpoint, Arc::new(cred), &audience, &creds.client_id),
+            self.arm(
+                endpoint,
+                Arc::new(cred),
+                &audience,
+                (&self.stack_hub_limiter, &creds.client_id),
+            ),
             profile,
         ));
         self.stack_hub
@@ -379,7 +409,12 @@ impl MlFactory for AzureClients {
             ),
         };
         let client = Arc::new(MlClient::new(
-            self.arm(endpoint, cred, PUBLIC_ARM_AUDIENCE, principal),
+            self.arm(
+                endpoint,
+                cred,
+                PUBLIC_ARM_AUDIENCE,
+                (&self.public_limiter, principal),
+            ),
             workspace,
         ));
         self.ml.lock().expect("lock").insert(key, client.clone());
@@ -413,6 +448,7 @@ mod tests {
             HttpConfig::default(),
             Some(workload),
             EndpointPolicy::default(),
+            RateLimits::default(),
         )
         .unwrap();
         let ws = Workspace {
@@ -439,6 +475,7 @@ mod tests {
             HttpConfig::default(),
             None,
             EndpointPolicy::default(),
+            RateLimits::default(),
         )
         .unwrap();
         let allowed = MlIdentity::Workload {

@@ -147,6 +147,7 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         factories: None,
         workload_identity: None,
         endpoint_policy: Default::default(),
+        stack_hub_rate_limits: Default::default(),
         clock: None,
     }
 }
@@ -156,7 +157,7 @@ pub fn leader(identity: &str) -> LeaderConfig {
         namespace: "default".into(),
         lease_name: "edgetrain-controller".into(),
         identity: identity.into(),
-        lease_duration: Duration::from_secs(3),
+        lease_duration: Duration::from_secs(8),
     }
 }
 
