@@ -10,7 +10,7 @@ use crate::{
     metrics::Metrics,
     runtime::{
         factory::Factories,
-        failures::{Failures, StallGate},
+        failures::{Failures, KnownVersions, StallGate},
         secrets::SecretReader,
         stores::Stores,
     },
@@ -74,6 +74,8 @@ pub struct Context {
     pub(crate) failures: Failures,
     /// Objects stalled on unchanged inputs.
     pub(crate) stalls: StallGate,
+    /// Newest known version of each object (read-your-writes over the watch cache).
+    pub(crate) known: KnownVersions,
 }
 
 impl Context {
@@ -97,6 +99,7 @@ impl Context {
             secrets: SecretReader::default(),
             failures: Failures::default(),
             stalls: StallGate::default(),
+            known: KnownVersions::default(),
         }
     }
 

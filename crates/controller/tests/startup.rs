@@ -47,10 +47,8 @@ async fn serves_health_readiness_and_metrics() {
     ctl.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_crd_stops_with_a_hint() {
-    let kube = SandboxKube::start(Options::default()).await.unwrap();
-    let cfg = edgetrain_controller::Config {
+fn bare_config(kube: &SandboxKube) -> edgetrain_controller::Config {
+    edgetrain_controller::Config {
         client: kube.client().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         default_deletion_policy: edgetrain_api::DeletionPolicy::Retain,
@@ -61,10 +59,38 @@ async fn missing_crd_stops_with_a_hint() {
         metrics: Metrics::default(),
         factories: None,
         clock: None,
-    };
-    let err = tokio::time::timeout(Duration::from_secs(30), edgetrain_controller::run(cfg))
-        .await
-        .expect("run returns")
-        .unwrap_err();
-    assert!(err.to_string().contains("kubectl apply -f crds/"), "{err}");
+    }
+}
+
+async fn startup_error(kube: &SandboxKube) -> String {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        edgetrain_controller::run(bare_config(kube)),
+    )
+    .await
+    .expect("run returns")
+    .unwrap_err()
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_crd_stops_with_a_hint() {
+    let kube = SandboxKube::start(Options::default()).await.unwrap();
+    let err = startup_error(&kube).await;
+    assert!(err.contains("kubectl apply -f crds/"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_needs_its_crd() {
+    // Only the EdgeComputeTarget CRD installed: the TrainingRun one is named as missing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crds_dir().join("edgecomputetargets.yaml"),
+        dir.path().join("edgecomputetargets.yaml"),
+    )
+    .unwrap();
+    let kube = SandboxKube::start(Options::default()).await.unwrap();
+    kube.register_crds(dir.path()).unwrap();
+    let err = startup_error(&kube).await;
+    assert!(err.contains("TrainingRun CRD is not installed"), "{err}");
 }

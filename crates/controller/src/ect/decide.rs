@@ -107,11 +107,11 @@ fn same_id(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-fn succeeded(state: Option<&str>) -> bool {
+pub(super) fn succeeded(state: Option<&str>) -> bool {
     state.is_none_or(|s| s.eq_ignore_ascii_case("Succeeded"))
 }
 
-fn is_pending(pending: &[PendingOperation], id: &str) -> bool {
+pub(super) fn is_pending(pending: &[PendingOperation], id: &str) -> bool {
     pending
         .iter()
         .any(|p| p.resource_id.eq_ignore_ascii_case(id))

@@ -8,7 +8,7 @@ use edgetrain_api::{TrainingRunPhase, TrainingRunStatus, common::PendingOperatio
 use edgetrain_azure::{ml::MlApi, stackhub::StackHubApi};
 
 use super::{
-    decide::{Observed, Remaining},
+    decide::{Observed, Remaining, is_pending, succeeded},
     desired::Ids,
 };
 pub use crate::runtime::operations::min_opt;
@@ -55,34 +55,72 @@ where
     move |e| Error::azure(context, e.into())
 }
 
-/// Reads every resource of the target once.
-pub async fn observe(clients: &Clients, ids: &Ids) -> Result<Observed> {
+/// Reads every resource of the target once. While the target has never had a VM (`fresh`),
+/// reads stop at the first dependency level that is not settled (missing, being written, or
+/// not `Succeeded`): what depends on it cannot exist yet, since this controller creates it only
+/// once that level is ready. That spares a provisioning the GETs Azure would answer with 404.
+pub async fn observe(
+    clients: &Clients,
+    ids: &Ids,
+    pending: &[PendingOperation],
+    fresh: bool,
+) -> Result<Observed> {
     let hub = &clients.hub;
-    let nsg = hub.get_nsg(&ids.nsg).await.map_err(read("NSG", &ids.nsg))?;
-    let vnet = match &ids.vnet {
-        Some(id) => hub.get_vnet(id).await.map_err(read("vnet", id))?,
-        None => None,
+    let settled = |id: &str, state: Option<Option<&str>>| {
+        state.is_some_and(succeeded) && !is_pending(pending, id)
     };
-    let public_ip = match &ids.public_ip {
-        Some(id) => hub.get_public_ip(id).await.map_err(read("public IP", id))?,
-        None => None,
+    let mut out = Observed {
+        nsg: hub.get_nsg(&ids.nsg).await.map_err(read("NSG", &ids.nsg))?,
+        ..Default::default()
     };
-    let nic = hub.get_nic(&ids.nic).await.map_err(read("NIC", &ids.nic))?;
-    let vm = hub
+    let mut network = settled(
+        &ids.nsg,
+        out.nsg
+            .as_ref()
+            .map(|n| n.properties.provisioning_state.as_deref()),
+    );
+    if let Some(id) = &ids.vnet {
+        out.vnet = hub.get_vnet(id).await.map_err(read("vnet", id))?;
+        network &= settled(
+            id,
+            out.vnet
+                .as_ref()
+                .map(|v| v.properties.provisioning_state.as_deref()),
+        );
+    }
+    if let Some(id) = &ids.public_ip {
+        out.public_ip = hub.get_public_ip(id).await.map_err(read("public IP", id))?;
+        network &= settled(
+            id,
+            out.public_ip
+                .as_ref()
+                .map(|p| p.resource.properties.provisioning_state.as_deref()),
+        );
+    }
+    if fresh && !network {
+        return Ok(out);
+    }
+    out.nic = hub.get_nic(&ids.nic).await.map_err(read("NIC", &ids.nic))?;
+    let nic = out
+        .nic
+        .as_ref()
+        .map(|n| n.properties.provisioning_state.as_deref());
+    if fresh && !settled(&ids.nic, nic) {
+        return Ok(out);
+    }
+    out.vm = hub
         .get_vm(&ids.vm, true)
         .await
         .map_err(read("VM", &ids.vm))?;
-    let compute = clients.compute.get().await?;
-    Ok(Observed {
-        nsg,
-        vnet,
-        public_ip,
-        nic,
-        vm,
-        compute,
-        pending: Vec::new(),
-        active_runs: 0,
-    })
+    let vm = out
+        .vm
+        .as_ref()
+        .map(|v| v.properties.provisioning_state.as_deref());
+    if fresh && !settled(&ids.vm, vm) {
+        return Ok(out);
+    }
+    out.compute = clients.compute.get().await?;
+    Ok(out)
 }
 
 /// What still exists during deletion.

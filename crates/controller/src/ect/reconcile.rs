@@ -192,7 +192,10 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     for (op, why) in &polled.expired {
         warn!(resource = %op.resource_id, action = %op.action, ?why, "dropped a stored operation; reading the resource afresh");
     }
-    let mut observed = observe::observe(&clients, &desired.ids).await?;
+    // Until a VM was seen, reads stop where provisioning has got to.
+    let fresh = old.vm_resource_id.is_none();
+    let mut observed =
+        observe::observe(&clients, &desired.ids, &polled.still_pending, fresh).await?;
     observed.pending = polled.still_pending.clone();
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.stores, &ns, &ect.name_any());
@@ -394,7 +397,7 @@ async fn write_status_for(
     let new_ready =
         conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.clone());
     if &status != old {
-        write_status(&ctx.client, ect, &status).await?;
+        write_status(ctx, ect, &status).await?;
     }
     if old_ready != new_ready {
         let (type_, note) = match &plan.progress {

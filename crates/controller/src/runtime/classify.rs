@@ -188,16 +188,27 @@ pub fn classify(e: &AzureError) -> Fault {
     }
 }
 
+/// A TLS failure surfaces as io::Errors wrapping each other (the connector's `Other`
+/// around the TLS stream's `InvalidData`) around rustls' error; `io::Error::source` skips the
+/// wrapped error, so this looks inside with `get_ref`.
+fn is_tls(err: &(dyn StdError + 'static)) -> bool {
+    if err.is::<rustls::Error>() {
+        return true;
+    }
+    match err.downcast_ref::<std::io::Error>() {
+        Some(io) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+                || io.get_ref().is_some_and(|inner| is_tls(inner))
+        }
+        None => false,
+    }
+}
+
 /// A request that got no HTTP answer: TLS trouble, or nobody (answering) there.
 fn transport(e: &reqwest::Error) -> Fault {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        // A TLS failure surfaces as an io::Error (InvalidData) wrapping rustls' error.
-        let tls_io = err.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            io.get_ref().is_some_and(|i| i.is::<rustls::Error>())
-                || io.kind() == std::io::ErrorKind::InvalidData
-        });
-        if tls_io || err.is::<rustls::Error>() {
+        if is_tls(err) {
             return transient(TLS_ERROR, None);
         }
         cur = err.source();

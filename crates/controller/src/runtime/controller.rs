@@ -120,6 +120,7 @@ pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
     ctx.metrics.reconciles.get_or_create(&label).inc();
     let timer = Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let obj = latest(obj, &api, &ctx, &key).await?;
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(o) => apply(o, &ctx, &key).await,
@@ -142,6 +143,38 @@ pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
         ctx.failures.reset(&key);
     }
     result
+}
+
+/// The object at least as new as the last version this controller wrote or read: a watch
+/// cache that has not seen our own status write yet would hand over a status without the
+/// operations the last reconcile started (and they would be started again).
+async fn latest<K: Reconciler>(
+    obj: Arc<K>,
+    api: &Api<K>,
+    ctx: &Context,
+    key: &ObjectKey,
+) -> Result<Arc<K>> {
+    if !ctx
+        .known
+        .is_stale(key, obj.meta().resource_version.as_deref())
+    {
+        return Ok(obj);
+    }
+    match api
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| Error::kube(format!("reading {} {}", key.kind, key.name), e))?
+    {
+        Some(fresh) => {
+            ctx.known
+                .record(key, fresh.meta().resource_version.as_deref());
+            Ok(Arc::new(fresh))
+        }
+        None => {
+            ctx.known.forget(key);
+            Ok(obj)
+        }
+    }
 }
 
 /// The apply branch behind the stall gate: an object that stalled is not reconciled again
@@ -192,7 +225,7 @@ async fn report<K: Reconciler>(obj: &K, e: &Error, ctx: &Context) {
             Ok(latest) => {
                 let mut status = latest.status().cloned().unwrap_or_default();
                 if stamp_progress(&mut status, &progress, obj.meta().generation)
-                    && let Err(w) = write_status(&ctx.client, obj, &status).await
+                    && let Err(w) = write_status(ctx, obj, &status).await
                 {
                     warn!(error = %w, "could not record the failure in status");
                 }

@@ -102,6 +102,36 @@ impl StallGate {
     }
 }
 
+/// The newest `resourceVersion` this controller knows of each object (its own status writes,
+/// fresh reads), so that a reconcile never acts on an older copy from a lagging watch cache.
+#[derive(Default)]
+pub struct KnownVersions(Mutex<HashMap<ObjectKey, String>>);
+
+impl KnownVersions {
+    pub fn record(&self, key: &ObjectKey, resource_version: Option<&str>) {
+        if let Some(rv) = resource_version {
+            self.0
+                .lock()
+                .expect("lock")
+                .insert(key.clone(), rv.to_string());
+        }
+    }
+
+    /// True when `resource_version` is not the newest one known (the cache is behind, or the
+    /// object changed since: either way, read it afresh).
+    pub fn is_stale(&self, key: &ObjectKey, resource_version: Option<&str>) -> bool {
+        self.0
+            .lock()
+            .expect("lock")
+            .get(key)
+            .is_some_and(|known| Some(known.as_str()) != resource_version)
+    }
+
+    pub fn forget(&self, key: &ObjectKey) {
+        self.0.lock().expect("lock").remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +174,18 @@ mod tests {
         assert!(!gate.holds(&key, inputs_fingerprint(&edited, &secrets)));
         gate.clear(&key);
         assert!(!gate.holds(&key, inputs_fingerprint(&obj, &secrets)));
+    }
+
+    #[test]
+    fn a_copy_older_than_our_last_write_is_stale() {
+        let key = ObjectKey::of(&meta::<ConfigMap>("x", 1));
+        let known = KnownVersions::default();
+        assert!(!known.is_stale(&key, Some("5")), "nothing known yet");
+        known.record(&key, Some("7"));
+        assert!(known.is_stale(&key, Some("5")));
+        assert!(!known.is_stale(&key, Some("7")));
+        known.forget(&key);
+        assert!(!known.is_stale(&key, Some("5")));
     }
 
     #[test]

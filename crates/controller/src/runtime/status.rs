@@ -14,8 +14,8 @@ use kube::{
 };
 use serde::Serialize;
 
-use super::Reconciler;
-use crate::{Error, Result};
+use super::{Reconciler, failures::ObjectKey};
+use crate::{Error, Result, context::Context};
 
 /// The one field manager of every status write.
 pub const FIELD_MANAGER: &str = "edgetrain-controller";
@@ -159,24 +159,26 @@ pub fn stamp_progress<S: ObjectStatus>(
 }
 
 /// Server-side apply of the whole status under [`FIELD_MANAGER`], to the status subresource.
-pub async fn write_status<K: Reconciler>(
-    client: &kube::Client,
-    obj: &K,
-    status: &K::Status,
-) -> Result<()> {
-    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+/// The version written is remembered, so the next reconcile does not act on an older copy.
+pub async fn write_status<K: Reconciler>(ctx: &Context, obj: &K, status: &K::Status) -> Result<()> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("writing the status of {}", obj.name_any()), e))?;
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("writing the status of {}", obj.name_any()), e))?;
+    ctx.known.record(
+        &ObjectKey::of(obj),
+        written.meta().resource_version.as_deref(),
+    );
     Ok(())
 }
 

@@ -261,3 +261,106 @@ pub fn inventory(w: &World) -> Vec<(String, String)> {
 pub fn count(w: &World, method: &str, provider: &str) -> u64 {
     w.sim.counters().get(method, provider)
 }
+
+/// A TrainingRun on `target` (no status yet: Pending, which counts as active).
+pub async fn create_run(w: &World, name: &str, target: &str) {
+    let runs: Api<edgetrain_api::TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    let run: edgetrain_api::TrainingRun = serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": name},
+        "spec": {
+            "computeTargetRef": {"name": target},
+            "experimentName": "exp",
+            "code": {"configMapRef": {"name": "code"}},
+            "environment": {"image": "python:3.12"},
+            "command": "python train.py --data ${{inputs.training_data}}",
+            "data": {"endpoint": "https://data.blob.local.azurestack.external", "container": "telemetry",
+                "prefix": "p/", "credentialsSecretRef": {"name": "storage"}, "inputName": "training_data"}
+        }
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+}
+
+/// Every request the simulator answered (ARM, tokens, metadata).
+pub fn requests(w: &World) -> u64 {
+    w.sim.counters().0.values().sum()
+}
+
+pub fn reconciles(m: &Metrics) -> u64 {
+    m.reconciles
+        .get_or_create(&Metrics::kind("EdgeComputeTarget"))
+        .get()
+}
+
+/// The Stalled condition once it is True.
+pub async fn wait_stalled(w: &World, name: &str, secs: u64) -> (String, String, String) {
+    eventually(secs, &format!("{name} Stalled"), || async {
+        let e = get(w, name).await?;
+        let c = condition(&e, "Stalled")?;
+        (c.0 == "True").then_some(c)
+    })
+    .await
+}
+
+/// The first Event about `object` with `reason`.
+pub async fn wait_event(
+    w: &World,
+    object: &str,
+    reason: &str,
+    secs: u64,
+) -> k8s_openapi::api::events::v1::Event {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), &w.ns);
+    eventually(
+        secs,
+        &format!("a {reason} event about {object}"),
+        || async {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
+                })
+        },
+    )
+    .await
+}
+
+/// Changes Secret `name` (an annotation) without changing its data: a new resourceVersion.
+pub async fn touch_secret(w: &World, name: &str, value: &str) {
+    let secrets: Api<KubeSecret> = Api::namespaced(w.client.clone(), &w.ns);
+    secrets
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"touched": value}}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Replaces the data of Secret `name`.
+pub async fn set_secret(w: &World, name: &str, data: serde_json::Value) {
+    let secrets: Api<KubeSecret> = Api::namespaced(w.client.clone(), &w.ns);
+    let s: KubeSecret =
+        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+    match secrets.get_opt(name).await.unwrap() {
+        Some(_) => {
+            secrets
+                .patch(
+                    name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"stringData": data})),
+                )
+                .await
+                .unwrap();
+        }
+        None => {
+            secrets.create(&PostParams::default(), &s).await.unwrap();
+        }
+    }
+}
