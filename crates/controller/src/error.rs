@@ -26,6 +26,13 @@ pub enum Error {
     #[error("VM size {size} is not available: {message}")]
     SkuNotAvailable { size: String, message: String },
 
+    /// The Azure ML workspace of the spec does not exist (Workspaces_Get answered 404).
+    #[error("Azure ML workspace {workspace} not found in resource group {resource_group}")]
+    WorkspaceNotFound {
+        workspace: String,
+        resource_group: String,
+    },
+
     /// A long-running Azure operation ended in failure.
     #[error("Azure operation {action} on {resource_id} failed: {message}")]
     OperationFailed {
@@ -100,6 +107,7 @@ impl Error {
             Error::SecretInvalid { .. } => "secret_invalid",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::SkuNotAvailable { .. } => "sku_not_available",
+            Error::WorkspaceNotFound { .. } => "workspace_not_found",
             Error::OperationFailed { .. } => "operation_failed",
             Error::Azure { source, .. } => match source.metric_label() {
                 "arm" => "azure_arm",
@@ -137,7 +145,8 @@ impl Error {
             Error::SecretNotFound { .. }
             | Error::SecretInvalid { .. }
             | Error::InvalidSpec(_)
-            | Error::SkuNotAvailable { .. } => Handling::AwaitChange,
+            | Error::SkuNotAvailable { .. }
+            | Error::WorkspaceNotFound { .. } => Handling::AwaitChange,
             Error::Azure { source, .. } if !source.is_transient() => {
                 // A permanent ARM answer (4xx other than 408/429) will not change by itself; a
                 // slow retry still picks up an Azure-side fix.
@@ -161,6 +170,7 @@ impl Error {
             Error::SecretInvalid { .. } => "SecretInvalid",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::SkuNotAvailable { .. } => "SkuNotAvailable",
+            Error::WorkspaceNotFound { .. } => "WorkspaceNotFound",
             Error::OperationFailed { .. } => "AzureOperationFailed",
             Error::Azure { .. } => "AzureError",
             Error::Kube { .. } => "KubernetesError",

@@ -16,11 +16,13 @@ mod faults;
 mod ids;
 mod jobs;
 mod ml;
+mod ml_compute;
 mod network;
 mod secret;
 mod server;
 mod shared;
 mod specs;
+mod ssh_keys;
 mod state;
 mod validate;
 
@@ -36,6 +38,7 @@ pub use crate::{
     faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
     secret::Secret,
     specs::Specs,
+    ssh_keys::{TEST_SSH_PRIVATE_KEY_PEM, TEST_SSH_PUBLIC_KEY},
     state::{Counters, InventoryItem},
 };
 use crate::{

@@ -1,7 +1,9 @@
 //! Thin reads: pending operations polled once, every resource read once, active TrainingRuns
 //! counted.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
 
 use edgetrain_api::{TrainingRun, TrainingRunPhase, TrainingRunStatus, common::PendingOperation};
 use edgetrain_azure::{
@@ -12,8 +14,8 @@ use edgetrain_azure::{
 use kube::{Api, api::ListParams};
 
 use super::{
-    decide::{Observed, Remaining},
-    desired::Ids,
+    decide::{Observed, OperationFailure, Remaining},
+    desired::{Ids, owned_by},
 };
 use crate::{Error, Result};
 
@@ -25,55 +27,134 @@ pub struct Clients {
     pub ml: Arc<dyn MlApi>,
     /// Used to poll Azure ML operations.
     pub compute: Arc<dyn super::attach::ComputeAttacher>,
+    /// The Stack Hub ARM endpoint of the spec (pollers for another endpoint are stale).
+    pub hub_endpoint: String,
+    /// The Azure ML ARM endpoint of the spec.
+    pub ml_endpoint: String,
 }
 
 /// Outcome of polling the operations kept in status.
 #[derive(Debug, Default)]
 pub struct Polled {
     pub still_pending: Vec<PendingOperation>,
-    /// Human-readable failures (the operation is dropped; the next decision retries).
-    pub failed: Vec<String>,
+    /// Operations that ended in failure (dropped; the next decision retries, bounded).
+    pub failures: Vec<OperationFailure>,
+    /// Pollers dropped as stale, with why; their resources are simply observed again.
+    pub dropped: Vec<String>,
     /// Earliest time to look again, from the servers' Retry-After.
     pub retry_after: Option<Duration>,
 }
+
+impl std::fmt::Display for OperationFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} failed: {}: {}",
+            self.action, self.resource_id, self.code, self.message
+        )
+    }
+}
+
+/// A poller older than this is dropped: ARM keeps operation URLs for hours, not days, and a
+/// resource is observed directly anyway.
+pub const POLLER_MAX_AGE: Duration = Duration::from_secs(2 * 60 * 60);
 
 fn is_ml(id: &str) -> bool {
     id.to_ascii_lowercase()
         .contains("/providers/microsoft.machinelearningservices/")
 }
 
-/// Polls each pending operation once (no waiting in a loop).
-pub async fn poll_pending(clients: &Clients, pending: &[PendingOperation]) -> Result<Polled> {
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let u = url::Url::parse(url).ok()?;
+    Some((
+        u.scheme().to_string(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
+/// The poller of `op` if it can still be polled at `endpoint`, else why it is stale: it does
+/// not parse (an operator fault, not the user's), it points at another endpoint (the spec
+/// changed), or it is older than [`POLLER_MAX_AGE`].
+pub fn usable_poller(
+    op: &PendingOperation,
+    endpoint: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<LroToken, String> {
+    let token: LroToken = serde_json::from_str(&op.poller)
+        .map_err(|e| format!("the stored poller does not parse ({e})"))?;
+    if origin(&token.url).is_none() || origin(&token.url) != origin(endpoint) {
+        return Err("the poller is for another endpoint than the spec's".into());
+    }
+    let age = (now - token.started_at).to_std().unwrap_or_default();
+    if age > POLLER_MAX_AGE {
+        return Err(format!("the poller is older than {POLLER_MAX_AGE:?}"));
+    }
+    Ok(token)
+}
+
+/// Polls each pending operation once (no waiting in a loop). Stale pollers (see
+/// [`usable_poller`], or answered 404: the operation expired) are dropped, never fatal.
+pub async fn poll_pending(
+    clients: &Clients,
+    pending: &[PendingOperation],
+    now: DateTime<Utc>,
+) -> Result<Polled> {
     let mut out = Polled::default();
     for op in pending {
-        let token: LroToken = serde_json::from_str(&op.poller).map_err(|e| {
-            Error::InvalidSpec(format!(
-                "status.pendingOperations poller for {} does not parse: {e}",
-                op.resource_id
-            ))
-        })?;
-        let status = if is_ml(&op.resource_id) {
+        let ml = is_ml(&op.resource_id);
+        let endpoint = if ml {
+            &clients.ml_endpoint
+        } else {
+            &clients.hub_endpoint
+        };
+        let token = match usable_poller(op, endpoint, now) {
+            Ok(t) => t,
+            Err(why) => {
+                out.dropped
+                    .push(format!("{} of {}: {why}", op.action, op.resource_id));
+                continue;
+            }
+        };
+        let status = if ml {
             clients.ml.poll(&token).await
         } else {
             clients.hub.poll(&token).await
-        }
-        .map_err(|e| Error::azure(format!("polling {} {}", op.action, op.resource_id), e))?;
+        };
+        let status = match status {
+            Ok(s) => s,
+            Err(edgetrain_azure::Error::Arm(e)) if e.is_not_found() => {
+                out.dropped.push(format!(
+                    "{} of {}: the operation is no longer known to Azure ({})",
+                    op.action,
+                    op.resource_id,
+                    e.code()
+                ));
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::azure(
+                    format!("polling {} {}", op.action, op.resource_id),
+                    e,
+                ));
+            }
+        };
+        let fail = |code: &str, message: &str| OperationFailure {
+            resource_id: op.resource_id.clone(),
+            action: op.action.clone(),
+            code: code.to_string(),
+            message: message.to_string(),
+        };
         match status {
             LroStatus::InProgress { retry_after } => {
                 out.retry_after = min_opt(out.retry_after, retry_after);
                 out.still_pending.push(op.clone());
             }
             LroStatus::Succeeded => {}
-            LroStatus::Failed(e) => out.failed.push(format!(
-                "{} of {} failed: {}: {}",
-                op.action,
-                op.resource_id,
-                e.code(),
-                e.error.message
-            )),
+            LroStatus::Failed(e) => out.failures.push(fail(e.code(), &e.error.message)),
             LroStatus::Canceled => out
-                .failed
-                .push(format!("{} of {} was canceled", op.action, op.resource_id)),
+                .failures
+                .push(fail("Canceled", "the operation was canceled")),
         }
     }
     Ok(out)
@@ -121,57 +202,84 @@ pub async fn observe(clients: &Clients, ids: &Ids) -> Result<Observed> {
         compute,
         pending: Vec::new(),
         active_runs: 0,
+        failures: Vec::new(),
     })
 }
 
-/// What still exists during deletion.
-pub async fn remaining(clients: &Clients, ids: &Ids) -> Result<Remaining> {
+/// What still exists during deletion, among `candidates` (see
+/// [`super::desired::cleanup_ids`]). A resource whose owner tags do not name this target is
+/// left alone (listed in `foreign`) unless the target adopts.
+pub async fn remaining(
+    clients: &Clients,
+    candidates: &[String],
+    owner: &BTreeMap<String, String>,
+    adopt: bool,
+) -> Result<Remaining> {
     let hub = &clients.hub;
     let state = |s: Option<&str>| s.unwrap_or("Succeeded").to_string();
-    let compute = clients
-        .compute
-        .get()
-        .await?
-        .map(|c| state(c.properties.provisioning_state.as_deref()));
-    let vm = hub
-        .get_vm(&ids.vm, false)
-        .await
-        .map_err(read("VM", &ids.vm))?
-        .map(|v| state(v.properties.provisioning_state.as_deref()));
-    let nic = hub
-        .get_nic(&ids.nic)
-        .await
-        .map_err(read("NIC", &ids.nic))?
-        .map(|n| state(n.properties.provisioning_state.as_deref()));
-    let mut leaves = Vec::new();
-    if let Some(id) = &ids.public_ip
-        && let Some(p) = hub.get_public_ip(id).await.map_err(read("public IP", id))?
-    {
-        leaves.push((
-            id.clone(),
-            state(p.resource.properties.provisioning_state.as_deref()),
-        ));
+    let mut out = Remaining::default();
+    for id in candidates {
+        let lower = id.to_ascii_lowercase();
+        let kind = |t: &str| lower.contains(&format!("/providers/{t}/"));
+        // (owner tags, provisioning state) of what exists.
+        let found: Option<(Option<BTreeMap<String, String>>, String)> = if is_ml(id) {
+            match clients.compute.get().await? {
+                // Never detach a compute of another kind, whoever tagged it.
+                Some(c) if !c.properties.compute_type.eq_ignore_ascii_case("VirtualMachine") => {
+                    out.foreign.push(id.clone());
+                    continue;
+                }
+                Some(c) => Some((c.tags, state(c.properties.provisioning_state.as_deref()))),
+                None => None,
+            }
+        } else if kind("microsoft.compute/virtualmachines") {
+            hub.get_vm(id, false)
+                .await
+                .map_err(read("VM", id))?
+                .map(|v| (Some(v.tags), state(v.properties.provisioning_state.as_deref())))
+        } else if kind("microsoft.network/networkinterfaces") {
+            hub.get_nic(id)
+                .await
+                .map_err(read("NIC", id))?
+                .map(|n| (Some(n.tags), state(n.properties.provisioning_state.as_deref())))
+        } else if kind("microsoft.network/networksecuritygroups") {
+            hub.get_nsg(id)
+                .await
+                .map_err(read("NSG", id))?
+                .map(|n| (Some(n.tags), state(n.properties.provisioning_state.as_deref())))
+        } else if kind("microsoft.network/publicipaddresses") {
+            hub.get_public_ip(id)
+                .await
+                .map_err(read("public IP", id))?
+                .map(|p| {
+                    let st = state(p.resource.properties.provisioning_state.as_deref());
+                    (Some(p.resource.tags), st)
+                })
+        } else if kind("microsoft.network/virtualnetworks") {
+            hub.get_vnet(id)
+                .await
+                .map_err(read("vnet", id))?
+                .map(|v| (Some(v.tags), state(v.properties.provisioning_state.as_deref())))
+        } else {
+            continue;
+        };
+        let Some((tags, st)) = found else { continue };
+        if !adopt && !owned_by(tags.as_ref(), owner) {
+            out.foreign.push(id.clone());
+            continue;
+        }
+        let entry = Some((id.clone(), st));
+        if is_ml(id) {
+            out.compute = entry.map(|(_, s)| s);
+        } else if kind("microsoft.compute/virtualmachines") {
+            out.vm = entry;
+        } else if kind("microsoft.network/networkinterfaces") {
+            out.nic = entry;
+        } else if let Some(e) = entry {
+            out.leaves.push(e);
+        }
     }
-    if let Some(n) = hub.get_nsg(&ids.nsg).await.map_err(read("NSG", &ids.nsg))? {
-        leaves.push((
-            ids.nsg.clone(),
-            state(n.properties.provisioning_state.as_deref()),
-        ));
-    }
-    if let Some(id) = &ids.vnet
-        && let Some(v) = hub.get_vnet(id).await.map_err(read("vnet", id))?
-    {
-        leaves.push((
-            id.clone(),
-            state(v.properties.provisioning_state.as_deref()),
-        ));
-    }
-    Ok(Remaining {
-        compute,
-        vm,
-        nic,
-        leaves,
-    })
+    Ok(out)
 }
 
 /// The power contract: a run is active while its phase is Pending, Submitted, Queued or

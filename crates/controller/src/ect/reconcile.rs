@@ -211,6 +211,8 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     Ok(Clients {
         hub: hub.api,
         vm_access: hub.vm_access,
+        hub_endpoint: spec.stack_hub.arm_endpoint.clone(),
+        ml_endpoint: spec.azure_ml.arm_endpoint.clone(),
         ml: ml.clone(),
         compute: Arc::new(VirtualMachineAttacher {
             ml,
@@ -231,7 +233,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     let name = ssh_secret_name(ect);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let read = |s: &Secret| -> Result<KeyPair> {
-        KeyPair::from_openssh(&secret_value(s, &ns, &name, ssh::PRIVATE_KEY)?)
+        KeyPair::from_private(&secret_value(s, &ns, &name, ssh::PRIVATE_KEY)?)
     };
     if let Some(s) = api
         .get_opt(&name)
@@ -243,7 +245,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     if !create {
         return Ok(None);
     }
-    let key = KeyPair::generate(&format!("edgetrain-{ns}-{}", ect.name_any()))?;
+    let key = KeyPair::generate()?;
     let owner = OwnerReference {
         api_version: EdgeComputeTarget::api_version(&()).to_string(),
         kind: KIND.into(),
@@ -267,7 +269,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
         string_data: Some(BTreeMap::from([
             (
                 ssh::PRIVATE_KEY.to_string(),
-                key.private_openssh().secret().to_string(),
+                key.private_pem().secret().to_string(),
             ),
             (ssh::PUBLIC_KEY.to_string(), key.public_openssh.clone()),
         ])),
@@ -323,12 +325,16 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
     let desired: Desired =
         desired::desired(ect, key.as_ref().map_or("", |k| k.public_openssh.as_str()))?;
     let old = ect.status.clone().unwrap_or_default();
-    let polled = observe::poll_pending(&clients, &old.pending_operations).await?;
+    let now = ctx.clock.now();
+    let polled = observe::poll_pending(&clients, &old.pending_operations, now).await?;
+    for dropped in &polled.dropped {
+        warn!(poller = %dropped, "dropped a stale poller; observing the resource instead");
+    }
     let mut observed = observe::observe(&clients, &desired.ids).await?;
     observed.pending = polled.still_pending.clone();
+    observed.failures = polled.failures.clone();
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.client, &ns, &ect.name_any()).await?;
-    let now = ctx.clock.now();
     let compute_id = clients.compute.compute_id()?;
     let input = Input {
         generation: ect.metadata.generation,
@@ -339,6 +345,8 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
         idle_timeout,
         status: &old,
         now,
+        reach_via: ect.spec.azure_ml.reach_via,
+        adopt: desired::adopts(ect),
     };
     let plan = decide::decide(&input, &observed);
     let mut status = plan.status.clone();
@@ -347,16 +355,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
         let key = key
             .as_ref()
             .ok_or_else(|| Error::SshKey("no key pair to write with".into()))?;
-        let applied = apply::apply(
-            &clients,
-            &desired,
-            observed.vm.as_ref(),
-            key,
-            &ect.spec.stack_hub.location,
-            &plan.actions,
-            now,
-        )
-        .await;
+        let applied = apply::apply(&clients, &desired, key, &plan.actions, now).await;
         let applied = match applied {
             Ok(a) => a,
             Err(e) => {
@@ -392,7 +391,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
             let settled = plan.actions.is_empty()
                 && status.pending_operations.is_empty()
                 && matches!(plan.progress, Progress::Ready { .. });
-            if !polled.failed.is_empty() {
+            if !polled.failures.is_empty() {
                 rotation::restart(&secrets, secret).await?;
             } else if settled {
                 let max_age = ect
@@ -404,7 +403,7 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
                     .transpose()?;
                 let is_due = rotation::due(ect.spec.ssh_key_rotation.as_ref(), &old, max_age, now);
                 let step = rotation::next_step(is_due, rotation::stage(&secret).as_deref());
-                let address = status.public_ip.clone().or(status.private_ip.clone());
+                let address = decide::compute_address(ect.spec.azure_ml.reach_via, &status);
                 if let (true, Some(address)) = (step != rotation::Step::Idle, address) {
                     let advanced = rotation::advance(
                         &secrets,
@@ -451,11 +450,12 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
             .get_or_create(&crate::metrics::Metrics::kind(KIND))
             .observe(secs);
     }
-    if !polled.failed.is_empty() {
+    if !polled.failures.is_empty() {
+        let failures: Vec<String> = polled.failures.iter().map(|f| f.to_string()).collect();
         return Err(Error::OperationFailed {
             action: "operation".into(),
             resource_id: ect.name_any(),
-            message: polled.failed.join("; "),
+            message: failures.join("; "),
         });
     }
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
@@ -577,6 +577,8 @@ async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let policy = policy(ect).unwrap_or(ReconcilePolicy::Skip);
     if deletion == DeletionPolicy::Retain || policy != ReconcilePolicy::Manage {
         info!(?deletion, ?policy, "deleting without touching Azure");
+        // The retained VM is only reachable with its key: keep the Secret past the target.
+        apply::orphan_key_secret(&ctx.client, ect, &ssh_secret_name(ect)).await?;
         event(
             ctx,
             ect,
@@ -587,11 +589,24 @@ async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         .await;
         return Ok(Requeue::await_change());
     }
+    let candidates = desired::cleanup_ids(ect);
+    if candidates.is_empty() {
+        info!("nothing was created in Azure; deleting without touching it");
+        return Ok(Requeue::await_change());
+    }
     let result = async {
         let clients = clients(ctx, ect).await?;
-        let ids = desired::desired(ect, "")?.ids;
-        let remaining = observe::remaining(&clients, &ids).await?;
-        let step = decide_cleanup(&ids, &remaining);
+        let remaining = observe::remaining(
+            &clients,
+            &candidates,
+            &desired::owner_tags(ect),
+            desired::adopts(ect),
+        )
+        .await?;
+        if !remaining.foreign.is_empty() {
+            info!(foreign = ?remaining.foreign, "leaving resources this target does not own");
+        }
+        let step = decide_cleanup(&remaining);
         match &step {
             Cleanup::Done => {
                 event(
