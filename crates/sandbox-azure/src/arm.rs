@@ -22,6 +22,8 @@ use crate::{
 };
 
 pub const ML_NAMESPACE: &str = "Microsoft.MachineLearningServices";
+/// The Azure ML api-version served (also for `Workspaces_Get`).
+pub const WORKSPACE_API_VERSION: &str = "2025-12-01";
 
 /// One validated ARM request.
 pub struct Req<'a> {
@@ -123,6 +125,9 @@ fn dispatch(
     )?;
     if let Some(resp) = operation_status(sh, &method, &arm)? {
         return Ok(resp);
+    }
+    if let Some(resp) = crate::ml_compute::workspace_get(sh, &method, &arm, &path, &query) {
+        return resp;
     }
     let (op, api_version, body_json) =
         check_request(&sh.specs, &method, &path, &query, body, Strictness::Arm)?;
