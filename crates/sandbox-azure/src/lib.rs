@@ -17,12 +17,14 @@ mod faults;
 mod ids;
 mod jobs;
 mod ml;
+mod ml_compute;
 mod network;
 mod registry;
 mod secret;
 mod server;
 mod shared;
 mod specs;
+mod ssh_keys;
 mod state;
 mod validate;
 
@@ -46,6 +48,7 @@ pub use crate::{
     },
     secret::Secret,
     specs::Specs,
+    ssh_keys::{TEST_SSH_PRIVATE_KEY_PEM, TEST_SSH_PUBLIC_KEY},
     state::{Counters, InventoryItem},
 };
 use crate::{

@@ -5,7 +5,10 @@ use http::Method;
 use serde::{Serialize, de::DeserializeOwned};
 use url::Url;
 
-use super::{types::*, workspace::Workspace};
+use super::{
+    types::*,
+    workspace::{Workspace, WorkspaceResource},
+};
 use crate::{
     Error, Result,
     arm::{AZURE_ML_API_VERSION, ArmClient, LroStatus, LroToken, Page, Started, next_page_url},
@@ -16,6 +19,8 @@ pub type Job = Resource<JobProperties>;
 /// Azure ML operations the operator uses. Getters return `None` for 404.
 #[async_trait]
 pub trait MlApi: Send + Sync {
+    /// `Workspaces_Get`: the workspace itself (its region is where computes must live).
+    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>>;
     async fn get_compute(&self, name: &str) -> Result<Option<ComputeResource>>;
     /// PUT overwrites an existing compute: GET first.
     async fn attach_compute(&self, name: &str, body: &ComputeResource) -> Result<Started>;
@@ -130,6 +135,10 @@ impl MlClient {
 
 #[async_trait]
 impl MlApi for MlClient {
+    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>> {
+        self.get(&self.workspace.id()?).await
+    }
+
     async fn get_compute(&self, name: &str) -> Result<Option<ComputeResource>> {
         self.get(&self.workspace.compute_id(name)?).await
     }

@@ -11,4 +11,4 @@ pub use build::*;
 pub use client::{Job, MlApi, MlClient};
 pub use code::{upload_code, upload_prefix};
 pub use types::*;
-pub use workspace::Workspace;
+pub use workspace::{Workspace, WorkspaceResource};

@@ -3,6 +3,18 @@
 use super::build::validate_name;
 use crate::{Result, error::require_segment};
 
+/// What `Workspaces_Get` returns that the operator reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceResource {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The workspace's region, e.g. `westeurope`.
+    pub location: String,
+}
+
 /// An Azure ML workspace: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {

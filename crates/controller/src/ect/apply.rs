@@ -1,7 +1,7 @@
 //! Thin writes: start each planned action once and keep its poller in status.
 
 use chrono::{DateTime, Utc};
-use edgetrain_azure::stackhub::{VirtualMachine, VmAction};
+use edgetrain_azure::stackhub::VmAction;
 
 use super::{
     attach::AttachTarget,
@@ -27,9 +27,7 @@ fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
 pub async fn apply(
     clients: &Clients,
     desired: &Desired,
-    observed_vm: Option<&VirtualMachine>,
     key: &KeyPair,
-    attach_location: &str,
     actions: &[Action],
     now: DateTime<Utc>,
 ) -> Result<Applied> {
@@ -85,14 +83,8 @@ pub async fn apply(
                 out.record(s, &ids.vm, "put", now)?;
             }
             Action::ResizeVm => {
-                let Some(vm) = observed_vm else { continue };
-                let mut body = vm.clone();
-                body.properties
-                    .hardware_profile
-                    .get_or_insert_with(Default::default)
-                    .vm_size = Some(desired.vm.size.clone());
                 let s = hub
-                    .put_vm(&ids.vm, &body)
+                    .patch_vm_size(&ids.vm, &desired.vm.size)
                     .await
                     .map_err(|e| vm_error(&desired.vm.size, ctx("resize VM", &ids.vm), e))?;
                 out.record(s, &ids.vm, "resize", now)?;
@@ -113,11 +105,11 @@ pub async fn apply(
                 let s = clients
                     .compute
                     .attach(&AttachTarget {
-                        location: attach_location,
                         address,
                         username: &desired.vm.admin_username,
                         key,
                         vm_size: &desired.vm.size,
+                        tags: &desired.tags,
                     })
                     .await?;
                 let id = clients.compute.compute_id()?;
@@ -146,5 +138,41 @@ pub async fn cleanup(clients: &Clients, step: &Cleanup) -> Result<()> {
         }
         Cleanup::Wait(_) | Cleanup::Done => {}
     }
+    Ok(())
+}
+
+/// Removes this target's ownerReference from its SSH key Secret, so that Kubernetes does not
+/// garbage-collect the key of a VM that stays (deletion policy `Retain`, or `observe`/`skip`).
+pub async fn orphan_key_secret(
+    client: &kube::Client,
+    ect: &edgetrain_api::EdgeComputeTarget,
+    name: &str,
+) -> Result<()> {
+    use kube::{
+        Api, ResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let ns = ect.namespace().unwrap_or_default();
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let Some(secret) = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?
+    else {
+        return Ok(());
+    };
+    let uid = ect.uid().unwrap_or_default();
+    let owners = secret.owner_references();
+    if !owners.iter().any(|o| o.uid == uid) {
+        return Ok(());
+    }
+    let kept: Vec<_> = owners.iter().filter(|o| o.uid != uid).cloned().collect();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": kept}})),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("orphaning Secret {ns}/{name}"), e))?;
     Ok(())
 }
