@@ -116,4 +116,18 @@ impl Context {
             .await?;
         crate::runtime::secrets::Credentials::from_secret(&secret)
     }
+
+    /// How to authenticate to Azure ML, from Secret `ns/name` (see
+    /// [`crate::runtime::secrets::MlIdentity::from_secret`]).
+    pub async fn ml_identity(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> crate::Result<crate::runtime::secrets::MlIdentity> {
+        let secret = self
+            .secrets
+            .require(&self.client, &self.stores, ns, name)
+            .await?;
+        crate::runtime::secrets::MlIdentity::from_secret(&secret)
+    }
 }

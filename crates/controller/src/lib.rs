@@ -14,6 +14,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ModelRelease, TrainingRun};
 pub use error::{Error, Handling, Result};
+use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource,
@@ -26,7 +27,7 @@ use crate::{
     metrics::Metrics,
     runtime::{
         controller,
-        factory::{Factories, http_config_from_env},
+        factory::{Factories, WorkloadIdentity, http_config_from_env},
         stores::Wiring,
     },
 };
@@ -58,6 +59,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// Azure client factories; `None` builds the real ones.
     pub factories: Option<Factories>,
+    /// Workload identity for Azure ML (used by the real factories); `None`: service principals
+    /// only.
+    pub workload_identity: Option<WorkloadIdentity>,
     /// Clock for idle-timeout and key-age decisions; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -113,7 +117,11 @@ async fn run_controllers(config: Config, ready: server::Readiness) -> Result<()>
     ready.set(true);
     let factories = match config.factories.clone() {
         Some(f) => f,
-        None => Factories::real(&config.metrics, http_config_from_env())?,
+        None => Factories::real(
+            &config.metrics,
+            http_config_from_env(),
+            config.workload_identity.clone(),
+        )?,
     };
     match &config.leader {
         None => controllers(&config, factories).await,
@@ -170,13 +178,14 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
             wiring.stores(),
         ));
         // Controllers subscribe to the shared watches before these start.
-        let ects = controller::run::<EdgeComputeTarget>(&wiring, ctx.clone());
+        // One line per kind; each subscribes to the shared watches it needs.
+        let kinds = vec![controller::run::<EdgeComputeTarget>(&wiring, ctx.clone()).boxed()];
         let watches = wiring.start(&config.client, scope.as_deref());
         async move {
             let controllers = async {
                 // Decisions read neighbours from the caches: never act on a partial list.
                 if ctx.stores.wait_until_ready().await.is_ok() {
-                    ects.await;
+                    futures::future::join_all(kinds).await;
                 }
             };
             tokio::select! {

@@ -4,7 +4,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use edgetrain_api::DeletionPolicy;
-use edgetrain_controller::{Config, LeaderConfig, metrics::Metrics, run};
+use edgetrain_controller::{
+    Config, LeaderConfig, metrics::Metrics, run, runtime::factory::WorkloadIdentity,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Policy {
@@ -36,6 +38,11 @@ struct Args {
     /// Lease duration in seconds.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Comma-separated client ids an Azure ML credentials Secret may name for workload
+    /// identity (a Secret with tenantId and clientId, no clientSecret). Needs the projected
+    /// token at AZURE_FEDERATED_TOKEN_FILE (set by Azure Workload Identity's webhook).
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    workload_identity_client_ids: Vec<String>,
 }
 
 fn init_tracing() {
@@ -78,6 +85,28 @@ async fn main() -> std::process::ExitCode {
             }
         }
     };
+    let allowed: Vec<String> = args
+        .workload_identity_client_ids
+        .iter()
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect();
+    let workload_identity = if allowed.is_empty() {
+        None
+    } else {
+        match std::env::var("AZURE_FEDERATED_TOKEN_FILE") {
+            Ok(file) => Some(WorkloadIdentity {
+                token_file: file.into(),
+                allowed_client_ids: allowed,
+            }),
+            Err(_) => {
+                tracing::error!(
+                    "--workload-identity-client-ids needs AZURE_FEDERATED_TOKEN_FILE (the projected service-account token)"
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    };
     let config = Config {
         client,
         metrics_addr: args.metrics_addr,
@@ -95,6 +124,7 @@ async fn main() -> std::process::ExitCode {
         instance: pod,
         metrics: Metrics::default(),
         factories: None,
+        workload_identity,
         clock: None,
     };
     match run(config).await {

@@ -213,6 +213,7 @@ async fn unreachable_endpoints_show_the_cause() {
                 read_timeout: Duration::from_secs(1),
                 ..Default::default()
             },
+            None,
         )
         .unwrap(),
     );

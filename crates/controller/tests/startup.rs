@@ -58,6 +58,7 @@ fn bare_config(kube: &SandboxKube) -> edgetrain_controller::Config {
         instance: "test".into(),
         metrics: Metrics::default(),
         factories: None,
+        workload_identity: None,
         clock: None,
     }
 }

@@ -9,25 +9,24 @@ mod cache;
 mod metadata;
 mod token;
 mod trust;
+mod workload;
 
 pub use authority::{Authority, IdentityProvider, identity_provider};
 pub use cache::{TokenCache, TokenKey};
 pub use metadata::{CloudMetadata, METADATA_API_VERSION, discover, metadata_url, parse_metadata};
 pub use token::{
-    SecretDigest, ServicePrincipal, is_fresh, parse_token_response, resource_for_scope,
-    scope_for_resource,
+    SecretDigest, ServicePrincipal, is_fresh, parse_token_response, request_token,
+    resource_for_scope, scope_for_resource,
 };
 pub use trust::{EndpointPolicy, is_loopback, require_secure};
+pub use workload::WorkloadIdentityCredential;
 
 use std::sync::Arc;
 
-use azure_core::{
-    credentials::{AccessToken, TokenCredential, TokenRequestOptions},
-    time::OffsetDateTime,
-};
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use url::Url;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Client-credentials credential for one authority, usable wherever azure_core wants a
 /// [`TokenCredential`].
@@ -119,21 +118,7 @@ impl ClientSecretCredential {
             ("resource", resource),
         ];
         tracing::debug!(token_url = %url, client_id = %self.principal.client_id, resource, "requesting token");
-        let transport = |source| Error::Transport {
-            method: "POST".into(),
-            url: url.to_string(),
-            source,
-        };
-        let resp = self
-            .http
-            .post(url.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(transport)?;
-        parse_token_response(url.as_str(), status, &body, OffsetDateTime::now_utc())
+        request_token(&self.http, &url, &form).await
     }
 }
 

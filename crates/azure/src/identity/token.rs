@@ -1,4 +1,4 @@
-//! Client-credentials inputs and v1 token responses (pure).
+//! Client-credentials inputs, the token request, and token responses (parsed purely).
 
 use std::time::Duration;
 
@@ -119,6 +119,28 @@ pub fn parse_token_response(
         t.access_token,
         now + azure_core::time::Duration::seconds(t.expires_in),
     ))
+}
+
+/// POSTs a client-credentials form to a token endpoint and reads the answer.
+pub async fn request_token(
+    http: &reqwest::Client,
+    url: &url::Url,
+    form: &[(&str, &str)],
+) -> Result<AccessToken> {
+    let transport = |source| Error::Transport {
+        method: "POST".into(),
+        url: url.to_string(),
+        source,
+    };
+    let resp = http
+        .post(url.clone())
+        .form(form)
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(transport)?;
+    parse_token_response(url.as_str(), status, &body, OffsetDateTime::now_utc())
 }
 
 #[cfg(test)]

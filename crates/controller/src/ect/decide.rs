@@ -106,6 +106,9 @@ pub struct Plan {
     pub status: EdgeComputeTargetStatus,
 }
 
+/// `VMReady` reason of a VM deallocated by the idle timeout (a settled state, not progress).
+pub const IDLE: &str = "Idle";
+
 /// `lastActiveTime` is refreshed at most this often, so an active run does not rewrite status
 /// (and retrigger the watch) on every reconcile.
 pub const ACTIVE_REFRESH: Duration = Duration::from_secs(60);
@@ -723,7 +726,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     }
     if idle {
         plan.vm_ready = ConditionState::unmet(
-            "Idle",
+            IDLE,
             "VM deallocated: no active TrainingRun within idleTimeout",
         );
         plan.compute_attached =

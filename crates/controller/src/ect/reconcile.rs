@@ -66,8 +66,8 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     let hub_creds = ctx
         .credentials(&ns, &spec.stack_hub.credentials_secret_ref.name)
         .await?;
-    let ml_creds = ctx
-        .credentials(&ns, &spec.azure_ml.credentials_secret_ref.name)
+    let ml_identity = ctx
+        .ml_identity(&ns, &spec.azure_ml.credentials_secret_ref.name)
         .await?;
     let hub = ctx
         .factories
@@ -86,7 +86,7 @@ async fn clients(ctx: &Context, ect: &EdgeComputeTarget) -> Result<Clients> {
     let ml = ctx
         .factories
         .ml
-        .azure_ml(&spec.azure_ml.arm_endpoint, workspace.clone(), &ml_creds)
+        .azure_ml(&spec.azure_ml.arm_endpoint, workspace.clone(), &ml_identity)
         .await?;
     Ok(Clients {
         hub: hub.api,
@@ -329,7 +329,8 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
     Ok(if busy {
         Requeue::requeue(retry_after.unwrap_or(PROGRESS_POLL).min(PROGRESS_POLL * 6))
-    } else if matches!(plan.progress, Progress::InProgress { .. }) && plan.vm_ready.reason != "Idle"
+    } else if matches!(plan.progress, Progress::InProgress { .. })
+        && plan.vm_ready.reason != decide::IDLE
     {
         // Waiting on Azure-side state (provisioning, attach) without an operation to poll.
         Requeue::requeue(PROGRESS_POLL)

@@ -5,6 +5,7 @@
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -15,13 +16,13 @@ use edgetrain_api::edge_compute_target::ApiProfile;
 use edgetrain_azure::{
     arm::{ApiProfile as ArmProfile, ArmClient, Provider, RateLimiter, Started},
     blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint},
-    identity::{ClientSecretCredential, TokenCache},
+    identity::{Authority, ClientSecretCredential, TokenCache, WorkloadIdentityCredential},
     ml::{MlApi, MlClient, Workspace},
     stackhub::{StackHubApi, StackHubClient},
     transport::HttpConfig,
 };
 
-use super::secrets::Credentials;
+use super::secrets::{Credentials, MlIdentity};
 use crate::{Error, Result, metrics::Metrics};
 
 /// Public Azure's ARM token audience (Azure ML lives there).
@@ -63,15 +64,33 @@ pub trait StackHubFactory: Send + Sync {
     ) -> Result<StackHub>;
 }
 
-/// Azure ML (public ARM) for one workspace + service principal.
+/// Azure ML (public ARM) for one workspace + identity.
 #[async_trait]
 pub trait MlFactory: Send + Sync {
     async fn azure_ml(
         &self,
         arm_endpoint: &str,
         workspace: Workspace,
-        creds: &Credentials,
+        identity: &MlIdentity,
     ) -> Result<Arc<dyn MlApi>>;
+}
+
+/// Workload identity as the operator's deployment configures it: the projected token file,
+/// and the client ids an object may name (an administrator's explicit opt-in per identity:
+/// naming a client id is no secret, so without this list any namespace could borrow any
+/// identity that trusts the operator's service account).
+#[derive(Debug, Clone)]
+pub struct WorkloadIdentity {
+    pub token_file: PathBuf,
+    pub allowed_client_ids: Vec<String>,
+}
+
+impl WorkloadIdentity {
+    fn allows(&self, client_id: &str) -> bool {
+        self.allowed_client_ids
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(client_id))
+    }
 }
 
 /// Stack Hub blob storage (Shared Key: Stack Hub has no Entra ID for storage).
@@ -79,7 +98,7 @@ pub trait BlobFactory: Send + Sync {
     fn blob(&self, endpoint: &str, key: AccountKey) -> Result<Arc<dyn BlobApi>>;
 }
 
-/// The factories a [`super::Context`] holds.
+/// The factories a [`crate::context::Context`] holds.
 #[derive(Clone)]
 pub struct Factories {
     pub stack_hub: Arc<dyn StackHubFactory>,
@@ -89,8 +108,12 @@ pub struct Factories {
 
 impl Factories {
     /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
-    pub fn real(metrics: &Metrics, http: HttpConfig) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(metrics, http)?);
+    pub fn real(
+        metrics: &Metrics,
+        http: HttpConfig,
+        workload: Option<WorkloadIdentity>,
+    ) -> Result<Self> {
+        let clients = Arc::new(AzureClients::new(metrics, http, workload)?);
         Ok(Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
@@ -162,10 +185,15 @@ pub struct AzureClients {
     metrics: edgetrain_azure::arm::RequestMetrics,
     stack_hub: Mutex<HashMap<String, Arc<StackHubClient>>>,
     ml: Mutex<HashMap<String, Arc<MlClient>>>,
+    workload: Option<WorkloadIdentity>,
 }
 
 impl AzureClients {
-    pub fn new(metrics: &Metrics, http: HttpConfig) -> Result<Self> {
+    pub fn new(
+        metrics: &Metrics,
+        http: HttpConfig,
+        workload: Option<WorkloadIdentity>,
+    ) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let http = http
             .build()
@@ -177,7 +205,39 @@ impl AzureClients {
             metrics: metrics.azure.clone(),
             stack_hub: Mutex::default(),
             ml: Mutex::default(),
+            workload,
         })
+    }
+
+    async fn workload_credential(
+        &self,
+        endpoint: &url::Url,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Arc<dyn TokenCredential>> {
+        let wi = self
+            .workload
+            .as_ref()
+            .filter(|w| w.allows(client_id))
+            .ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "the credentials Secret has no clientSecret, and workload identity for client \
+                     {client_id} is not enabled in this operator (--workload-identity-client-ids)"
+                ))
+            })?;
+        let md = edgetrain_azure::identity::discover(&self.http, endpoint)
+            .await
+            .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))?;
+        let authority = Authority::new(md.login_endpoint.clone(), tenant)
+            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let cred = WorkloadIdentityCredential::new(
+            self.http.clone(),
+            authority,
+            client_id,
+            wi.token_file.clone(),
+        )
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        Ok(Arc::new(cred))
     }
 
     fn url(endpoint: &str) -> Result<url::Url> {
@@ -201,8 +261,7 @@ impl AzureClients {
         .map_err(|e| Error::azure(format!("metadata discovery at {endpoint}"), e))
     }
 
-    fn arm(&self, endpoint: url::Url, cred: ClientSecretCredential, audience: &str) -> ArmClient {
-        let cred: Arc<dyn TokenCredential> = Arc::new(cred);
+    fn arm(&self, endpoint: url::Url, cred: Arc<dyn TokenCredential>, audience: &str) -> ArmClient {
         ArmClient::new(self.http.clone(), endpoint, cred, audience)
             .with_limiter(self.limiter.clone())
             .with_metrics(self.metrics.clone())
@@ -232,7 +291,7 @@ impl StackHubFactory for AzureClients {
         let endpoint = Self::url(arm_endpoint)?;
         let (cred, audience) = self.credential(&endpoint, creds).await?;
         let client = Arc::new(StackHubClient::new(
-            self.arm(endpoint, cred, &audience),
+            self.arm(endpoint, Arc::new(cred), &audience),
             profile,
         ));
         self.stack_hub
@@ -249,11 +308,11 @@ impl MlFactory for AzureClients {
         &self,
         arm_endpoint: &str,
         workspace: Workspace,
-        creds: &Credentials,
+        identity: &MlIdentity,
     ) -> Result<Arc<dyn MlApi>> {
         let key = format!(
             "{}|{}",
-            creds.cache_key(arm_endpoint, "ml"),
+            identity.cache_key(arm_endpoint),
             workspace.id().unwrap_or_default()
         );
         if let Some(c) = self.ml.lock().expect("lock").get(&key) {
@@ -261,7 +320,15 @@ impl MlFactory for AzureClients {
         }
         let endpoint = Self::url(arm_endpoint)?;
         // The login authority comes from metadata; the audience is public ARM's.
-        let (cred, _) = self.credential(&endpoint, creds).await?;
+        let cred: Arc<dyn TokenCredential> = match identity {
+            MlIdentity::ServicePrincipal(creds) => {
+                Arc::new(self.credential(&endpoint, creds).await?.0)
+            }
+            MlIdentity::Workload { tenant, client_id } => {
+                self.workload_credential(&endpoint, tenant, client_id)
+                    .await?
+            }
+        };
         let client = Arc::new(MlClient::new(
             self.arm(endpoint, cred, PUBLIC_ARM_AUDIENCE),
             workspace,
@@ -279,5 +346,49 @@ impl BlobFactory for AzureClients {
             BlobClient::new(self.http.clone(), endpoint, BlobAuth::SharedKey(key))
                 .with_metrics(self.metrics.clone()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn workload_identity_only_for_client_ids_the_operator_allows() {
+        let workload = WorkloadIdentity {
+            token_file: "/var/run/secrets/azure/tokens/azure-identity-token".into(),
+            allowed_client_ids: vec!["app-allowed".into()],
+        };
+        let clients =
+            AzureClients::new(&Metrics::default(), HttpConfig::default(), Some(workload)).unwrap();
+        let ws = Workspace {
+            subscription_id: "00000000-0000-0000-0000-000000000001".into(),
+            resource_group: "rg".into(),
+            name: "ws".into(),
+        };
+        let borrowed = MlIdentity::Workload {
+            tenant: "t".into(),
+            client_id: "someone-elses-app".into(),
+        };
+        let e = match clients
+            .azure_ml("https://management.azure.com", ws.clone(), &borrowed)
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => panic!("an identity the operator does not allow was used"),
+        };
+        assert!(matches!(e, Error::InvalidSpec(_)), "{e}");
+        assert!(e.to_string().contains("someone-elses-app"), "{e}");
+        // Without any workload identity configured, nothing is allowed.
+        let none = AzureClients::new(&Metrics::default(), HttpConfig::default(), None).unwrap();
+        let allowed = MlIdentity::Workload {
+            tenant: "t".into(),
+            client_id: "app-allowed".into(),
+        };
+        assert!(
+            none.azure_ml("https://management.azure.com", ws, &allowed)
+                .await
+                .is_err()
+        );
     }
 }

@@ -64,6 +64,44 @@ impl Credentials {
     }
 }
 
+/// How the operator authenticates to Azure ML (public Azure) for one object.
+#[derive(Clone, Debug)]
+pub enum MlIdentity {
+    /// A service principal with a client secret.
+    ServicePrincipal(Credentials),
+    /// Workload identity: the operator's projected service-account token exchanged for a token
+    /// of `client_id` (whose federated credential must trust the operator's service account).
+    Workload { tenant: String, client_id: String },
+}
+
+impl MlIdentity {
+    /// From a Secret: with `clientSecret` a service principal; with only `tenantId` and
+    /// `clientId`, workload identity (as Azure Service Operator reads such a Secret).
+    pub fn from_secret(secret: &Secret) -> Result<Self> {
+        let has_secret = secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("clientSecret"));
+        if has_secret {
+            return Credentials::from_secret(secret).map(Self::ServicePrincipal);
+        }
+        Ok(Self::Workload {
+            tenant: secret_value(secret, "tenantId")?,
+            client_id: secret_value(secret, "clientId")?,
+        })
+    }
+
+    /// Identifies the identity (a digest of a client secret, never the secret itself).
+    pub fn cache_key(&self, endpoint: &str) -> String {
+        match self {
+            Self::ServicePrincipal(c) => c.cache_key(endpoint, "ml"),
+            Self::Workload { tenant, client_id } => {
+                format!("{endpoint}|ml-workload|{tenant}|{client_id}")
+            }
+        }
+    }
+}
+
 /// The trimmed, non-empty UTF-8 value of `key`.
 pub fn secret_value(secret: &Secret, key: &str) -> Result<String> {
     let invalid = |reason: String| Error::SecretInvalid {
@@ -210,6 +248,37 @@ mod tests {
             assert!(e.to_string().contains(why), "{e}");
             assert!(e.to_string().contains("ns/sp"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_secret_without_client_secret_selects_workload_identity() {
+        let sp = secret(&[
+            ("tenantId", b"t"),
+            ("clientId", b"c"),
+            ("clientSecret", b"s"),
+        ]);
+        assert!(matches!(
+            MlIdentity::from_secret(&sp).unwrap(),
+            MlIdentity::ServicePrincipal(_)
+        ));
+        let wi = secret(&[("tenantId", b"t"), ("clientId", b"app")]);
+        match MlIdentity::from_secret(&wi).unwrap() {
+            MlIdentity::Workload { tenant, client_id } => {
+                assert_eq!((tenant.as_str(), client_id.as_str()), ("t", "app"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An empty clientSecret is a malformed service principal, not workload identity.
+        let empty = secret(&[
+            ("tenantId", b"t"),
+            ("clientId", b"c"),
+            ("clientSecret", b""),
+        ]);
+        assert!(matches!(
+            MlIdentity::from_secret(&empty).unwrap_err(),
+            Error::SecretInvalid { .. }
+        ));
+        assert!(MlIdentity::from_secret(&secret(&[("tenantId", b"t")])).is_err());
     }
 
     #[test]

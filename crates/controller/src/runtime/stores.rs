@@ -242,6 +242,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_watch_nobody_subscribed_to_never_blocks() {
+        // ModelReleases are watched (for the stores) before their controller exists.
+        let (store, writer) = reflector::store_shared::<k8s_openapi::api::core::v1::ConfigMap>(4);
+        let events = (0..100).map(|i| {
+            Ok(watcher::Event::Apply(
+                (*cm(&format!("c{i}"), 1, "1")).clone(),
+            ))
+        });
+        let reflected = reflector::reflector(writer, futures::stream::iter(events)).count();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), reflected)
+            .await
+            .expect("the writer must not wait for a subscriber");
+        assert_eq!(n, 100);
+        assert_eq!(store.state().len(), 100);
+    }
+
+    #[tokio::test]
     async fn only_changes_of_the_key_pass() {
         let input = futures::stream::iter(vec![
             cm("a", 1, "1"),

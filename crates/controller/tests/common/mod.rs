@@ -140,6 +140,7 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         instance: "test".into(),
         metrics,
         factories: None,
+        workload_identity: None,
         clock: None,
     }
 }
