@@ -189,7 +189,15 @@ async fn deletion_removes_what_an_earlier_spec_created_and_skips_azure_when_noth
             .sum()
     };
     let long = "x".repeat(55);
-    create(&w, ect_json(&w, &long, json!({"deletionPolicy": "Delete"}))).await;
+    create(
+        &w,
+        ect_json(
+            &w,
+            &long,
+            json!({"deletionPolicy": "Delete", "azureML": {"computeName": "neverok"}}),
+        ),
+    )
+    .await;
     wait_stalled(&w, &long, "InvalidSpec", 30).await;
     let before = requests(&w);
     delete_and_wait(&w, &long, 30).await;

@@ -245,7 +245,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     if !create {
         return Ok(None);
     }
-    let key = KeyPair::generate()?;
+    let key = KeyPair::generate_blocking().await?;
     let owner = OwnerReference {
         api_version: EdgeComputeTarget::api_version(&()).to_string(),
         kind: KIND.into(),
