@@ -160,7 +160,12 @@ async fn network_and_vm_created_with_a_poller_token_that_survives_a_restart() {
     create(&hub, started).await;
     let resized = hub.get_vm(&vm_id, false).await.unwrap().unwrap();
     assert_eq!(
-        resized.properties.hardware_profile.unwrap().vm_size.as_deref(),
+        resized
+            .properties
+            .hardware_profile
+            .unwrap()
+            .vm_size
+            .as_deref(),
         Some("Standard_DS3_v2")
     );
     assert_eq!(resized.properties.os_profile, got.properties.os_profile);

@@ -109,13 +109,29 @@ mod tests {
     #[test]
     fn generated_key_is_rsa_3072_in_the_formats_azure_documents() {
         let k = KeyPair::generate().unwrap();
-        assert!(k.public_openssh.starts_with("ssh-rsa "), "{}", k.public_openssh);
+        assert!(
+            k.public_openssh.starts_with("ssh-rsa "),
+            "{}",
+            k.public_openssh
+        );
         let public = PublicKey::from_openssh(&k.public_openssh).unwrap();
-        let n = public.key_data().rsa().unwrap().n.as_positive_bytes().unwrap();
+        let n = public
+            .key_data()
+            .rsa()
+            .unwrap()
+            .n
+            .as_positive_bytes()
+            .unwrap();
         assert_eq!(n.len() * 8, KEY_BITS);
         let pem = k.private_pem().secret();
-        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "PKCS#1 PEM");
-        assert_eq!(RsaPrivateKey::from_pkcs1_pem(pem).unwrap().size() * 8, KEY_BITS);
+        assert!(
+            pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+            "PKCS#1 PEM"
+        );
+        assert_eq!(
+            RsaPrivateKey::from_pkcs1_pem(pem).unwrap().size() * 8,
+            KEY_BITS
+        );
         assert!(k.fingerprint.starts_with("SHA256:"));
 
         let again = KeyPair::from_private(pem).unwrap();

@@ -109,10 +109,7 @@ async fn two_targets_one_compute_name_the_second_is_not_owned_and_never_detaches
         "{left:?}"
     );
     assert_eq!(count(&w, "DELETE", ML), 0, "no detach");
-    assert!(
-        condition(&get(&w, "first").await.unwrap(), "Ready")
-            .is_some_and(|c| c.0 == "True")
-    );
+    assert!(condition(&get(&w, "first").await.unwrap(), "Ready").is_some_and(|c| c.0 == "True"));
     ctl.abort();
 }
 
@@ -128,7 +125,11 @@ async fn missing_workspace_is_a_clear_condition_without_compute_puts() {
     let e = wait_stalled(&w, "lost", "WorkspaceNotFound", 90).await;
     let (_, _, message) = condition(&e, "Ready").unwrap();
     assert!(message.contains("nosuchws"), "{message}");
-    assert_eq!(count(&w, "PUT", ML), 0, "no compute PUT into a missing workspace");
+    assert_eq!(
+        count(&w, "PUT", ML),
+        0,
+        "no compute PUT into a missing workspace"
+    );
     ctl.abort();
 }
 
@@ -136,7 +137,11 @@ async fn missing_workspace_is_a_clear_condition_without_compute_puts() {
 async fn retain_keeps_the_ssh_key_secret_of_the_kept_vm() {
     let w = world(200).await;
     let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
-    create(&w, ect_json(&w, "kept", json!({"deletionPolicy": "Retain"}))).await;
+    create(
+        &w,
+        ect_json(&w, "kept", json!({"deletionPolicy": "Retain"})),
+    )
+    .await;
     wait_ready(&w, "kept", 90).await;
     delete_and_wait(&w, "kept", 60).await;
     let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
@@ -155,14 +160,20 @@ async fn retain_keeps_the_ssh_key_secret_of_the_kept_vm() {
 async fn deletion_removes_what_an_earlier_spec_created_and_skips_azure_when_nothing_was() {
     let w = world(200).await;
     let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
-    create(&w, ect_json(&w, "moved", json!({"deletionPolicy": "Delete"}))).await;
+    create(
+        &w,
+        ect_json(&w, "moved", json!({"deletionPolicy": "Delete"})),
+    )
+    .await;
     wait_ready(&w, "moved", 90).await;
     // Drop the public IP: the workspace now reaches the private address (explicitly).
     let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
     api.patch(
         "moved",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"vm": {"publicIP": false}, "azureML": {"reachVia": "Private"}}})),
+        &Patch::Merge(
+            json!({"spec": {"vm": {"publicIP": false}, "azureML": {"reachVia": "Private"}}}),
+        ),
     )
     .await
     .unwrap();
@@ -179,7 +190,11 @@ async fn deletion_removes_what_an_earlier_spec_created_and_skips_azure_when_noth
         "the public IP of the first spec is still there"
     );
     delete_and_wait(&w, "moved", 120).await;
-    assert_eq!(inventory(&w), vec![], "nothing left, the old public IP included");
+    assert_eq!(
+        inventory(&w),
+        vec![],
+        "nothing left, the old public IP included"
+    );
 
     // A target whose spec never became valid is deleted without any Azure request.
     let requests = |w: &World| -> u64 {
@@ -201,7 +216,11 @@ async fn deletion_removes_what_an_earlier_spec_created_and_skips_azure_when_noth
     wait_stalled(&w, &long, "InvalidSpec", 30).await;
     let before = requests(&w);
     delete_and_wait(&w, &long, 30).await;
-    assert_eq!(requests(&w), before, "no Azure request for a never-valid target");
+    assert_eq!(
+        requests(&w),
+        before,
+        "no Azure request for a never-valid target"
+    );
 
     // Same for a target whose credentials never existed.
     create(

@@ -33,8 +33,7 @@ pub fn check_compute_put(req: &Req<'_>, st: &State, body: &Value) -> Result<(), 
         }
     }
     let account = &body["properties"]["properties"]["administratorAccount"];
-    if body["properties"]["computeType"].as_str() == Some("VirtualMachine") && account.is_object()
-    {
+    if body["properties"]["computeType"].as_str() == Some("VirtualMachine") && account.is_object() {
         crate::ssh_keys::check_ml_admin_account(account)?;
     }
     Ok(())

@@ -41,7 +41,9 @@ pub fn check_vm_public_keys(body: &Value) -> Result<(), ArmError> {
         let data = key["keyData"].as_str().unwrap_or_default();
         let problem = match ssh_rsa_bits(data) {
             Ok(bits) if bits >= MIN_RSA_BITS => continue,
-            Ok(bits) => format!("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"),
+            Ok(bits) => {
+                format!("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
+            }
             Err(e) => e,
         };
         return Err(ArmError::bad_request(
@@ -63,13 +65,17 @@ pub fn check_ml_admin_account(account: &Value) -> Result<(), ArmError> {
             "UserError",
             format!("administratorAccount.{field} is invalid: {problem}"),
         )
-        .with_target(format!("properties.properties.administratorAccount.{field}"))
+        .with_target(format!(
+            "properties.properties.administratorAccount.{field}"
+        ))
     };
     if let Some(private) = account["privateKeyData"].as_str() {
         let key = rsa::RsaPrivateKey::from_pkcs1_pem(private.trim()).map_err(|e| {
             bad(
                 "privateKeyData",
-                format!("expected an RSA private key in PEM (-----BEGIN RSA PRIVATE KEY-----): {e}"),
+                format!(
+                    "expected an RSA private key in PEM (-----BEGIN RSA PRIVATE KEY-----): {e}"
+                ),
             )
         })?;
         let bits = key.size() * 8;
@@ -103,11 +109,10 @@ mod tests {
     #[test]
     fn test_key_pair_passes_and_other_formats_fail() {
         assert_eq!(ssh_rsa_bits(TEST_SSH_PUBLIC_KEY).unwrap(), 2048);
-        let vm = |k: &str| {
-            json!({"properties": {"osProfile": {"linuxConfiguration": {"ssh": {"publicKeys": [{"path": "/p", "keyData": k}]}}}}})
-        };
+        let vm = |k: &str| json!({"properties": {"osProfile": {"linuxConfiguration": {"ssh": {"publicKeys": [{"path": "/p", "keyData": k}]}}}}});
         check_vm_public_keys(&vm(TEST_SSH_PUBLIC_KEY)).unwrap();
-        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvgw6cb3UX68NcmWHJm+fE0J1oxH4HBnepqMT2YSGUR x";
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvgw6cb3UX68NcmWHJm+fE0J1oxH4HBnepqMT2YSGUR x";
         let e = check_vm_public_keys(&vm(ed)).unwrap_err();
         assert_eq!(e.code(), "InvalidParameter");
         assert!(e.message().contains("ssh-ed25519"), "{}", e.message());

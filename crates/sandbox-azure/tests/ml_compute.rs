@@ -33,7 +33,9 @@ async fn compute_lives_in_its_workspace_region_with_an_rsa_pem_key() {
     assert_eq!(missing.status, 404);
 
     // The Stack Hub region is not the workspace's: refused, as ARM does.
-    let r = arm.put(&compute, &attach("local", TEST_SSH_PRIVATE_KEY_PEM)).await;
+    let r = arm
+        .put(&compute, &attach("local", TEST_SSH_PRIVATE_KEY_PEM))
+        .await;
     assert_eq!((r.status, r.code()), (400, "UserError"), "{}", r.body);
     assert_eq!(r.body["error"]["target"], "location");
 
@@ -41,11 +43,20 @@ async fn compute_lives_in_its_workspace_region_with_an_rsa_pem_key() {
     let openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
     let r = arm.put(&compute, &attach("westeurope", openssh)).await;
     assert_eq!((r.status, r.code()), (400, "UserError"), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("privateKeyData"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("privateKeyData")
+    );
 
     let ok = arm
         .put(&compute, &attach("West Europe", TEST_SSH_PRIVATE_KEY_PEM))
         .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
-    assert_eq!(sim.counters().get("PUT", "Microsoft.MachineLearningServices"), 3);
+    assert_eq!(
+        sim.counters()
+            .get("PUT", "Microsoft.MachineLearningServices"),
+        3
+    );
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use edgetrain_sandbox_azure::{AzureSim, StorageEndpoints, TEST_SSH_PRIVATE_KEY_PEM, sign_account_sas};
+use edgetrain_sandbox_azure::{
+    AzureSim, StorageEndpoints, TEST_SSH_PRIVATE_KEY_PEM, sign_account_sas,
+};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;

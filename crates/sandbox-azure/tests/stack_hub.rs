@@ -532,7 +532,12 @@ async fn vm_keys_must_be_ssh_rsa_of_2048_bits_and_os_profile_cannot_change() {
     *ed25519.pointer_mut(keys).unwrap() =
         json!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvgw6cb3UX68NcmWHJm+fE0J1oxH4HBnepqMT2YSGUR x");
     let refused = arm.put(&path, &ed25519).await;
-    assert_eq!((refused.status, refused.code()), (400, "InvalidParameter"), "{}", refused.body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        refused.body
+    );
 
     let mut body = vm_body("Standard_DS2_v2");
     body["properties"]["osProfile"]["customData"] = json!("I2Nsb3VkLWNvbmZpZwo=");
@@ -547,13 +552,26 @@ async fn vm_keys_must_be_ssh_rsa_of_2048_bits_and_os_profile_cannot_change() {
     arm.wait_async(&same.header("azure-asyncoperation").unwrap())
         .await;
     for (pointer, value, target) in [
-        ("/properties/osProfile/customData", json!("I2Nsb3VkLWNvbmZpZwpydW5jbWQ6IFtdCg=="), "customData"),
-        ("/properties/osProfile/computerName", json!("other"), "computerName"),
+        (
+            "/properties/osProfile/customData",
+            json!("I2Nsb3VkLWNvbmZpZwpydW5jbWQ6IFtdCg=="),
+            "customData",
+        ),
+        (
+            "/properties/osProfile/computerName",
+            json!("other"),
+            "computerName",
+        ),
     ] {
         let mut changed = body.clone();
         *changed.pointer_mut(pointer).unwrap() = value;
         let r = arm.put(&path, &changed).await;
-        assert_eq!((r.status, r.code()), (409, "PropertyChangeNotAllowed"), "{}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (409, "PropertyChangeNotAllowed"),
+            "{}",
+            r.body
+        );
         assert_eq!(r.body["error"]["target"], target);
     }
 
@@ -569,7 +587,10 @@ async fn vm_keys_must_be_ssh_rsa_of_2048_bits_and_os_profile_cannot_change() {
     arm.wait_async(&patched.header("azure-asyncoperation").unwrap())
         .await;
     let vm = arm.get(&path).await;
-    assert_eq!(vm.body["properties"]["hardwareProfile"]["vmSize"], "Standard_DS3_v2");
+    assert_eq!(
+        vm.body["properties"]["hardwareProfile"]["vmSize"],
+        "Standard_DS3_v2"
+    );
     assert_eq!(vm.body["properties"]["osProfile"]["computerName"], "edge");
     let r = arm
         .call(
@@ -578,7 +599,12 @@ async fn vm_keys_must_be_ssh_rsa_of_2048_bits_and_os_profile_cannot_change() {
             Some(&json!({"properties": {"osProfile": {"adminUsername": "root2"}}})),
         )
         .await;
-    assert_eq!((r.status, r.code()), (409, "PropertyChangeNotAllowed"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "PropertyChangeNotAllowed"),
+        "{}",
+        r.body
+    );
     let r = arm
         .call(
             "PATCH",

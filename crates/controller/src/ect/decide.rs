@@ -383,7 +383,10 @@ fn track_failures(status: &mut EdgeComputeTargetStatus, d: &Desired, observed: &
                     resource_id: f.resource_id.clone(),
                     ..Default::default()
                 });
-                status.provisioning_failures.last_mut().expect("just pushed")
+                status
+                    .provisioning_failures
+                    .last_mut()
+                    .expect("just pushed")
             }
         };
         entry.code = Some(f.code.clone());
@@ -413,13 +416,14 @@ fn foreign(input: &Input<'_>, observed: &Observed) -> Vec<String> {
     let owner = &input.desired.tags;
     let ids = &input.desired.ids;
     let mut out = Vec::new();
-    let mut check = |id: Option<&String>, tags: Option<&std::collections::BTreeMap<String, String>>| {
-        if let (Some(id), Some(tags)) = (id, tags)
-            && !owned_by(Some(tags), owner)
-        {
-            out.push(id.clone());
-        }
-    };
+    let mut check =
+        |id: Option<&String>, tags: Option<&std::collections::BTreeMap<String, String>>| {
+            if let (Some(id), Some(tags)) = (id, tags)
+                && !owned_by(Some(tags), owner)
+            {
+                out.push(id.clone());
+            }
+        };
     check(Some(&ids.nsg), observed.nsg.as_ref().map(|n| &n.tags));
     check(ids.vnet.as_ref(), observed.vnet.as_ref().map(|v| &v.tags));
     check(
@@ -507,7 +511,10 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         }
     }
     if let Some(c) = &observed.compute
-        && !c.properties.compute_type.eq_ignore_ascii_case("VirtualMachine")
+        && !c
+            .properties
+            .compute_type
+            .eq_ignore_ascii_case("VirtualMachine")
     {
         // Attaching would overwrite a compute of another kind: never, adoption or not.
         let msg = format!(

@@ -225,7 +225,12 @@ pub async fn remaining(
         let found: Option<(Option<BTreeMap<String, String>>, String)> = if is_ml(id) {
             match clients.compute.get().await? {
                 // Never detach a compute of another kind, whoever tagged it.
-                Some(c) if !c.properties.compute_type.eq_ignore_ascii_case("VirtualMachine") => {
+                Some(c)
+                    if !c
+                        .properties
+                        .compute_type
+                        .eq_ignore_ascii_case("VirtualMachine") =>
+                {
                     out.foreign.push(id.clone());
                     continue;
                 }
@@ -236,17 +241,26 @@ pub async fn remaining(
             hub.get_vm(id, false)
                 .await
                 .map_err(read("VM", id))?
-                .map(|v| (Some(v.tags), state(v.properties.provisioning_state.as_deref())))
+                .map(|v| {
+                    (
+                        Some(v.tags),
+                        state(v.properties.provisioning_state.as_deref()),
+                    )
+                })
         } else if kind("microsoft.network/networkinterfaces") {
-            hub.get_nic(id)
-                .await
-                .map_err(read("NIC", id))?
-                .map(|n| (Some(n.tags), state(n.properties.provisioning_state.as_deref())))
+            hub.get_nic(id).await.map_err(read("NIC", id))?.map(|n| {
+                (
+                    Some(n.tags),
+                    state(n.properties.provisioning_state.as_deref()),
+                )
+            })
         } else if kind("microsoft.network/networksecuritygroups") {
-            hub.get_nsg(id)
-                .await
-                .map_err(read("NSG", id))?
-                .map(|n| (Some(n.tags), state(n.properties.provisioning_state.as_deref())))
+            hub.get_nsg(id).await.map_err(read("NSG", id))?.map(|n| {
+                (
+                    Some(n.tags),
+                    state(n.properties.provisioning_state.as_deref()),
+                )
+            })
         } else if kind("microsoft.network/publicipaddresses") {
             hub.get_public_ip(id)
                 .await
@@ -256,10 +270,12 @@ pub async fn remaining(
                     (Some(p.resource.tags), st)
                 })
         } else if kind("microsoft.network/virtualnetworks") {
-            hub.get_vnet(id)
-                .await
-                .map_err(read("vnet", id))?
-                .map(|v| (Some(v.tags), state(v.properties.provisioning_state.as_deref())))
+            hub.get_vnet(id).await.map_err(read("vnet", id))?.map(|v| {
+                (
+                    Some(v.tags),
+                    state(v.properties.provisioning_state.as_deref()),
+                )
+            })
         } else {
             continue;
         };

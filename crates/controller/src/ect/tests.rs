@@ -665,10 +665,20 @@ fn failed_provisioning_is_retried_with_backoff_then_stalled_with_azures_error() 
 
     // A failed network piece is written again too, and once it succeeds the record is gone.
     let mut nsg_failed = network();
-    nsg_failed.nsg.as_mut().unwrap().properties.provisioning_state = Some("Failed".into());
+    nsg_failed
+        .nsg
+        .as_mut()
+        .unwrap()
+        .properties
+        .provisioning_state = Some("Failed".into());
     let plan = plan_with(&nsg_failed, &Default::default(), &d, |_| {});
     assert_eq!(plan.actions, vec![Action::PutNsg]);
-    let plan = plan_with(&all_ready(), &record(2, chrono::Duration::hours(1)), &d, |_| {});
+    let plan = plan_with(
+        &all_ready(),
+        &record(2, chrono::Duration::hours(1)),
+        &d,
+        |_| {},
+    );
     assert!(plan.status.provisioning_failures.is_empty());
     assert_eq!(reason(&plan.progress).0, "Ready");
 }
@@ -699,7 +709,10 @@ fn resources_of_another_owner_are_never_taken_over() {
     let mut aks = all_ready();
     aks.compute.as_mut().unwrap().properties.compute_type = "AKS".into();
     let plan = plan_with(&aks, &Default::default(), &d, |i| i.adopt = true);
-    assert_eq!(reason(&plan.progress), ("Stalled", "NotOwned", plan_msg(&plan)));
+    assert_eq!(
+        reason(&plan.progress),
+        ("Stalled", "NotOwned", plan_msg(&plan))
+    );
     assert_eq!(plan.actions, vec![]);
 }
 
