@@ -236,3 +236,73 @@ async fn deletion_removes_what_an_earlier_spec_created_and_skips_azure_when_noth
     delete_and_wait(&w, "nocreds", 30).await;
     ctl.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_of_a_delete_target_and_its_credentials_leaves_nothing() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PostParams;
+    let w = world(200).await;
+    let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
+    let team = "team";
+    let namespaces: Api<Namespace> = Api::all(w.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": team}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), team);
+    for (name, id, secret) in [
+        ("hub-sp", HUB_CLIENT, HUB_SECRET),
+        ("ml-sp", ML_CLIENT, ML_SECRET),
+    ] {
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": {"tenantId": TENANT, "clientId": id, "clientSecret": secret}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let mut body = ect_json(&w, "edge", json!({"deletionPolicy": "Delete"}));
+    body["metadata"]["namespace"] = json!(team);
+    let targets: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), team);
+    targets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(body).unwrap(),
+        )
+        .await
+        .unwrap();
+    eventually(90, "team/edge Ready", || async {
+        let e = targets.get_opt("edge").await.ok()??;
+        edgetrain_api::conditions::is_true_for(
+            &e.status.as_ref()?.conditions,
+            "Ready",
+            e.metadata.generation,
+        )
+        .then_some(())
+    })
+    .await;
+    assert!(!inventory(&w).is_empty());
+
+    namespaces
+        .delete(team, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(120, "namespace team gone", || async {
+        namespaces
+            .get_opt(team)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        inventory(&w),
+        vec![],
+        "the cleanup ran with the credentials"
+    );
+    ctl.abort();
+}

@@ -215,3 +215,119 @@ pub async fn orphan_key_secret(
     .map_err(|e| Error::kube(format!("orphaning Secret {ns}/{name}"), e))?;
     Ok(())
 }
+
+/// Finalizer on the credentials Secrets of a target that deletes its Azure resources, so that
+/// deleting its namespace (which deletes the Secrets too) cannot take the credentials away
+/// before the cleanup has run.
+pub const CREDENTIALS_FINALIZER: &str = "edgetrain.dev/credentials-in-use";
+
+/// The deletion policy in effect for `ect`, and whether it makes the operator delete in Azure.
+pub fn deletes_in_azure(
+    ect: &edgetrain_api::EdgeComputeTarget,
+    default: edgetrain_api::DeletionPolicy,
+) -> bool {
+    let manage =
+        edgetrain_api::ReconcilePolicy::from_annotations(ect.metadata.annotations.as_ref())
+            .is_ok_and(|p| p == edgetrain_api::ReconcilePolicy::Manage);
+    manage && ect.spec.deletion_policy.unwrap_or(default) == edgetrain_api::DeletionPolicy::Delete
+}
+
+fn credential_secrets(ect: &edgetrain_api::EdgeComputeTarget) -> Vec<String> {
+    let mut names = vec![
+        ect.spec.stack_hub.credentials_secret_ref.name.clone(),
+        ect.spec.azure_ml.credentials_secret_ref.name.clone(),
+    ];
+    names.dedup();
+    names
+}
+
+async fn set_finalizer(
+    api: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    present: bool,
+) -> Result<()> {
+    use kube::{
+        ResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let name = secret.name_any();
+    let mut finalizers: Vec<String> = secret.finalizers().to_vec();
+    let has = finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER);
+    if has == present {
+        return Ok(());
+    }
+    if present {
+        finalizers.push(CREDENTIALS_FINALIZER.to_string());
+    } else {
+        finalizers.retain(|f| f != CREDENTIALS_FINALIZER);
+    }
+    // The resourceVersion makes this a compare-and-swap with other writers of the list.
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": secret.resource_version(),
+    }});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("updating finalizers of Secret {name}"), e))?;
+    Ok(())
+}
+
+/// Puts [`CREDENTIALS_FINALIZER`] on the target's credentials Secrets.
+pub async fn hold_credentials(
+    client: &kube::Client,
+    ect: &edgetrain_api::EdgeComputeTarget,
+) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = ect.namespace().unwrap_or_default();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &ns);
+    for name in credential_secrets(ect) {
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret
+            && secret.metadata.deletion_timestamp.is_none()
+        {
+            set_finalizer(&api, &secret, true).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes [`CREDENTIALS_FINALIZER`] from the target's credentials Secrets once no other target
+/// that deletes in Azure still uses them.
+pub async fn release_credentials(
+    client: &kube::Client,
+    ect: &edgetrain_api::EdgeComputeTarget,
+    default: edgetrain_api::DeletionPolicy,
+) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = ect.namespace().unwrap_or_default();
+    let targets: kube::Api<edgetrain_api::EdgeComputeTarget> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let others = targets
+        .list(&Default::default())
+        .await
+        .map_err(|e| Error::kube("listing EdgeComputeTargets", e))?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &ns);
+    for name in credential_secrets(ect) {
+        let still_used = others.items.iter().any(|o| {
+            o.uid() != ect.uid()
+                && deletes_in_azure(o, default)
+                && credential_secrets(o).contains(&name)
+        });
+        if still_used {
+            continue;
+        }
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret {
+            set_finalizer(&api, &secret, false).await?;
+        }
+    }
+    Ok(())
+}

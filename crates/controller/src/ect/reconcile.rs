@@ -321,6 +321,9 @@ async fn apply_branch(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue>
         .map(parse_duration)
         .transpose()?;
     let clients = clients(ctx, ect).await?;
+    if apply::deletes_in_azure(ect, ctx.default_deletion_policy) {
+        apply::hold_credentials(&ctx.client, ect).await?;
+    }
     let key = key_pair(ctx, ect, policy == ReconcilePolicy::Manage).await?;
     let desired: Desired =
         desired::desired(ect, key.as_ref().map_or("", |k| k.public_openssh.as_str()))?;
@@ -570,6 +573,12 @@ async fn write_status(
 /// Deletion. `Retain`, `observe` and `skip` leave Azure untouched; `Delete` removes what the
 /// operator created and keeps the finalizer until every resource reads 404.
 async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
+    let done = cleanup_azure(ect, ctx).await?;
+    apply::release_credentials(&ctx.client, ect, ctx.default_deletion_policy).await?;
+    Ok(done)
+}
+
+async fn cleanup_azure(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let deletion = ect
         .spec
         .deletion_policy
