@@ -47,6 +47,14 @@ impl KeyPair {
         Self::from_rsa(&key)
     }
 
+    /// [`KeyPair::generate`] on the blocking pool: RSA key generation takes long enough to stall
+    /// the async workers (Lease renewals, other reconciles) if run on them.
+    pub async fn generate_blocking() -> Result<Self> {
+        tokio::task::spawn_blocking(Self::generate)
+            .await
+            .map_err(|e| Error::SshKey(format!("key generation task failed: {e}")))?
+    }
+
     /// Parses the private key stored in the Secret: PKCS#1 PEM (what [`KeyPair::generate`]
     /// stores) or an OpenSSH-encoded RSA key. Other algorithms are refused: Stack Hub and Azure
     /// ML accept RSA only.

@@ -48,7 +48,9 @@ async fn size_change_deallocates_resizes_and_starts() {
         s.power_state,
         Some(edgetrain_api::edge_compute_target::PowerState::Running)
     );
-    assert_eq!(count(&w, "PUT", COMPUTE), puts + 1, "one resize PUT");
+    // VirtualMachines_Update with the size alone: never a PUT restating the VM.
+    assert_eq!(count(&w, "PATCH", COMPUTE), 1, "one resize PATCH");
+    assert_eq!(count(&w, "PUT", COMPUTE), puts, "no VM PUT");
     assert_eq!(
         count(&w, "POST", COMPUTE),
         posts + 2,

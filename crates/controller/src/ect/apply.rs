@@ -10,7 +10,15 @@ use super::{
     observe::Clients,
 };
 pub use crate::runtime::operations::Applied;
-use crate::{Error, Result, ssh::KeyPair};
+use crate::{
+    Error, Result,
+    context::Context,
+    runtime::{
+        spec::{deletion_policy, reconcile_policy},
+        stores::Stores,
+    },
+    ssh::KeyPair,
+};
 
 /// Maps an ARM refusal of a VM size to the stalled error the user must act on.
 fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
@@ -174,5 +182,114 @@ pub async fn orphan_key_secret(
     )
     .await
     .map_err(|e| Error::kube(format!("orphaning Secret {ns}/{name}"), e))?;
+    Ok(())
+}
+
+/// Finalizer on the credentials Secrets of a target that deletes its Azure resources, so that
+/// deleting its namespace (which deletes the Secrets too) cannot take the credentials away
+/// before the cleanup has run.
+pub const CREDENTIALS_FINALIZER: &str = "edgetrain.dev/credentials-in-use";
+
+/// Whether `ect` makes the operator delete in Azure (policy `manage`, deletion `Delete`).
+pub fn deletes_in_azure(ect: &edgetrain_api::EdgeComputeTarget, ctx: &Context) -> bool {
+    use crate::runtime::Reconciler;
+    use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ReconcilePolicy};
+    let default = EdgeComputeTarget::settings(&ctx.settings).default_deletion_policy;
+    reconcile_policy(ect).is_ok_and(|p| p == ReconcilePolicy::Manage)
+        && deletion_policy(ect.spec.deletion_policy, default) == DeletionPolicy::Delete
+}
+
+fn credential_secrets(ect: &edgetrain_api::EdgeComputeTarget) -> Vec<String> {
+    let mut names = vec![
+        ect.spec.stack_hub.credentials_secret_ref.name.clone(),
+        ect.spec.azure_ml.credentials_secret_ref.name.clone(),
+    ];
+    names.dedup();
+    names
+}
+
+async fn set_finalizer(
+    api: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    present: bool,
+) -> Result<()> {
+    use kube::{
+        ResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let name = secret.name_any();
+    let mut finalizers: Vec<String> = secret.finalizers().to_vec();
+    let has = finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER);
+    if has == present {
+        return Ok(());
+    }
+    if present {
+        finalizers.push(CREDENTIALS_FINALIZER.to_string());
+    } else {
+        finalizers.retain(|f| f != CREDENTIALS_FINALIZER);
+    }
+    // The resourceVersion makes this a compare-and-swap with other writers of the list.
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": secret.resource_version(),
+    }});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("updating finalizers of Secret {name}"), e))?;
+    Ok(())
+}
+
+/// Puts [`CREDENTIALS_FINALIZER`] on the target's credentials Secrets.
+pub async fn hold_credentials(
+    client: &kube::Client,
+    ect: &edgetrain_api::EdgeComputeTarget,
+) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = ect.namespace().unwrap_or_default();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &ns);
+    for name in credential_secrets(ect) {
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret
+            && secret.metadata.deletion_timestamp.is_none()
+        {
+            set_finalizer(&api, &secret, true).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes [`CREDENTIALS_FINALIZER`] from the target's credentials Secrets once no other target
+/// that deletes in Azure still uses them.
+pub async fn release_credentials(
+    ctx: &Context,
+    ect: &edgetrain_api::EdgeComputeTarget,
+) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = ect.namespace().unwrap_or_default();
+    // Neighbours come from the watch cache, not a LIST per deletion.
+    let others = Stores::select(&ctx.stores.edge_compute_targets, &ns, |_| true);
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.client.clone(), &ns);
+    for name in credential_secrets(ect) {
+        let still_used = others.iter().any(|o| {
+            o.uid() != ect.uid()
+                && deletes_in_azure(o, ctx)
+                && credential_secrets(o).contains(&name)
+        });
+        if still_used {
+            continue;
+        }
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret {
+            set_finalizer(&api, &secret, false).await?;
+        }
+    }
     Ok(())
 }

@@ -123,7 +123,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     if !create {
         return Ok(None);
     }
-    let key = KeyPair::generate()?;
+    let key = KeyPair::generate_blocking().await?;
     let owner = OwnerReference {
         api_version: EdgeComputeTarget::api_version(&()).to_string(),
         kind: KIND.into(),
@@ -182,6 +182,9 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         .map(parse_duration)
         .transpose()?;
     let clients = clients(ctx, ect).await?;
+    if apply::deletes_in_azure(ect, ctx) {
+        apply::hold_credentials(&ctx.client, ect).await?;
+    }
     let key = key_pair(ctx, ect, policy == ReconcilePolicy::Manage).await?;
     let desired: Desired =
         desired::desired(ect, key.as_ref().map_or("", |k| k.public_openssh.as_str()))?;
@@ -411,6 +414,12 @@ async fn write_status_for(
 /// Deletion. `Retain`, `observe` and `skip` leave Azure untouched; `Delete` removes what the
 /// operator created and keeps the finalizer until every resource reads 404.
 pub async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
+    let done = cleanup_azure(ect, ctx).await?;
+    apply::release_credentials(ctx, ect).await?;
+    Ok(done)
+}
+
+async fn cleanup_azure(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let deletion = deletion_policy(
         ect.spec.deletion_policy,
         EdgeComputeTarget::settings(&ctx.settings).default_deletion_policy,

@@ -154,7 +154,7 @@ pub async fn advance(
     match step {
         Step::Idle => out.step = None,
         Step::Generate => {
-            let next = KeyPair::generate()?;
+            let next = KeyPair::generate_blocking().await?;
             let data = secret.data.get_or_insert_with(BTreeMap::new);
             data.insert(
                 NEXT_PRIVATE_KEY.into(),

@@ -70,9 +70,17 @@ pub fn crds_dir() -> std::path::PathBuf {
 }
 
 pub async fn world(lro_ms: u64) -> World {
+    world_with(lro_ms, |_| {}).await
+}
+
+/// [`world`] with the simulator's configuration adjusted (faults, failing names, ...).
+pub async fn world_with(
+    lro_ms: u64,
+    tweak: impl FnOnce(&mut edgetrain_sandbox_azure::Config),
+) -> World {
     logs();
     let dir = tempfile::tempdir().unwrap();
-    let sim = AzureSim::start(edgetrain_sandbox_azure::Config {
+    let mut sim_config = edgetrain_sandbox_azure::Config {
         state_dir: dir.path().to_owned(),
         tenant_id: TENANT.into(),
         azurite: false,
@@ -101,9 +109,9 @@ pub async fn world(lro_ms: u64) -> World {
             location: "westeurope".into(),
         }],
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    tweak(&mut sim_config);
+    let sim = AzureSim::start(sim_config).await.unwrap();
     let kube = SandboxKube::start(Options::default()).await.unwrap();
     kube.register_crds(crds_dir()).unwrap();
     let client = kube.client().unwrap();
