@@ -501,3 +501,34 @@ pub fn seed(sh: &crate::shared::Shared, st: &mut State) {
             Some(json!({"secretsType": "AccountKey", "key": storage.datastore_key.expose()}));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_asset_string_maps_become_strings() {
+        let ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w";
+        let mut body = json!({"properties": {"properties": {"hash_version": 202208, "hash_sha256": "ab"},
+            "tags": {"n": 1.5, "b": true}, "isAnonymous": true}});
+        coerce_string_maps(
+            &ids::ArmPath::parse(&format!("{ws}/codes/c/versions/1")).unwrap(),
+            &mut body,
+        );
+        assert_eq!(
+            body["properties"]["properties"],
+            json!({"hash_version": "202208", "hash_sha256": "ab"})
+        );
+        // Only numbers (what azure-ai-ml sends); other members keep their type.
+        assert_eq!(body["properties"]["tags"], json!({"n": "1.5", "b": true}));
+        assert_eq!(body["properties"]["isAnonymous"], json!(true));
+
+        // A compute's `properties.properties` is typed configuration, not a string map.
+        let mut compute = json!({"properties": {"properties": {"sshPort": 22}}});
+        coerce_string_maps(
+            &ids::ArmPath::parse(&format!("{ws}/computes/c")).unwrap(),
+            &mut compute,
+        );
+        assert_eq!(compute["properties"]["properties"]["sshPort"], json!(22));
+    }
+}

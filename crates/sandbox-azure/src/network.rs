@@ -64,7 +64,7 @@ fn decorate_rule(rule: &mut Value, id: &str) {
 }
 
 /// The six rules every NSG has (lowest precedence), as the service lists them.
-pub fn default_security_rules(nsg_id: &str) -> Vec<Value> {
+fn default_security_rules(nsg_id: &str) -> Vec<Value> {
     const DEFAULTS: [(&str, &str, &str, &str, &str, u32, &str); 6] = [
         (
             "AllowVnetInBound",
@@ -618,5 +618,39 @@ mod tests {
         // /29: .4 .5 .6 usable, .7 broadcast.
         let used = [4, 5, 6].map(|i| Ipv4Addr::new(10, 0, 0, i));
         assert_eq!(allocate_ip("10.0.0.0/29", &used), None);
+    }
+
+    #[test]
+    fn default_rules_are_the_six_of_every_nsg() {
+        let nsg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n";
+        let rules = computed_children(nsg, "defaultsecurityrules").unwrap();
+        assert_eq!(rules.len(), 6);
+        assert_eq!(
+            rules[2]["id"],
+            format!("{nsg}/defaultSecurityRules/DenyAllInBound")
+        );
+        assert_eq!(rules[2]["properties"]["priority"], 65500);
+        assert_eq!(rules[5]["properties"]["direction"], "Outbound");
+        assert!(computed_children(nsg, "securityRules").is_none());
+        let vnet =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v";
+        assert!(computed_children(vnet, "defaultSecurityRules").is_none());
+    }
+
+    #[test]
+    fn mac_addresses_look_like_azure_ones_and_differ() {
+        let re = regex::Regex::new("^00-0D-3A(-[0-9A-F]{2}){3}$").unwrap();
+        let (a, b) = (mac_address(), mac_address());
+        assert!(re.is_match(&a), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn inline_children_lose_their_type_only() {
+        let child = json!({"id": "x", "type": "Microsoft.Network/virtualNetworks/subnets", "properties": {"type": "kept"}});
+        assert_eq!(
+            inline(&child),
+            json!({"id": "x", "properties": {"type": "kept"}})
+        );
     }
 }

@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use edgetrain_sandbox_azure::{AzureSim, SasFields, Specs, WorkspaceConfig, sign_service_sas};
+use edgetrain_sandbox_azure::{
+    AzureSim, SasFields, Specs, SubscriptionConfig, WorkspaceConfig, sign_service_sas,
+};
 use serde_json::{Value, json};
 
 /// Stack Hub resources live in their own subscription, apart from the ML workspace.
@@ -13,6 +15,13 @@ const HUB_SUB: &str = "00000000-0000-0000-0000-0000000000bb";
 
 /// A real 2048-bit RSA public key (the VM's SSH key).
 const SSH_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDCw2cRKBxHs/nrVIi2Qpk+uDKDIWB0m+IeruNmiuQZmbKpTciHu4TG80SYdyRswmJZG2gkqFX1UKweDZjtioJZ5kSNeKjw1Lnr5sBHHNxka+KDOHZQqL8Bj6U7RuQvL7Xz2rnLrBIXGnVRGhZtccHdc9jE2kC5cmOJtL9wRd2PSx+d0pTItn4V4RDdm/Hq6xXm6XnnUQZBwowElZzEITASdY7QwDEH1YiCSTGGkhiQB45QY5JPf5cDkPrYgjACCUqZ4PoC3OCqhAMG0oN3gGYLRo2Gyhs7HofdWiBe2IEzLaDAmnOS/vmz0/Bpfk/qN06YV04sZ+JVRvTthSbo8xWP";
+
+/// A simulator (no Azurite) that also knows [`HUB_SUB`].
+async fn start_with_hub() -> (AzureSim, tempfile::TempDir) {
+    let (sim, dir) = start(false).await;
+    sim.register_subscription(SubscriptionConfig::new(HUB_SUB));
+    (sim, dir)
+}
 
 fn net() -> String {
     format!("/subscriptions/{HUB_SUB}/resourceGroups/hub/providers/Microsoft.Network")
@@ -139,7 +148,7 @@ fn vm_body() -> Value {
 
 #[tokio::test]
 async fn deleting_a_nic_changes_no_other_resource() {
-    let (sim, _dir) = start(false).await;
+    let (sim, _dir) = start_with_hub().await;
     let hub = Arm::stack_hub(&sim).await;
     network(&hub).await;
     put_lro(&hub, &vm_path(), COMPUTE_API, vm_body()).await;
@@ -334,7 +343,7 @@ async fn versions_of_an_unregistered_code_or_model_list_empty() {
 
 #[tokio::test]
 async fn nsg_rules_are_child_resources_next_to_the_six_defaults() {
-    let (sim, _dir) = start(false).await;
+    let (sim, _dir) = start_with_hub().await;
     let hub = Arm::stack_hub(&sim).await;
     network(&hub).await;
     let nsg = format!("{}/networkSecurityGroups/nsg1", net());
@@ -551,7 +560,7 @@ fn assert_azure_time(value: &Value) {
 
 #[tokio::test]
 async fn service_filled_members_of_vm_nic_public_ip_and_environment() {
-    let (sim, _dir) = start(false).await;
+    let (sim, _dir) = start_with_hub().await;
     let hub = Arm::stack_hub(&sim).await;
     network(&hub).await;
     let n = net();
