@@ -167,22 +167,7 @@ async fn idle_target_is_deallocated_and_a_training_run_starts_it() {
     assert_eq!(count(&w, "POST", COMPUTE), posts + 1, "one deallocate");
 
     // A TrainingRun on the target (no status yet = Pending = active) wakes it.
-    let runs: Api<edgetrain_api::TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
-    let run: edgetrain_api::TrainingRun = serde_json::from_value(json!({
-        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
-        "metadata": {"name": "wake-up"},
-        "spec": {
-            "computeTargetRef": {"name": "sleepy"},
-            "experimentName": "idle",
-            "code": {"configMapRef": {"name": "code"}},
-            "environment": {"image": "python:3.12"},
-            "command": "python train.py --data ${{inputs.training_data}}",
-            "data": {"endpoint": "https://data.blob.local.azurestack.external", "container": "telemetry",
-                "prefix": "p/", "credentialsSecretRef": {"name": "storage"}, "inputName": "training_data"}
-        }
-    }))
-    .unwrap();
-    runs.create(&Default::default(), &run).await.unwrap();
+    create_run(&w, "wake-up", "sleepy").await;
     let awake = wait_ready(&w, "sleepy", 60).await;
     let s = awake.status.unwrap();
     assert_eq!(s.power_state, Some(PowerState::Running));

@@ -467,6 +467,13 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         .as_ref()
         .and_then(|c| c.properties.provisioning_state.clone());
     track_failures(&mut status, d, observed);
+    if input.generation != input.status.observed_generation {
+        // A spec change is what a stalled failure waits for: it earns a fresh set of retries.
+        for f in &mut status.provisioning_failures {
+            f.retries = 0;
+            f.last_retry = None;
+        }
+    }
     let (idle, last_active) = idle_decision(
         observed.active_runs,
         input.status.last_active_time.as_ref().map(from_time),

@@ -640,6 +640,7 @@ fn failed_provisioning_is_retried_with_backoff_then_stalled_with_azures_error() 
             retries,
             last_retry: Some(at(now() - ago)),
         }],
+        observed_generation: Some(3),
         ..Default::default()
     };
     let still = Observed {
@@ -670,6 +671,14 @@ fn failed_provisioning_is_retried_with_backoff_then_stalled_with_azures_error() 
         msg.contains("AllocationFailed") && msg.contains("no capacity"),
         "{msg}"
     );
+    // A spec change (new generation) earns a fresh set of retries.
+    let edited = EdgeComputeTargetStatus {
+        observed_generation: Some(2),
+        ..record(MAX_FAILED_RETRIES, chrono::Duration::hours(1))
+    };
+    let plan = plan_with(&still, &edited, &d, |_| {});
+    assert_eq!(plan.actions, vec![Action::PutVm]);
+    assert_eq!(plan.status.provisioning_failures[0].retries, 1);
 
     // A failed network piece is written again too, and once it succeeds the record is gone.
     let mut nsg_failed = network();
