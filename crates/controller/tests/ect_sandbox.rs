@@ -155,9 +155,10 @@ async fn steady_state_makes_no_writes_and_bounded_reads() {
         - gets_before;
     assert!(reconciles >= 12, "only {reconciles} reconciles ran");
     assert_eq!(writes(&w), writes_before, "no ARM writes in steady state");
-    // NSG, vnet, public IP, NIC, VM, compute: six reads per reconcile, no more.
+    // NSG, vnet, public IP, NIC, VM, compute: six reads per reconcile, no more. One reconcile
+    // may be in flight when the window closes (its reads counted, the reconcile not yet).
     assert!(
-        gets <= reconciles * 6,
+        gets <= (reconciles + 1) * 6,
         "{gets} GETs for {reconciles} reconciles"
     );
     assert!(gets >= reconciles, "reconciles did read Azure");

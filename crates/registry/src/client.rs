@@ -832,16 +832,14 @@ impl Registry {
                 serde_json::from_slice(&m.bytes).map_err(|e| invalid(e.to_string()))?;
             let d = select_platform(&index, "linux", "amd64")
                 .ok_or_else(|| invalid("no linux/amd64 manifest in the index".into()))?;
-            m = self
-                .get_manifest(repository, &d.digest().to_string())
-                .await?;
+            m = self.get_manifest(repository, d.digest().as_ref()).await?;
         }
         let family = Family::of_manifest(&m.media_type)
             .ok_or_else(|| invalid(format!("unsupported manifest type {:?}", m.media_type)))?;
         let manifest: ImageManifest =
             serde_json::from_slice(&m.bytes).map_err(|e| invalid(e.to_string()))?;
         let config = self
-            .get_small_blob(repository, &manifest.config().digest().to_string())
+            .get_small_blob(repository, manifest.config().digest().as_ref())
             .await?;
         let config =
             serde_json::from_slice(&config).map_err(|e| invalid(format!("config: {e}")))?;

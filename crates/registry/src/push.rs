@@ -81,7 +81,7 @@ impl Registry {
         for (repository, subject, m) in referrers {
             self.push_blobs(repository, &[statement.clone(), Blob::empty_config()], None)
                 .await?;
-            self.push_referrer(repository, m, &subject.digest().to_string())
+            self.push_referrer(repository, m, subject.digest().as_ref())
                 .await?;
             out.push(m.digest.clone());
         }

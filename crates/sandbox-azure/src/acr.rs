@@ -173,13 +173,13 @@ fn oauth_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn acr_of(sh: &Shared) -> std::result::Result<&Acr, Response> {
+fn acr_of(sh: &Shared) -> std::result::Result<&Acr, Box<Response>> {
     sh.acr.as_ref().ok_or_else(|| {
-        oauth_error(
+        Box::new(oauth_error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             "the sandbox registry is not enabled (registry.enabled)",
-        )
+        ))
     })
 }
 
@@ -262,7 +262,7 @@ pub async fn exchange(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Resp
     sh.state().count("POST", "acr-exchange");
     let acr = match acr_of(&sh) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let pairs = form_pairs(&body);
     if field(&pairs, "grant_type") != Some("access_token") {
@@ -298,7 +298,7 @@ pub async fn token_post(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Re
     sh.state().count("POST", "acr-token");
     let acr = match acr_of(&sh) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let pairs = form_pairs(&body);
     if field(&pairs, "grant_type") != Some("refresh_token") {
@@ -338,7 +338,7 @@ pub async fn token_get(
     sh.state().count("GET", "acr-token");
     let acr = match acr_of(&sh) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let pairs = form_pairs(query.unwrap_or_default().as_bytes());
     if field(&pairs, "service") != Some(acr.service.as_str()) {
