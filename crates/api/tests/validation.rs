@@ -617,3 +617,13 @@ fn mr_bad_tag_is_rejected() {
     let obj = with(mr(), "/spec/registry/tags", json!(["-bad tag"]));
     assert_rejected("ModelRelease", &obj, None, "valid OCI tags");
 }
+
+#[test]
+fn ect_without_public_ip_must_say_the_workspace_reaches_the_private_address() {
+    let obj = with(ect(), "/spec/vm/publicIP", json!(false));
+    assert_rejected("EdgeComputeTarget", &obj, None, "azureML.reachVia");
+    let obj = with(obj, "/spec/azureML/reachVia", json!("Private"));
+    assert_valid("EdgeComputeTarget", &obj, None);
+    let obj = with(ect(), "/spec/azureML/reachVia", json!("Sideways"));
+    assert_rejected("EdgeComputeTarget", &obj, None, "reachVia");
+}

@@ -318,9 +318,19 @@ fn wait(plan: &mut Plan, reason: &'static str, message: String) {
 }
 
 /// Provisioning state of each resource this target involves, by ARM id (`None`: 404).
-fn observed_states(d: &Desired, observed: &Observed) -> Vec<(String, Option<Option<String>>)> {
-    let ids = &d.ids;
+fn observed_states(
+    input: &Input<'_>,
+    observed: &Observed,
+) -> Vec<(String, Option<Option<String>>)> {
+    let ids = &input.desired.ids;
     let mut out = vec![
+        (
+            input.compute_id.clone(),
+            observed
+                .compute
+                .as_ref()
+                .map(|c| c.properties.provisioning_state.clone()),
+        ),
         (
             ids.nsg.clone(),
             observed
@@ -365,7 +375,7 @@ fn observed_states(d: &Desired, observed: &Observed) -> Vec<(String, Option<Opti
 }
 
 /// Keeps Azure's error of each failed operation, and forgets failures that are over.
-fn track_failures(status: &mut EdgeComputeTargetStatus, d: &Desired, observed: &Observed) {
+fn track_failures(status: &mut EdgeComputeTargetStatus, input: &Input<'_>, observed: &Observed) {
     for f in &observed.failures {
         let entry = match status
             .provisioning_failures
@@ -387,7 +397,7 @@ fn track_failures(status: &mut EdgeComputeTargetStatus, d: &Desired, observed: &
         entry.code = Some(f.code().to_string());
         entry.message = Some(f.message().to_string());
     }
-    let states = observed_states(d, observed);
+    let states = observed_states(input, observed);
     status.provisioning_failures.retain(|f| {
         if is_pending(&observed.pending, &f.resource_id) {
             return true;
@@ -399,8 +409,8 @@ fn track_failures(status: &mut EdgeComputeTargetStatus, d: &Desired, observed: &
             // Over once the resource provisioned (or is gone and will be created afresh).
             Some((_, Some(state))) => !succeeded(state.as_deref()),
             Some((_, None)) => false,
-            // An operation on something else (the compute, an extension): keep its error
-            // until the next successful reconcile of that step clears the list.
+            // An operation on something else (a VM extension of the key rotation): its error
+            // is shown once; the rotation restarts at its own first step.
             None => !observed.failures.is_empty(),
         }
     });
@@ -466,7 +476,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         .compute
         .as_ref()
         .and_then(|c| c.properties.provisioning_state.clone());
-    track_failures(&mut status, d, observed);
+    track_failures(&mut status, input, observed);
     if input.generation != input.status.observed_generation {
         // A spec change is what a stalled failure waits for: it earns a fresh set of retries.
         for f in &mut status.provisioning_failures {

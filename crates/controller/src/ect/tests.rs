@@ -680,6 +680,25 @@ fn failed_provisioning_is_retried_with_backoff_then_stalled_with_azures_error() 
     assert_eq!(plan.actions, vec![Action::PutVm]);
     assert_eq!(plan.status.provisioning_failures[0].retries, 1);
 
+    // A failed attach is bounded the same way, across reconciles without new failures.
+    let failed_compute = Observed {
+        compute: Some(compute("192.0.2.10", "Failed")),
+        ..all_ready()
+    };
+    let exhausted = EdgeComputeTargetStatus {
+        provisioning_failures: vec![ProvisioningFailure {
+            resource_id: "/ws/computes/edge".into(),
+            retries: MAX_FAILED_RETRIES,
+            ..Default::default()
+        }],
+        observed_generation: Some(3),
+        ..Default::default()
+    };
+    let plan = plan_with(&failed_compute, &exhausted, &d, |_| {});
+    assert_eq!(plan.actions, vec![]);
+    assert_eq!(reason(&plan.progress).1, "AttachFailed");
+    assert_eq!(plan.status.provisioning_failures.len(), 1);
+
     // A failed network piece is written again too, and once it succeeds the record is gone.
     let mut nsg_failed = network();
     nsg_failed
