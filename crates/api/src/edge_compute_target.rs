@@ -63,6 +63,7 @@ use crate::common::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.vm.publicIP) && !self.vm.publicIP) ? (has(self.azureML.reachVia) && self.azureML.reachVia == 'Private') : true").message("vm.publicIP is false: set azureML.reachVia to Private (the workspace reaches the VM's private address through a VPN/ExpressRoute), or give the VM a public IP"))]
 pub struct EdgeComputeTargetSpec {
     /// Where the VM lives: the Azure Stack Hub stamp, subscription and resource group.
     pub stack_hub: StackHubSpec,
@@ -239,6 +240,41 @@ pub struct AzureMlSpec {
     /// Secret with the service principal for public Azure: keys `tenantId`, `clientId`,
     /// `clientSecret`.
     pub credentials_secret_ref: SecretReference,
+    /// Which address of the VM the workspace connects to over SSH: `Public` (default, needs
+    /// `vm.publicIP`) or `Private`, when the workspace reaches the stamp's network through a
+    /// site-to-site VPN or ExpressRoute. There is no fallback from one to the other.
+    #[serde(default)]
+    pub reach_via: ReachVia,
+}
+
+/// The VM address Azure ML connects to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum ReachVia {
+    /// The VM's public IP address.
+    #[default]
+    Public,
+    /// The VM's private address (site-to-site VPN or ExpressRoute between workspace and stamp).
+    Private,
+}
+
+/// A resource whose provisioning ended `Failed`, and the operator's bounded retries of it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningFailure {
+    /// ARM id of the resource.
+    pub resource_id: String,
+    /// Azure's error code, when Azure gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Azure's error message, when Azure gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Writes made again after the failure.
+    #[serde(default)]
+    pub retries: u32,
+    /// When the last retry was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_retry: Option<Time>,
 }
 
 /// When to rotate the SSH key pair the operator generated for the VM.
@@ -318,6 +354,13 @@ pub struct EdgeComputeTargetStatus {
     /// Long-running Azure operations in flight, resumed on the next reconcile.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_operations: Vec<PendingOperation>,
+    /// ARM ids of the Azure resources this target created. Deletion with `Delete` removes
+    /// these, whatever the spec says by then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_resources: Vec<String>,
+    /// Resources whose provisioning failed, with the retries made (bounded; then `Stalled`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisioning_failures: Vec<ProvisioningFailure>,
 }
 
 fn default_admin() -> String {

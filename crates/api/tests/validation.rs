@@ -801,3 +801,13 @@ fn tr_output_policy_is_accepted_and_immutable() {
         "maxTotalBytes in body should be greater than or equal to 1",
     );
 }
+
+#[test]
+fn ect_without_public_ip_must_say_the_workspace_reaches_the_private_address() {
+    let obj = with(ect(), "/spec/vm/publicIP", json!(false));
+    assert_rejected("EdgeComputeTarget", &obj, None, "azureML.reachVia");
+    let obj = with(obj, "/spec/azureML/reachVia", json!("Private"));
+    assert_valid("EdgeComputeTarget", &obj, None);
+    let obj = with(ect(), "/spec/azureML/reachVia", json!("Sideways"));
+    assert_rejected("EdgeComputeTarget", &obj, None, "reachVia");
+}

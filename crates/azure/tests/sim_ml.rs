@@ -20,7 +20,7 @@ use edgetrain_azure::{
     ml::{self, JobStatus, MlApi, MlClient},
     stackhub::{self, StackHubApi},
 };
-use edgetrain_sandbox_azure::IdentitySystem;
+use edgetrain_sandbox_azure::{IdentitySystem, TEST_SSH_PRIVATE_KEY_PEM, TEST_SSH_PUBLIC_KEY};
 use futures::TryStreamExt;
 
 const TRAIN_PY: &str = r#"
@@ -180,10 +180,8 @@ async fn command_job_reads_on_premises_data_through_a_client_signed_sas() {
         address: vm_ip.clone(),
         ssh_port: 22,
         username: "azureuser".into(),
-        private_key_pem: Secret::new(
-            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
-        ),
-        public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBc edgetrain".into(),
+        private_key_pem: Secret::new(TEST_SSH_PRIVATE_KEY_PEM),
+        public_key: TEST_SSH_PUBLIC_KEY.into(),
         description: Some("Stack Hub training VM".into()),
         vm_size: None,
     })
@@ -196,6 +194,9 @@ async fn command_job_reads_on_premises_data_through_a_client_signed_sas() {
     .await;
     assert_eq!(status, LroStatus::Succeeded);
     let compute = ml.get_compute("edge-vm").await.unwrap().unwrap();
+    // Workspaces_Get: where the compute had to be created.
+    let workspace = ml.get_workspace().await.unwrap().unwrap();
+    assert_eq!(workspace.location, "westeurope");
     assert_eq!(
         compute.properties.provisioning_state.as_deref(),
         Some("Succeeded")
@@ -352,8 +353,8 @@ async fn jobs_list_page_by_page_and_cancel() {
         address: sim.config().public_ip.to_string(),
         ssh_port: 22,
         username: "azureuser".into(),
-        private_key_pem: Secret::new("key"),
-        public_key: "ssh-ed25519 AAAA".into(),
+        private_key_pem: Secret::new(TEST_SSH_PRIVATE_KEY_PEM),
+        public_key: TEST_SSH_PUBLIC_KEY.into(),
         description: None,
         vm_size: None,
     })

@@ -11,7 +11,7 @@ use edgetrain_azure::{
     arm::{LroStatus, LroToken, Started},
     stackhub::{self, PowerState, StackHubApi, StackHubClient, VmAction},
 };
-use edgetrain_sandbox_azure::IdentitySystem;
+use edgetrain_sandbox_azure::{IdentitySystem, TEST_SSH_PUBLIC_KEY};
 
 fn tags() -> BTreeMap<String, String> {
     BTreeMap::from([("edgetrain.dev/owner".into(), "ns.train1".into())])
@@ -104,7 +104,7 @@ async fn network_and_vm_created_with_a_poller_token_that_survives_a_restart() {
         os_disk_size_gb: Some(64),
         os_disk_storage_type: Some("Standard_LRS".into()),
         admin_username: "azureuser".into(),
-        ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBc edgetrain".into(),
+        ssh_public_key: TEST_SSH_PUBLIC_KEY.into(),
         cloud_init: Some("#cloud-config\npackages: [docker.io]\n".into()),
         nic_id: nic_id.clone(),
         tags: tags(),
@@ -155,6 +155,21 @@ async fn network_and_vm_created_with_a_poller_token_that_survives_a_restart() {
     let started = hub.vm_action(&vm_id, VmAction::Deallocate).await.unwrap();
     create(&hub, started).await;
     assert_eq!(power_state(&hub, &vm_id).await, PowerState::Deallocated);
+    // Resize while deallocated: a PATCH of the size alone, the rest of the VM untouched.
+    let started = hub.patch_vm_size(&vm_id, "Standard_DS3_v2").await.unwrap();
+    create(&hub, started).await;
+    let resized = hub.get_vm(&vm_id, false).await.unwrap().unwrap();
+    assert_eq!(
+        resized
+            .properties
+            .hardware_profile
+            .unwrap()
+            .vm_size
+            .as_deref(),
+        Some("Standard_DS3_v2")
+    );
+    assert_eq!(resized.properties.os_profile, got.properties.os_profile);
+    assert_eq!(sim.counters().get("PATCH", "Microsoft.Compute"), 1);
     let started = hub.vm_action(&vm_id, VmAction::Start).await.unwrap();
     create(&hub, started).await;
     assert_eq!(power_state(&hub, &vm_id).await, PowerState::Running);

@@ -495,6 +495,7 @@ async fn every_client_request_is_accepted_by_the_validator() {
     let _ = sh.get_vm(&vm_id, true).await;
     let _ = sh.get_vm_instance_view(&vm_id).await;
     let _ = sh.put_vm(&vm_id, &vm()).await;
+    let _ = sh.patch_vm_size(&vm_id, "Standard_DS3_v2").await;
     for a in [
         VmAction::Start,
         VmAction::Deallocate,
@@ -552,7 +553,7 @@ async fn every_client_request_is_accepted_by_the_validator() {
     let reqs = fake.requests();
     assert_eq!(
         reqs.len(),
-        23 + 17,
+        24 + 17,
         "every call above made exactly one request"
     );
     let mut problems = Vec::new();

@@ -31,6 +31,13 @@ pub enum Error {
     #[error("VM size {size} is not available: {message}")]
     SkuNotAvailable { size: String, message: String },
 
+    /// The Azure ML workspace of the spec does not exist (Workspaces_Get answered 404).
+    #[error("Azure ML workspace {workspace} not found in resource group {resource_group}")]
+    WorkspaceNotFound {
+        workspace: String,
+        resource_group: String,
+    },
+
     /// A long-running Azure operation ended in failure.
     #[error("Azure operation {action} on {resource_id} failed: {message}")]
     OperationFailed {
@@ -116,6 +123,7 @@ impl Error {
             Error::SecretInvalid { .. } => "secret_invalid",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::SkuNotAvailable { .. } => "sku_not_available",
+            Error::WorkspaceNotFound { .. } => "workspace_not_found",
             Error::OperationFailed { .. } => "operation_failed",
             Error::Azure { source, .. } => match source.metric_label() {
                 "arm" => "azure_arm",
@@ -150,7 +158,8 @@ impl Error {
             Error::SecretNotFound { .. }
             | Error::SecretInvalid { .. }
             | Error::InvalidSpec(_)
-            | Error::SkuNotAvailable { .. } => Handling::AwaitChange,
+            | Error::SkuNotAvailable { .. }
+            | Error::WorkspaceNotFound { .. } => Handling::AwaitChange,
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { .. } => Handling::AwaitChange,
                 Fault::Transient { retry_after, .. } => Handling::Retry(retry_after),
@@ -172,6 +181,7 @@ impl Error {
             Error::SecretInvalid { .. } => Reason::new("SecretInvalid"),
             Error::InvalidSpec(_) => Reason::new("InvalidSpec"),
             Error::SkuNotAvailable { .. } => Reason::new("SkuNotAvailable"),
+            Error::WorkspaceNotFound { .. } => Reason::new("WorkspaceNotFound"),
             Error::OperationFailed { .. } => Reason::new("AzureOperationFailed"),
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { reason } | Fault::Transient { reason, .. } => reason,

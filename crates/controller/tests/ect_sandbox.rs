@@ -67,7 +67,11 @@ async fn create_becomes_ready_and_a_spec_change_costs_exactly_one_put() {
     assert_eq!(owner.uid, ect.metadata.uid.clone().unwrap());
     let private =
         String::from_utf8(key.data.as_ref().unwrap()["ssh-privatekey"].0.clone()).unwrap();
-    assert!(private.contains("OPENSSH PRIVATE KEY"));
+    // RSA in the formats Stack Hub (ssh-rsa keyData) and Azure ML (PEM) document; the
+    // simulator refuses anything else, so reaching Ready proves both were accepted.
+    assert!(private.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let public = String::from_utf8(key.data.as_ref().unwrap()["ssh-publickey"].0.clone()).unwrap();
+    assert!(public.starts_with("ssh-rsa "), "{public}");
     assert!(
         status
             .ssh_key_fingerprint
@@ -151,9 +155,10 @@ async fn steady_state_makes_no_writes_and_bounded_reads() {
         - gets_before;
     assert!(reconciles >= 12, "only {reconciles} reconciles ran");
     assert_eq!(writes(&w), writes_before, "no ARM writes in steady state");
-    // NSG, vnet, public IP, NIC, VM, compute: six reads per reconcile, no more.
+    // NSG, vnet, public IP, NIC, VM, compute: six reads per reconcile, no more. One reconcile
+    // may be in flight when the window closes (its reads counted, the reconcile not yet).
     assert!(
-        gets <= reconciles * 6,
+        gets <= (reconciles + 1) * 6,
         "{gets} GETs for {reconciles} reconciles"
     );
     assert!(gets >= reconciles, "reconciles did read Azure");

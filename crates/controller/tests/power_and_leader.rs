@@ -48,7 +48,9 @@ async fn size_change_deallocates_resizes_and_starts() {
         s.power_state,
         Some(edgetrain_api::edge_compute_target::PowerState::Running)
     );
-    assert_eq!(count(&w, "PUT", COMPUTE), puts + 1, "one resize PUT");
+    // VirtualMachines_Update with the size alone: never a PUT restating the VM.
+    assert_eq!(count(&w, "PATCH", COMPUTE), 1, "one resize PATCH");
+    assert_eq!(count(&w, "PUT", COMPUTE), puts, "no VM PUT");
     assert_eq!(
         count(&w, "POST", COMPUTE),
         posts + 2,
@@ -217,22 +219,7 @@ async fn idle_target_is_deallocated_and_a_training_run_starts_it() {
     assert_eq!(count(&w, "POST", COMPUTE), posts + 1, "one deallocate");
 
     // A TrainingRun on the target (no status yet = Pending = active) wakes it.
-    let runs: Api<edgetrain_api::TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
-    let run: edgetrain_api::TrainingRun = serde_json::from_value(json!({
-        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
-        "metadata": {"name": "wake-up"},
-        "spec": {
-            "computeTargetRef": {"name": "sleepy"},
-            "experimentName": "idle",
-            "code": {"configMapRef": {"name": "code"}},
-            "environment": {"image": "python:3.12"},
-            "command": "python train.py --data ${{inputs.training_data}}",
-            "data": {"endpoint": "https://data.blob.local.azurestack.external", "container": "telemetry",
-                "prefix": "p/", "credentialsSecretRef": {"name": "storage"}, "inputName": "training_data"}
-        }
-    }))
-    .unwrap();
-    runs.create(&Default::default(), &run).await.unwrap();
+    create_run(&w, "wake-up", "sleepy").await;
     let awake = wait_ready(&w, "sleepy", 60).await;
     let s = awake.status.unwrap();
     assert_eq!(s.power_state, Some(PowerState::Running));

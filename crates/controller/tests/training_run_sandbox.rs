@@ -196,7 +196,7 @@ fn jobs_of(w: &World) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn example_training_run_succeeds_with_mlflow_metrics_fingerprint_and_a_narrow_sas() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let controller = start(&w).await;
     create_training_run(&w, "churn", &endpoint, json!({})).await;
@@ -273,7 +273,7 @@ async fn example_training_run_succeeds_with_mlflow_metrics_fingerprint_and_a_nar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_script_that_copies_an_input_into_its_outputs_ends_data_exfiltration() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     // The honest script, then a copy of one input blob into the model folder.
     let evil = format!(
         "{TRAIN_PY}\n\nimport shutil, urllib.request, sys\n_a = sys.argv\n_d = _a[_a.index('--data') + 1]\n_m = _a[_a.index('--model') + 1]\n_r, _c, _p, _s = split_folder_url(_d)\n_u = urllib.parse.urlsplit(_d)\n_src = urllib.parse.urlunsplit((_u.scheme, _u.netloc, f\"{{_r}}/{{_c}}/{{_p}}part-1.csv\", _s, ''))\nwith urllib.request.urlopen(_src) as _f, open(_m + '/copy.csv', 'wb') as _o:\n    shutil.copyfileobj(_f, _o)\n"
@@ -320,7 +320,7 @@ async fn events_of(w: &World, name: &str) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_script_fails_after_backoff_limit_plus_one_attempts_with_its_log_tail() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let failing = "import sys\nprint('reading the data')\nsys.exit('ValueError: column churned is missing')\n";
     let endpoint = setup(&w, failing).await;
     let controller = start(&w).await;
@@ -362,7 +362,7 @@ async fn a_failing_script_fails_after_backoff_limit_plus_one_attempts_with_its_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outputs_over_the_policy_ceiling_end_output_policy_violation() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let controller = start(&w).await;
     create_training_run(
@@ -413,7 +413,7 @@ async fn patch_suspend(w: &World, name: &str, suspend: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn suspend_cancels_resume_submits_the_next_attempt_and_delete_cancels_the_job_first() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, SLEEPER).await;
     let controller = start(&w).await;
     create_training_run(&w, "long", &endpoint, json!({})).await;
@@ -460,7 +460,7 @@ async fn suspend_cancels_resume_submits_the_next_attempt_and_delete_cancels_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_deadline_cancels_the_job_and_the_ttl_deletes_the_run() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, SLEEPER).await;
     let clock = std::sync::Arc::new(TestClock(Default::default()));
     let controller = start_with(&w, Some(clock.clone())).await;
@@ -502,7 +502,7 @@ async fn the_deadline_cancels_the_job_and_the_ttl_deletes_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_running_runs_share_one_job_listing_per_workspace() {
     const RUNS: usize = 200;
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let controller = start(&w).await;
     for i in 0..RUNS {
@@ -559,7 +559,7 @@ async fn two_hundred_running_runs_share_one_job_listing_per_workspace() {
 /// that records it), and again while it runs. Still exactly one job, and the run completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_controller_stopped_right_after_submit_and_while_running_leaves_one_job() {
-    let w = world_with(200, true).await;
+    let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let controller = start(&w).await;
     create_training_run(&w, "restart", &endpoint, json!({})).await;

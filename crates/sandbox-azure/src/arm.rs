@@ -680,6 +680,9 @@ fn patch(req: &Req<'_>, st: &mut State, body: Option<Value>) -> Result<Response,
         .ok_or_else(|| ArmError::not_found(&req.path))?;
     let mut new = existing.body.clone();
     if let Some(patch) = &body {
+        if req.type_key() == "microsoft.compute/virtualmachines" {
+            crate::compute::prepare_vm_patch(req, &existing, patch)?;
+        }
         merge_patch(&mut new, patch);
     }
     new["id"] = Value::String(existing.id.clone());

@@ -13,6 +13,85 @@ use crate::{
     state::{Effect, PowerState, Resource, State, set_provisioning},
 };
 
+/// The stamp offers only `allowed_vm_sizes` (when set).
+fn check_size(req: &Req<'_>, size: Option<&str>, location: &str) -> Result<(), ArmError> {
+    let allowed = &req.sh.config.allowed_vm_sizes;
+    if let Some(size) = size
+        && !allowed.is_empty()
+        && !allowed.iter().any(|a| a.eq_ignore_ascii_case(size))
+    {
+        return Err(ArmError::conflict(
+            "SkuNotAvailable",
+            format!(
+                "The requested size for resource '{}' is currently not available in location '{location}'. Please try another size or deploy to a different location or zones. Available sizes: {}.",
+                req.path,
+                allowed.join(", ")
+            ),
+        )
+        .with_target("properties.hardwareProfile.vmSize"));
+    }
+    Ok(())
+}
+
+/// ARM refuses to change `osProfile` of an existing VM (409 `PropertyChangeNotAllowed`);
+/// members the request leaves out are kept. `customData` is compared with what was sent at
+/// creation (kept with the VM's secrets, since GET never returns it).
+fn check_os_profile_unchanged(existing: &Resource, new_os: &Value) -> Result<(), ArmError> {
+    let Some(new_os) = new_os.as_object() else {
+        return Ok(());
+    };
+    let old_os = &existing.body["properties"]["osProfile"];
+    let refuse = |property: String| {
+        ArmError::conflict(
+            "PropertyChangeNotAllowed",
+            format!("Changing property '{property}' is not allowed."),
+        )
+        .with_target(property)
+    };
+    for (key, value) in new_os {
+        match key.as_str() {
+            "adminPassword" => {}
+            "customData" => {
+                let old = existing
+                    .secrets
+                    .as_ref()
+                    .and_then(|s| s.get("customData"))
+                    .unwrap_or(&Value::Null);
+                if old != value {
+                    return Err(refuse("customData".into()));
+                }
+            }
+            "linuxConfiguration" => {
+                for (sub, v) in value.as_object().into_iter().flatten() {
+                    if old_os[key][sub] != *v {
+                        let path = if sub == "ssh" {
+                            "linuxConfiguration.ssh.publicKeys".to_string()
+                        } else {
+                            format!("linuxConfiguration.{sub}")
+                        };
+                        return Err(refuse(path));
+                    }
+                }
+            }
+            _ if old_os[key] != *value => return Err(refuse(key.clone())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `VirtualMachines_Update` (PATCH): the same rules as a PUT on the merged result.
+pub fn prepare_vm_patch(req: &Req<'_>, existing: &Resource, patch: &Value) -> Result<(), ArmError> {
+    let location = existing.body["location"].as_str().unwrap_or("local");
+    check_size(
+        req,
+        patch["properties"]["hardwareProfile"]["vmSize"].as_str(),
+        location,
+    )?;
+    check_os_profile_unchanged(existing, &patch["properties"]["osProfile"])?;
+    crate::ssh_keys::check_vm_public_keys(patch)
+}
+
 pub fn prepare_vm(
     req: &Req<'_>,
     st: &State,
@@ -29,21 +108,14 @@ pub fn prepare_vm(
                     .map(str::to_owned)
             })
         });
-    let allowed = &req.sh.config.allowed_vm_sizes;
-    if let Some(size) = &size
-        && !allowed.is_empty()
-        && !allowed.iter().any(|a| a.eq_ignore_ascii_case(size))
-    {
-        let location = body["location"].as_str().unwrap_or("local");
-        return Err(ArmError::conflict(
-            "SkuNotAvailable",
-            format!(
-                "The requested size for resource '{}' is currently not available in location '{location}'. Please try another size or deploy to a different location or zones. Available sizes: {}.",
-                req.path,
-                allowed.join(", ")
-            ),
-        )
-        .with_target("properties.hardwareProfile.vmSize"));
+    check_size(
+        req,
+        size.as_deref(),
+        body["location"].as_str().unwrap_or("local"),
+    )?;
+    crate::ssh_keys::check_vm_public_keys(body)?;
+    if let Some(existing) = existing {
+        check_os_profile_unchanged(existing, &body["properties"]["osProfile"])?;
     }
     if let Some(nics) = body["properties"]["networkProfile"]["networkInterfaces"].as_array() {
         for (i, nic) in nics.iter().enumerate() {
@@ -71,16 +143,26 @@ pub fn prepare_vm(
         .and_then(|e| e.body["properties"]["vmId"].as_str().map(str::to_owned))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     body["properties"]["vmId"] = Value::String(vm_id);
+    let mut custom_data = None;
     if let Some(os) = body["properties"]["osProfile"].as_object_mut() {
         os.remove("adminPassword");
-        os.remove("customData");
+        custom_data = os.remove("customData");
     }
     if let Some(props) = body["properties"].as_object_mut() {
         props.remove("instanceView");
     }
     fill_os_disk(req, existing, body);
+    // An update keeps the osProfile it was created with (checked above).
+    if let Some(existing) = existing
+        && body["properties"]["osProfile"].is_null()
+    {
+        body["properties"]["osProfile"] = existing.body["properties"]["osProfile"].clone();
+    }
     Ok(Prepared {
         initial_power: Some(PowerState::Starting),
+        secrets: existing
+            .is_none()
+            .then(|| serde_json::json!({ "customData": custom_data })),
         ..Prepared::default()
     })
 }

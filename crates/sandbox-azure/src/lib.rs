@@ -17,6 +17,7 @@ mod faults;
 mod ids;
 mod jobs;
 mod ml;
+mod ml_compute;
 mod mlflow;
 mod network;
 mod registry;
@@ -24,6 +25,7 @@ mod secret;
 mod server;
 mod shared;
 mod specs;
+mod ssh_keys;
 mod state;
 mod validate;
 
@@ -47,6 +49,7 @@ pub use crate::{
     },
     secret::Secret,
     specs::Specs,
+    ssh_keys::{TEST_SSH_PRIVATE_KEY_PEM, TEST_SSH_PUBLIC_KEY},
     state::{Counters, InventoryItem},
 };
 use crate::{

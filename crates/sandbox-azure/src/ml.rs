@@ -33,6 +33,7 @@ pub fn prepare(
     let now = crate::arm::timestamp(chrono::Utc::now());
     match ty {
         "microsoft.machinelearningservices/workspaces/computes" => {
+            crate::ml_compute::check_compute_put(req, st, body)?;
             if body["location"].is_null() {
                 body["location"] = Value::String(location_of(st, &req.path));
             }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use edgetrain_sandbox_azure::{AzureSim, StorageEndpoints, sign_account_sas};
+use edgetrain_sandbox_azure::{
+    AzureSim, StorageEndpoints, TEST_SSH_PRIVATE_KEY_PEM, sign_account_sas,
+};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -156,7 +158,7 @@ async fn attach_compute(arm: &Arm) -> String {
             &format!("{compute}?api-version={ML_API}"),
             &json!({"location": "westeurope", "properties": {"computeType": "VirtualMachine",
                 "properties": {"address": "127.0.0.1", "sshPort": 22,
-                    "administratorAccount": {"username": "azureuser", "privateKeyData": "PRIVATE-KEY"}}}}),
+                    "administratorAccount": {"username": "azureuser", "privateKeyData": TEST_SSH_PRIVATE_KEY_PEM}}}}),
         )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
@@ -175,7 +177,7 @@ async fn attach_compute(arm: &Arm) -> String {
         .await;
     assert_eq!(
         keys.body["administratorAccount"]["privateKeyData"],
-        "PRIVATE-KEY"
+        TEST_SSH_PRIVATE_KEY_PEM
     );
     compute
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use edgetrain_sandbox_azure::{AzureSim, IdentitySystem};
+use edgetrain_sandbox_azure::{AzureSim, IdentitySystem, TEST_SSH_PUBLIC_KEY};
 use serde_json::{Value, json};
 
 async fn start_stack_hub(identity: IdentitySystem) -> (AzureSim, tempfile::TempDir) {
@@ -48,7 +48,7 @@ fn vm_body(size: &str) -> Value {
             },
             "osProfile": {"computerName": "edge", "adminUsername": "azureuser",
                 "linuxConfiguration": {"disablePasswordAuthentication": true,
-                    "ssh": {"publicKeys": [{"path": "/home/azureuser/.ssh/authorized_keys", "keyData": "ssh-ed25519 AAAA"}]}}},
+                    "ssh": {"publicKeys": [{"path": "/home/azureuser/.ssh/authorized_keys", "keyData": TEST_SSH_PUBLIC_KEY}]}}},
             "networkProfile": {"networkInterfaces": [{"id": format!("{}/networkInterfaces/nic1", net()), "properties": {"primary": true}}]}
         }
     })
@@ -516,4 +516,101 @@ async fn delete_is_a_long_running_operation() {
     assert_eq!(last, 204);
     assert_eq!(arm.get(&pip).await.status, 404);
     assert_eq!(stack_hub_items(&sim), 0);
+}
+
+#[tokio::test]
+async fn vm_keys_must_be_ssh_rsa_of_2048_bits_and_os_profile_cannot_change() {
+    let (_sim, _dir) = start_stack_hub(IdentitySystem::Aad).await;
+    let sim = &_sim;
+    let arm = Arm::stack_hub(sim).await;
+    create_network(&arm).await;
+    let path = format!("{}?api-version={COMPUTE_API}", vm_id("edge-vm"));
+    let keys = "/properties/osProfile/linuxConfiguration/ssh/publicKeys/0/keyData";
+
+    // Compute 2020-06-01: keyData is ssh-rsa of at least 2048 bits.
+    let mut ed25519 = vm_body("Standard_DS2_v2");
+    *ed25519.pointer_mut(keys).unwrap() =
+        json!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvgw6cb3UX68NcmWHJm+fE0J1oxH4HBnepqMT2YSGUR x");
+    let refused = arm.put(&path, &ed25519).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (400, "InvalidParameter"),
+        "{}",
+        refused.body
+    );
+
+    let mut body = vm_body("Standard_DS2_v2");
+    body["properties"]["osProfile"]["customData"] = json!("I2Nsb3VkLWNvbmZpZwo=");
+    let created = arm.put(&path, &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    arm.wait_async(&created.header("azure-asyncoperation").unwrap())
+        .await;
+
+    // An update restating osProfile unchanged is fine; changing any of it is not.
+    let same = arm.put(&path, &body).await;
+    assert_eq!(same.status, 200, "{}", same.body);
+    arm.wait_async(&same.header("azure-asyncoperation").unwrap())
+        .await;
+    for (pointer, value, target) in [
+        (
+            "/properties/osProfile/customData",
+            json!("I2Nsb3VkLWNvbmZpZwpydW5jbWQ6IFtdCg=="),
+            "customData",
+        ),
+        (
+            "/properties/osProfile/computerName",
+            json!("other"),
+            "computerName",
+        ),
+    ] {
+        let mut changed = body.clone();
+        *changed.pointer_mut(pointer).unwrap() = value;
+        let r = arm.put(&path, &changed).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (409, "PropertyChangeNotAllowed"),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["target"], target);
+    }
+
+    // VirtualMachines_Update: a PATCH of the size alone works; the same rules apply to it.
+    let patched = arm
+        .call(
+            "PATCH",
+            &path,
+            Some(&json!({"properties": {"hardwareProfile": {"vmSize": "Standard_DS3_v2"}}})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    arm.wait_async(&patched.header("azure-asyncoperation").unwrap())
+        .await;
+    let vm = arm.get(&path).await;
+    assert_eq!(
+        vm.body["properties"]["hardwareProfile"]["vmSize"],
+        "Standard_DS3_v2"
+    );
+    assert_eq!(vm.body["properties"]["osProfile"]["computerName"], "edge");
+    let r = arm
+        .call(
+            "PATCH",
+            &path,
+            Some(&json!({"properties": {"osProfile": {"adminUsername": "root2"}}})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "PropertyChangeNotAllowed"),
+        "{}",
+        r.body
+    );
+    let r = arm
+        .call(
+            "PATCH",
+            &path,
+            Some(&json!({"properties": {"hardwareProfile": {"vmSize": "Standard_NC6"}}})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (409, "SkuNotAvailable"), "{}", r.body);
 }

@@ -122,6 +122,17 @@ impl ClientSecretCredential {
     }
 }
 
+/// The one scope a token request names (both credentials ask for one resource at a time).
+pub(crate) fn single_scope<'a>(scopes: &[&'a str]) -> azure_core::Result<&'a str> {
+    match scopes {
+        [scope] => Ok(scope),
+        _ => Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            format!("expected exactly one scope, got {}", scopes.len()),
+        )),
+    }
+}
+
 #[async_trait::async_trait]
 impl TokenCredential for ClientSecretCredential {
     async fn get_token(
@@ -130,12 +141,7 @@ impl TokenCredential for ClientSecretCredential {
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
         // v1 endpoints take exactly one resource.
-        let [scope] = scopes else {
-            return Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Credential,
-                format!("expected exactly one scope, got {}", scopes.len()),
-            ));
-        };
+        let scope = single_scope(scopes)?;
         let resource = resource_for_scope(scope, &self.known_resources);
         self.token_for_resource(&resource).await.map_err(|e| {
             azure_core::Error::with_error(

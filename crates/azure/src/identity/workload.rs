@@ -100,12 +100,7 @@ impl TokenCredential for WorkloadIdentityCredential {
         scopes: &[&str],
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
-        let [scope] = scopes else {
-            return Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Credential,
-                format!("expected exactly one scope, got {}", scopes.len()),
-            ));
-        };
+        let scope = super::single_scope(scopes)?;
         self.token(scope).await.map_err(|e| {
             azure_core::Error::with_error(
                 azure_core::error::ErrorKind::Credential,

@@ -16,6 +16,9 @@ pub type Job = Resource<JobProperties>;
 /// Azure ML operations the operator uses. Getters return `None` for 404.
 #[async_trait]
 pub trait MlApi: Send + Sync {
+    /// `Workspaces_Get`: the workspace's region (where computes must live) and its
+    /// `mlFlowTrackingUri`.
+    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>>;
     async fn get_compute(&self, name: &str) -> Result<Option<ComputeResource>>;
     /// PUT overwrites an existing compute: GET first.
     async fn attach_compute(&self, name: &str, body: &ComputeResource) -> Result<Started>;
@@ -86,8 +89,6 @@ pub trait MlApi: Send + Sync {
 
     async fn poll(&self, token: &LroToken) -> Result<LroStatus>;
 
-    /// `Workspaces_Get`: region and `mlFlowTrackingUri`.
-    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>>;
     async fn get_datastore(&self, name: &str) -> Result<Option<Resource<Datastore>>>;
 
     /// The HTTP client for the data-plane requests Azure ML hands out (upload SAS URLs,
@@ -145,6 +146,10 @@ impl MlClient {
 
 #[async_trait]
 impl MlApi for MlClient {
+    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>> {
+        self.get(&self.workspace.id()?).await
+    }
+
     async fn get_compute(&self, name: &str) -> Result<Option<ComputeResource>> {
         self.get(&self.workspace.compute_id(name)?).await
     }
@@ -310,10 +315,6 @@ impl MlApi for MlClient {
 
     async fn poll(&self, token: &LroToken) -> Result<LroStatus> {
         self.arm.poll(token).await
-    }
-
-    async fn get_workspace(&self) -> Result<Option<WorkspaceResource>> {
-        self.get(&self.workspace.id()?).await
     }
 
     async fn get_datastore(&self, name: &str) -> Result<Option<Resource<Datastore>>> {

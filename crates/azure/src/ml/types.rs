@@ -397,7 +397,9 @@ pub struct WorkspaceResource {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub location: Option<String>,
+    pub name: Option<String>,
+    /// The workspace's region, e.g. `westeurope` (ARM returns it for every tracked resource).
+    pub location: String,
     #[serde(default)]
     pub properties: WorkspaceProperties,
 }

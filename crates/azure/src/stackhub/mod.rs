@@ -103,6 +103,10 @@ pub trait StackHubApi: Send + Sync {
     async fn get_vm(&self, id: &str, with_instance_view: bool) -> Result<Option<VirtualMachine>>;
     async fn get_vm_instance_view(&self, id: &str) -> Result<Option<VirtualMachineInstanceView>>;
     async fn put_vm(&self, id: &str, body: &VirtualMachine) -> Result<Started>;
+    /// `VirtualMachines_Update` (PATCH) carrying only `hardwareProfile.vmSize`: nothing else of
+    /// the VM is restated, so no property Azure refuses to change (osProfile) and no property
+    /// this crate does not model can be lost.
+    async fn patch_vm_size(&self, id: &str, size: &str) -> Result<Started>;
     async fn vm_action(&self, id: &str, action: VmAction) -> Result<Started>;
     async fn get_nic(&self, id: &str) -> Result<Option<NetworkInterface>>;
     async fn put_nic(&self, id: &str, body: &NetworkInterface) -> Result<Started>;
@@ -173,6 +177,13 @@ impl StackHubApi for StackHubClient {
 
     async fn put_vm(&self, id: &str, body: &VirtualMachine) -> Result<Started> {
         self.put(id, body).await
+    }
+
+    async fn patch_vm_size(&self, id: &str, size: &str) -> Result<Started> {
+        let body = serde_json::json!({"properties": {"hardwareProfile": {"vmSize": size}}});
+        self.arm
+            .begin(Method::PATCH, self.url(id, &[])?, id, Some(&body))
+            .await
     }
 
     async fn vm_action(&self, id: &str, action: VmAction) -> Result<Started> {

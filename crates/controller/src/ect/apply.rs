@@ -1,7 +1,7 @@
 //! Thin writes: start each planned action once and keep its poller in status.
 
 use chrono::{DateTime, Utc};
-use edgetrain_azure::stackhub::{VirtualMachine, VmAction};
+use edgetrain_azure::stackhub::VmAction;
 
 use super::{
     attach::AttachTarget,
@@ -10,7 +10,15 @@ use super::{
     observe::Clients,
 };
 pub use crate::runtime::operations::Applied;
-use crate::{Error, Result, ssh::KeyPair};
+use crate::{
+    Error, Result,
+    context::Context,
+    runtime::{
+        spec::{deletion_policy, reconcile_policy},
+        stores::Stores,
+    },
+    ssh::KeyPair,
+};
 
 /// Maps an ARM refusal of a VM size to the stalled error the user must act on.
 fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
@@ -27,9 +35,7 @@ fn vm_error(size: &str, context: String, e: edgetrain_azure::Error) -> Error {
 pub async fn apply(
     clients: &Clients,
     desired: &Desired,
-    observed_vm: Option<&VirtualMachine>,
     key: &KeyPair,
-    attach_location: &str,
     actions: &[Action],
     now: DateTime<Utc>,
 ) -> Result<Applied> {
@@ -85,14 +91,8 @@ pub async fn apply(
                 out.record(s, &ids.vm, "put", now)?;
             }
             Action::ResizeVm => {
-                let Some(vm) = observed_vm else { continue };
-                let mut body = vm.clone();
-                body.properties
-                    .hardware_profile
-                    .get_or_insert_with(Default::default)
-                    .vm_size = Some(desired.vm.size.clone());
                 let s = hub
-                    .put_vm(&ids.vm, &body)
+                    .patch_vm_size(&ids.vm, &desired.vm.size)
                     .await
                     .map_err(|e| vm_error(&desired.vm.size, ctx("resize VM", &ids.vm), e))?;
                 out.record(s, &ids.vm, "resize", now)?;
@@ -113,11 +113,11 @@ pub async fn apply(
                 let s = clients
                     .compute
                     .attach(&AttachTarget {
-                        location: attach_location,
                         address,
                         username: &desired.vm.admin_username,
                         key,
                         vm_size: &desired.vm.size,
+                        tags: &desired.tags,
                     })
                     .await?;
                 let id = clients.compute.compute_id()?;
@@ -145,6 +145,151 @@ pub async fn cleanup(clients: &Clients, step: &Cleanup) -> Result<()> {
             }
         }
         Cleanup::Wait(_) | Cleanup::Done => {}
+    }
+    Ok(())
+}
+
+/// Removes this target's ownerReference from its SSH key Secret, so that Kubernetes does not
+/// garbage-collect the key of a VM that stays (deletion policy `Retain`, or `observe`/`skip`).
+pub async fn orphan_key_secret(
+    client: &kube::Client,
+    ect: &edgetrain_api::EdgeComputeTarget,
+    name: &str,
+) -> Result<()> {
+    use kube::{
+        Api, ResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let ns = ect.namespace().unwrap_or_default();
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let Some(secret) = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?
+    else {
+        return Ok(());
+    };
+    let uid = ect.uid().unwrap_or_default();
+    let owners = secret.owner_references();
+    if !owners.iter().any(|o| o.uid == uid) {
+        return Ok(());
+    }
+    let kept: Vec<_> = owners.iter().filter(|o| o.uid != uid).cloned().collect();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": kept}})),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("orphaning Secret {ns}/{name}"), e))?;
+    Ok(())
+}
+
+/// Finalizer on the credentials Secrets of a target that deletes its Azure resources, so that
+/// deleting its namespace (which deletes the Secrets too) cannot take the credentials away
+/// before the cleanup has run.
+pub const CREDENTIALS_FINALIZER: &str = "edgetrain.dev/credentials-in-use";
+
+/// Whether `ect` makes the operator delete in Azure (policy `manage`, deletion `Delete`).
+pub fn deletes_in_azure(ect: &edgetrain_api::EdgeComputeTarget, ctx: &Context) -> bool {
+    use crate::runtime::Reconciler;
+    use edgetrain_api::{DeletionPolicy, EdgeComputeTarget, ReconcilePolicy};
+    let default = EdgeComputeTarget::settings(&ctx.settings).default_deletion_policy;
+    reconcile_policy(ect).is_ok_and(|p| p == ReconcilePolicy::Manage)
+        && deletion_policy(ect.spec.deletion_policy, default) == DeletionPolicy::Delete
+}
+
+fn credential_secrets(ect: &edgetrain_api::EdgeComputeTarget) -> Vec<String> {
+    let mut names = vec![
+        ect.spec.stack_hub.credentials_secret_ref.name.clone(),
+        ect.spec.azure_ml.credentials_secret_ref.name.clone(),
+    ];
+    names.dedup();
+    names
+}
+
+async fn set_finalizer(
+    api: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    secret: &k8s_openapi::api::core::v1::Secret,
+    present: bool,
+) -> Result<()> {
+    use kube::{
+        ResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let name = secret.name_any();
+    let mut finalizers: Vec<String> = secret.finalizers().to_vec();
+    let has = finalizers.iter().any(|f| f == CREDENTIALS_FINALIZER);
+    if has == present {
+        return Ok(());
+    }
+    if present {
+        finalizers.push(CREDENTIALS_FINALIZER.to_string());
+    } else {
+        finalizers.retain(|f| f != CREDENTIALS_FINALIZER);
+    }
+    // The resourceVersion makes this a compare-and-swap with other writers of the list.
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": secret.resource_version(),
+    }});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube(format!("updating finalizers of Secret {name}"), e))?;
+    Ok(())
+}
+
+/// Puts [`CREDENTIALS_FINALIZER`] on the target's credentials Secrets.
+pub async fn hold_credentials(
+    client: &kube::Client,
+    ect: &edgetrain_api::EdgeComputeTarget,
+) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = ect.namespace().unwrap_or_default();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &ns);
+    for name in credential_secrets(ect) {
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret
+            && secret.metadata.deletion_timestamp.is_none()
+        {
+            set_finalizer(&api, &secret, true).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes [`CREDENTIALS_FINALIZER`] from the target's credentials Secrets once no other target
+/// that deletes in Azure still uses them.
+pub async fn release_credentials(
+    ctx: &Context,
+    ect: &edgetrain_api::EdgeComputeTarget,
+) -> Result<()> {
+    use kube::ResourceExt;
+    let ns = ect.namespace().unwrap_or_default();
+    // Neighbours come from the watch cache, not a LIST per deletion.
+    let others = Stores::select(&ctx.stores.edge_compute_targets, &ns, |_| true);
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.client.clone(), &ns);
+    for name in credential_secrets(ect) {
+        let still_used = others.iter().any(|o| {
+            o.uid() != ect.uid()
+                && deletes_in_azure(o, ctx)
+                && credential_secrets(o).contains(&name)
+        });
+        if still_used {
+            continue;
+        }
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube(format!("reading Secret {ns}/{name}"), e))?;
+        if let Some(secret) = secret {
+            set_finalizer(&api, &secret, false).await?;
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! Arc-enabled Kubernetes cluster on the VM, Azure ML `Kubernetes` compute) can be added
 //! without touching observe/decide/apply.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 use edgetrain_azure::{
@@ -16,13 +16,13 @@ use crate::{Error, Result, ssh::KeyPair};
 /// Where and how Azure ML reaches the VM.
 #[derive(Debug)]
 pub struct AttachTarget<'a> {
-    /// Region recorded on the compute.
-    pub location: &'a str,
-    /// Public IP, else private IP.
+    /// The address `spec.azureML.reachVia` names (public or private IP).
     pub address: &'a str,
     pub username: &'a str,
     pub key: &'a KeyPair,
     pub vm_size: &'a str,
+    /// Owner tags (a compute without them is never taken over, see `decide`).
+    pub tags: &'a BTreeMap<String, String>,
 }
 
 /// One compute in one workspace.
@@ -63,18 +63,30 @@ impl ComputeAttacher for VirtualMachineAttacher {
             .map_err(|e| Error::azure(format!("reading compute {}", self.compute_name), e))
     }
 
+    /// The compute is created in the workspace's region (ARM refuses any other), read with
+    /// `Workspaces_Get`; a missing workspace is a stalled condition, not a retried 404.
     async fn attach(&self, t: &AttachTarget<'_>) -> Result<Started> {
-        let body = vm_attach_body(&VmAttachSpec {
-            location: t.location.to_string(),
+        let workspace = self
+            .ml
+            .get_workspace()
+            .await
+            .map_err(|e| Error::azure(format!("reading workspace {}", self.workspace.name), e))?
+            .ok_or_else(|| Error::WorkspaceNotFound {
+                workspace: self.workspace.name.clone(),
+                resource_group: self.workspace.resource_group.clone(),
+            })?;
+        let mut body = vm_attach_body(&VmAttachSpec {
+            location: workspace.location,
             address: t.address.to_string(),
             ssh_port: SSH_PORT,
             username: t.username.to_string(),
-            private_key_pem: t.key.private_openssh().clone(),
+            private_key_pem: t.key.private_pem().clone(),
             public_key: t.key.public_openssh.clone(),
             description: Some("edgetrain EdgeComputeTarget".into()),
             vm_size: Some(t.vm_size.to_string()),
         })
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        body.tags = Some(t.tags.clone());
         self.ml
             .attach_compute(&self.compute_name, &body)
             .await

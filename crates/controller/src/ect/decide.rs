@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use edgetrain_api::{
-    EdgeComputeTargetStatus, ReconcilePolicy, common::PendingOperation, conditions::Progress,
-    edge_compute_target::PowerState,
+    EdgeComputeTargetStatus, ReconcilePolicy,
+    common::PendingOperation,
+    conditions::Progress,
+    edge_compute_target::{PowerState, ProvisioningFailure, ReachVia},
 };
 use edgetrain_azure::{
     ml::ComputeResource,
@@ -17,8 +19,11 @@ use edgetrain_azure::{
     },
 };
 
-use super::desired::Desired;
-use crate::runtime::status::ConditionState;
+use super::desired::{Desired, owned_by};
+use crate::runtime::{
+    operations::{FailedOperation, from_time, to_time},
+    status::ConditionState,
+};
 
 /// A single Azure write the controller starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +33,8 @@ pub enum Action {
     PutPublicIp,
     PutNic,
     PutVm,
-    /// Change the size of the existing (deallocated) VM: its own GET body with the new size, so
-    /// that properties Azure refuses to change on update (osProfile) are sent back unchanged.
+    /// Change the size of the existing (deallocated) VM: a PATCH of `hardwareProfile.vmSize`
+    /// only, so nothing else of the VM is restated (osProfile cannot change on update).
     ResizeVm,
     StartVm,
     DeallocateVm,
@@ -67,6 +72,8 @@ pub struct Observed {
     pub pending: Vec<PendingOperation>,
     /// TrainingRuns referencing this target that are active (see docs/power-contract.md).
     pub active_runs: usize,
+    /// Operations that ended `Failed` in this reconcile's poll.
+    pub failures: Vec<FailedOperation>,
 }
 
 /// Inputs besides the observation.
@@ -80,6 +87,10 @@ pub struct Input<'a> {
     pub idle_timeout: Option<Duration>,
     pub status: &'a EdgeComputeTargetStatus,
     pub now: DateTime<Utc>,
+    /// Which VM address Azure ML connects to.
+    pub reach_via: ReachVia,
+    /// The adoption annotation: take over resources whose owner tags name someone else.
+    pub adopt: bool,
 }
 
 /// The decision.
@@ -112,6 +123,75 @@ fn same_id(a: Option<&str>, b: Option<&str>) -> bool {
 
 pub(super) fn succeeded(state: Option<&str>) -> bool {
     state.is_none_or(|s| s.eq_ignore_ascii_case("Succeeded"))
+}
+
+fn failed(state: Option<&str>) -> bool {
+    state.is_some_and(|s| s.eq_ignore_ascii_case("Failed"))
+}
+
+/// A resource whose provisioning failed is written again at most this often...
+pub const MAX_FAILED_RETRIES: u32 = 3;
+/// ...waiting this long before the first retry, doubling for each further one.
+pub const FAILED_RETRY_BASE: Duration = Duration::from_secs(2);
+
+/// What to do about a resource whose provisioning state is `Failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Retry {
+    /// Write it again now.
+    Now,
+    /// Wait for the backoff; the message says why.
+    Later(String),
+    /// Retries are used up: stalled with Azure's error.
+    GiveUp(String),
+}
+
+fn failure_text(f: &ProvisioningFailure) -> String {
+    match (&f.code, &f.message) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.clone(),
+        (None, Some(message)) => message.clone(),
+        (None, None) => "Azure reports provisioningState Failed".into(),
+    }
+}
+
+/// Records a retry of `id` in status (or decides to wait or give up).
+fn retry_failed(status: &mut EdgeComputeTargetStatus, id: &str, now: DateTime<Utc>) -> Retry {
+    let pos = match status
+        .provisioning_failures
+        .iter()
+        .position(|f| f.resource_id.eq_ignore_ascii_case(id))
+    {
+        Some(p) => p,
+        None => {
+            status.provisioning_failures.push(ProvisioningFailure {
+                resource_id: id.to_string(),
+                ..Default::default()
+            });
+            status.provisioning_failures.len() - 1
+        }
+    };
+    let f = &mut status.provisioning_failures[pos];
+    let text = failure_text(f);
+    if f.retries >= MAX_FAILED_RETRIES {
+        return Retry::GiveUp(format!(
+            "{id} failed to provision after {} retries: {text}",
+            f.retries
+        ));
+    }
+    let wait = FAILED_RETRY_BASE * 2u32.pow(f.retries);
+    let since = f
+        .last_retry
+        .as_ref()
+        .map(|t| (now - from_time(t)).to_std().unwrap_or_default());
+    if since.is_some_and(|s| s < wait) {
+        return Retry::Later(format!(
+            "{id} failed to provision ({text}); retry {} of {MAX_FAILED_RETRIES} after {wait:?}",
+            f.retries + 1
+        ));
+    }
+    f.retries += 1;
+    f.last_retry = Some(to_time(now));
+    Retry::Now
 }
 
 pub(super) fn is_pending(pending: &[PendingOperation], id: &str) -> bool {
@@ -206,6 +286,14 @@ fn addresses(observed: &Observed) -> (Option<String>, Option<String>) {
     (private, public)
 }
 
+/// The address Azure ML connects to, as `reachVia` names it (no fallback to the other one).
+pub fn compute_address(reach_via: ReachVia, status: &EdgeComputeTargetStatus) -> Option<String> {
+    match reach_via {
+        ReachVia::Public => status.public_ip.clone(),
+        ReachVia::Private => status.private_ip.clone(),
+    }
+}
+
 /// Whether the idle timeout says the VM may be deallocated, and the new `lastActiveTime`.
 pub fn idle_decision(
     active_runs: usize,
@@ -252,6 +340,145 @@ fn wait(plan: &mut Plan, reason: &'static str, message: String) {
     plan.progress = Progress::in_progress(reason, message);
 }
 
+/// Provisioning state of each resource this target involves, by ARM id (`None`: 404).
+fn observed_states(
+    input: &Input<'_>,
+    observed: &Observed,
+) -> Vec<(String, Option<Option<String>>)> {
+    let ids = &input.desired.ids;
+    let mut out = vec![
+        (
+            input.compute_id.clone(),
+            observed
+                .compute
+                .as_ref()
+                .map(|c| c.properties.provisioning_state.clone()),
+        ),
+        (
+            ids.nsg.clone(),
+            observed
+                .nsg
+                .as_ref()
+                .map(|n| n.properties.provisioning_state.clone()),
+        ),
+        (
+            ids.nic.clone(),
+            observed
+                .nic
+                .as_ref()
+                .map(|n| n.properties.provisioning_state.clone()),
+        ),
+        (
+            ids.vm.clone(),
+            observed
+                .vm
+                .as_ref()
+                .map(|v| v.properties.provisioning_state.clone()),
+        ),
+    ];
+    if let Some(id) = &ids.vnet {
+        out.push((
+            id.clone(),
+            observed
+                .vnet
+                .as_ref()
+                .map(|v| v.properties.provisioning_state.clone()),
+        ));
+    }
+    if let Some(id) = &ids.public_ip {
+        out.push((
+            id.clone(),
+            observed
+                .public_ip
+                .as_ref()
+                .map(|p| p.resource.properties.provisioning_state.clone()),
+        ));
+    }
+    out
+}
+
+/// Keeps Azure's error of each failed operation, and forgets failures that are over.
+fn track_failures(status: &mut EdgeComputeTargetStatus, input: &Input<'_>, observed: &Observed) {
+    for f in &observed.failures {
+        let entry = match status
+            .provisioning_failures
+            .iter_mut()
+            .find(|p| p.resource_id.eq_ignore_ascii_case(&f.resource_id))
+        {
+            Some(e) => e,
+            None => {
+                status.provisioning_failures.push(ProvisioningFailure {
+                    resource_id: f.resource_id.clone(),
+                    ..Default::default()
+                });
+                status
+                    .provisioning_failures
+                    .last_mut()
+                    .expect("just pushed")
+            }
+        };
+        entry.code = Some(f.code().to_string());
+        entry.message = Some(f.message().to_string());
+    }
+    let states = observed_states(input, observed);
+    status.provisioning_failures.retain(|f| {
+        if is_pending(&observed.pending, &f.resource_id) {
+            return true;
+        }
+        match states
+            .iter()
+            .find(|(id, _)| id.eq_ignore_ascii_case(&f.resource_id))
+        {
+            // Over once the resource provisioned (or is gone and will be created afresh).
+            Some((_, Some(state))) => !succeeded(state.as_deref()),
+            Some((_, None)) => false,
+            // An operation on something else (a VM extension of the key rotation): its error
+            // is shown once; the rotation restarts at its own first step.
+            None => !observed.failures.is_empty(),
+        }
+    });
+}
+
+/// Existing resources with our names whose owner tags name someone else.
+fn foreign(input: &Input<'_>, observed: &Observed) -> Vec<String> {
+    let owner = &input.desired.tags;
+    let ids = &input.desired.ids;
+    let mut out = Vec::new();
+    let mut check =
+        |id: Option<&String>, tags: Option<&std::collections::BTreeMap<String, String>>| {
+            if let (Some(id), Some(tags)) = (id, tags)
+                && !owned_by(Some(tags), owner)
+            {
+                out.push(id.clone());
+            }
+        };
+    check(Some(&ids.nsg), observed.nsg.as_ref().map(|n| &n.tags));
+    check(ids.vnet.as_ref(), observed.vnet.as_ref().map(|v| &v.tags));
+    check(
+        ids.public_ip.as_ref(),
+        observed.public_ip.as_ref().map(|p| &p.resource.tags),
+    );
+    check(Some(&ids.nic), observed.nic.as_ref().map(|n| &n.tags));
+    check(Some(&ids.vm), observed.vm.as_ref().map(|v| &v.tags));
+    if let Some(c) = &observed.compute
+        && !owned_by(c.tags.as_ref(), owner)
+    {
+        out.push(input.compute_id.clone());
+    }
+    out
+}
+
+/// Records `id` as created by this target (deletion works from this list).
+fn created(status: &mut EdgeComputeTargetStatus, id: &str) {
+    if !status
+        .created_resources
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(id))
+    {
+        status.created_resources.push(id.to_string());
+    }
+}
+
 /// Decides the next step towards the spec. Writes are never planned under `observe`.
 pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     let d = input.desired;
@@ -272,24 +499,21 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         .compute
         .as_ref()
         .and_then(|c| c.properties.provisioning_state.clone());
+    track_failures(&mut status, input, observed);
+    if input.generation != input.status.observed_generation {
+        // A spec change is what a stalled failure waits for: it earns a fresh set of retries.
+        for f in &mut status.provisioning_failures {
+            f.retries = 0;
+            f.last_retry = None;
+        }
+    }
     let (idle, last_active) = idle_decision(
         observed.active_runs,
-        input
-            .status
-            .last_active_time
-            .as_ref()
-            .map(|t| DateTime::<Utc>::from_timestamp_nanos(t.0.as_nanosecond() as i64)),
+        input.status.last_active_time.as_ref().map(from_time),
         input.idle_timeout,
         input.now,
     );
-    status.last_active_time = input.idle_timeout.map(|_| {
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::from_nanosecond(
-                last_active.timestamp_nanos_opt().unwrap_or_default() as i128,
-            )
-            .unwrap_or_default(),
-        )
-    });
+    status.last_active_time = input.idle_timeout.map(|_| to_time(last_active));
 
     let mut plan = Plan {
         actions: Vec::new(),
@@ -300,36 +524,95 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     };
     let manage = input.policy == ReconcilePolicy::Manage;
 
+    // 0. Never take over what another target (or a person) owns, unless told to adopt.
+    if manage && !input.adopt {
+        let foreign = foreign(input, observed);
+        if !foreign.is_empty() {
+            let msg = format!(
+                "existing resources are not tagged as owned by this target ({} = {}): {}; annotate the target with {}=\"true\" to adopt them",
+                super::desired::OWNER_TAG,
+                d.tags
+                    .get(super::desired::OWNER_TAG)
+                    .cloned()
+                    .unwrap_or_default(),
+                foreign.join(", "),
+                super::desired::ADOPT_ANNOTATION
+            );
+            plan.progress = Progress::stalled("NotOwned", msg.clone());
+            plan.vm_ready = ConditionState::unmet("NotOwned", msg);
+            return plan;
+        }
+    }
+    if let Some(c) = &observed.compute
+        && !c
+            .properties
+            .compute_type
+            .eq_ignore_ascii_case("VirtualMachine")
+    {
+        // Attaching would overwrite a compute of another kind: never, adoption or not.
+        let msg = format!(
+            "the Azure ML compute {} exists with computeType {}; it is not overwritten",
+            input.compute_id, c.properties.compute_type
+        );
+        plan.compute_attached = ConditionState::unmet("NotOwned", msg.clone());
+        plan.progress = Progress::stalled("NotOwned", msg);
+        return plan;
+    }
+
     // 1. Network pieces without dependencies between them.
     let mut network_ready = true;
     let mut missing = Vec::new();
-    let mut step = |id: &str, ok: bool, exists: bool, state_ok: bool, action: Action, what| {
-        if is_pending(&observed.pending, id) || (exists && !state_ok) {
+    let mut gave_up = None;
+    let mut step = |plan: &mut Plan,
+                    id: &str,
+                    ok: bool,
+                    state: Option<Option<&str>>,
+                    action: Action,
+                    what: &str| {
+        let exists = state.is_some();
+        let state = state.flatten();
+        if is_pending(&observed.pending, id) {
+            network_ready = false;
+        } else if exists && failed(state) {
+            network_ready = false;
+            if manage {
+                match retry_failed(&mut plan.status, id, input.now) {
+                    Retry::Now => plan.actions.push(action),
+                    Retry::Later(m) => missing.push(m),
+                    Retry::GiveUp(m) => gave_up = Some(m),
+                }
+            } else {
+                missing.push(format!("{what} failed to provision"));
+            }
+        } else if exists && !succeeded(state) {
             network_ready = false;
         } else if !ok {
             network_ready = false;
-            missing.push(what);
+            missing.push(what.to_string());
             if manage {
+                if !exists {
+                    created(&mut plan.status, id);
+                }
                 plan.actions.push(action);
             }
         }
     };
     let nsg = observed.nsg.as_ref();
     step(
+        &mut plan,
         &ids.nsg,
         nsg.is_some_and(|n| nsg_matches(n, &d.nsg_sources)),
-        nsg.is_some(),
-        succeeded(nsg.and_then(|n| n.properties.provisioning_state.as_deref())),
+        nsg.map(|n| n.properties.provisioning_state.as_deref()),
         Action::PutNsg,
         "network security group",
     );
     if let (Some(vnet_id), Some(prefix)) = (&ids.vnet, &d.address_prefix) {
         let vnet = observed.vnet.as_ref();
         step(
+            &mut plan,
             vnet_id,
             vnet.is_some_and(|v| vnet_matches(v, prefix)),
-            vnet.is_some(),
-            succeeded(vnet.and_then(|v| v.properties.provisioning_state.as_deref())),
+            vnet.map(|v| v.properties.provisioning_state.as_deref()),
             Action::PutVnet,
             "virtual network",
         );
@@ -337,13 +620,18 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     if let Some(pip_id) = &ids.public_ip {
         let pip = observed.public_ip.as_ref();
         step(
+            &mut plan,
             pip_id,
             pip.is_some(),
-            pip.is_some(),
-            succeeded(pip.and_then(|p| p.resource.properties.provisioning_state.as_deref())),
+            pip.map(|p| p.resource.properties.provisioning_state.as_deref()),
             Action::PutPublicIp,
             "public IP",
         );
+    }
+    if let Some(msg) = gave_up {
+        plan.actions.clear();
+        plan.progress = Progress::stalled("ProvisioningFailed", msg);
+        return plan;
     }
     if !network_ready {
         let msg = if missing.is_empty() {
@@ -361,10 +649,29 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
 
     // 2. NIC, which references the pieces above.
     let nic = observed.nic.as_ref();
-    let nic_busy = is_pending(&observed.pending, &ids.nic)
-        || nic.is_some_and(|n| !succeeded(n.properties.provisioning_state.as_deref()));
+    let nic_state = nic.and_then(|n| n.properties.provisioning_state.as_deref());
+    let nic_pending = is_pending(&observed.pending, &ids.nic);
+    if manage && !nic_pending && nic.is_some() && failed(nic_state) {
+        match retry_failed(&mut plan.status, &ids.nic, input.now) {
+            Retry::Now => {
+                plan.actions.push(Action::PutNic);
+                wait(
+                    &mut plan,
+                    "ProvisioningNetwork",
+                    "retrying the failed network interface".into(),
+                );
+            }
+            Retry::Later(m) => wait(&mut plan, "ProvisioningNetwork", m),
+            Retry::GiveUp(m) => plan.progress = Progress::stalled("ProvisioningFailed", m),
+        }
+        return plan;
+    }
+    let nic_busy = nic_pending || nic.is_some() && !succeeded(nic_state);
     if !nic_busy && !nic.is_some_and(|n| nic_matches(n, &d.nic)) {
         if manage {
+            if nic.is_none() {
+                created(&mut plan.status, &ids.nic);
+            }
             plan.actions.push(Action::PutNic);
             wait(
                 &mut plan,
@@ -397,6 +704,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
                 "VM creation in progress".into(),
             );
         } else if manage {
+            created(&mut plan.status, &ids.vm);
             plan.actions.push(Action::PutVm);
             wait(&mut plan, "ProvisioningVM", "creating the VM".into());
         } else {
@@ -407,9 +715,28 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         return plan;
     };
     let power = power_state(vm);
-    let vm_busy = is_pending(&observed.pending, &ids.vm)
-        || !succeeded(vm.properties.provisioning_state.as_deref());
-    if vm_busy {
+    let vm_state = vm.properties.provisioning_state.as_deref();
+    let vm_pending = is_pending(&observed.pending, &ids.vm);
+    if manage && !vm_pending && failed(vm_state) {
+        match retry_failed(&mut plan.status, &ids.vm, input.now) {
+            Retry::Now => {
+                let msg = "retrying the VM whose provisioning failed".to_string();
+                plan.vm_ready = ConditionState::unmet("ProvisioningFailed", msg.clone());
+                plan.actions.push(Action::PutVm);
+                wait(&mut plan, "ProvisioningVM", msg);
+            }
+            Retry::Later(m) => {
+                plan.vm_ready = ConditionState::unmet("ProvisioningFailed", m.clone());
+                wait(&mut plan, "ProvisioningVM", m);
+            }
+            Retry::GiveUp(m) => {
+                plan.vm_ready = ConditionState::unmet("ProvisioningFailed", m.clone());
+                plan.progress = Progress::stalled("ProvisioningFailed", m);
+            }
+        }
+        return plan;
+    }
+    if vm_pending || !succeeded(vm_state) {
         plan.vm_ready = ConditionState::unmet("Provisioning", "VM operation in progress");
         let size_ok = vm_size(vm) == Some(d.vm.size.as_str());
         let reason = vm_busy_reason(&observed.pending, &ids.vm, idle, size_ok);
@@ -471,12 +798,22 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
     }
     plan.vm_ready = ConditionState::met("Running", "VM is provisioned and running");
 
-    // 4. Azure ML compute at the VM's address.
-    let Some(address) = public_ip.or(private_ip) else {
+    // 4. Azure ML compute at the address the spec names: never a silent fallback.
+    let address = match input.reach_via {
+        ReachVia::Public if ids.public_ip.is_none() => {
+            let msg = "azureML.reachVia is Public but vm.publicIP is false: give the VM a public IP or set azureML.reachVia to Private".to_string();
+            plan.compute_attached = ConditionState::unmet("NoPublicAddress", msg.clone());
+            plan.progress = Progress::stalled("NoPublicAddress", msg);
+            return plan;
+        }
+        ReachVia::Public => public_ip,
+        ReachVia::Private => private_ip,
+    };
+    let Some(address) = address else {
         wait(
             &mut plan,
             "WaitingForAddress",
-            "the VM has no IP address yet".into(),
+            format!("the VM has no {:?} IP address yet", input.reach_via),
         );
         return plan;
     };
@@ -489,6 +826,7 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         None => {
             plan.compute_attached = ConditionState::unmet("NotAttached", "compute not attached");
             if manage {
+                created(&mut plan.status, &input.compute_id);
                 plan.actions.push(Action::AttachCompute { address });
                 wait(
                     &mut plan,
@@ -532,6 +870,31 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
             } else if state.eq_ignore_ascii_case("Succeeded") {
                 plan.compute_attached = ConditionState::met("Succeeded", "attached to Azure ML");
                 plan.progress = Progress::ready("Ready", "VM running and attached to Azure ML");
+            } else if state.eq_ignore_ascii_case("Failed") && manage {
+                match retry_failed(&mut plan.status, &input.compute_id, input.now) {
+                    Retry::Now => {
+                        plan.compute_attached =
+                            ConditionState::unmet("AttachFailed", "retrying the failed attach");
+                        plan.actions.push(Action::AttachCompute { address });
+                        wait(
+                            &mut plan,
+                            "AttachingCompute",
+                            "retrying the failed attach".into(),
+                        );
+                    }
+                    Retry::Later(m) => {
+                        plan.compute_attached = ConditionState::unmet("AttachFailed", m.clone());
+                        wait(&mut plan, "AttachingCompute", m);
+                    }
+                    Retry::GiveUp(m) => {
+                        let m = format!(
+                            "{m}; Azure ML provisioning errors: {:?}",
+                            c.properties.provisioning_errors
+                        );
+                        plan.compute_attached = ConditionState::unmet("AttachFailed", m.clone());
+                        plan.progress = Progress::stalled("AttachFailed", m);
+                    }
+                }
             } else if state.eq_ignore_ascii_case("Failed") {
                 let msg = format!(
                     "Azure ML reports the compute as Failed: {:?}",
@@ -561,22 +924,25 @@ pub enum Cleanup {
     Done,
 }
 
-/// What still exists, for [`decide_cleanup`]. `Some(state)` = exists with that provisioning
-/// state.
+/// What still exists, for [`decide_cleanup`]. States are provisioning states.
 #[derive(Debug, Clone, Default)]
 pub struct Remaining {
     pub compute: Option<String>,
-    pub vm: Option<String>,
-    pub nic: Option<String>,
-    /// (id, state) of the public IP, NSG and vnet that still exist.
+    /// (id, state) of the VM.
+    pub vm: Option<(String, String)>,
+    /// (id, state) of the NIC.
+    pub nic: Option<(String, String)>,
+    /// (id, state) of the public IPs, NSG and vnets that still exist.
     pub leaves: Vec<(String, String)>,
+    /// Resources with our names that are not ours: left alone.
+    pub foreign: Vec<String>,
 }
 
 fn deleting(state: &str) -> bool {
     state.eq_ignore_ascii_case("Deleting")
 }
 
-pub fn decide_cleanup(ids: &super::desired::Ids, r: &Remaining) -> Cleanup {
+pub fn decide_cleanup(r: &Remaining) -> Cleanup {
     if let Some(state) = &r.compute {
         return if deleting(state) {
             Cleanup::Wait("Azure ML compute".into())
@@ -584,8 +950,8 @@ pub fn decide_cleanup(ids: &super::desired::Ids, r: &Remaining) -> Cleanup {
             Cleanup::DetachCompute
         };
     }
-    for (what, id, state) in [("VM", &ids.vm, &r.vm), ("NIC", &ids.nic, &r.nic)] {
-        if let Some(state) = state {
+    for (what, found) in [("VM", &r.vm), ("NIC", &r.nic)] {
+        if let Some((id, state)) = found {
             return if deleting(state) {
                 Cleanup::Wait(what.into())
             } else {

@@ -13,6 +13,39 @@ use crate::{Error, Result};
 
 /// Tag on every resource the operator creates: `namespace/name` of the owner.
 pub const OWNER_TAG: &str = "edgetrain.dev/owner";
+/// Tag on every resource the operator creates: the owner's `metadata.uid`, so that a target
+/// re-created under the same name does not take over what its predecessor left behind.
+pub const OWNER_UID_TAG: &str = "edgetrain.dev/owner-uid";
+/// Annotation (`"true"`) that lets a target adopt existing Azure resources (and an Azure ML
+/// compute) with its names although their owner tags do not name it.
+pub const ADOPT_ANNOTATION: &str = "edgetrain.dev/adopt";
+
+/// The owner tags of `ect`.
+pub fn owner_tags(ect: &EdgeComputeTarget) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            OWNER_TAG.to_string(),
+            format!("{}/{}", ect.namespace().unwrap_or_default(), ect.name_any()),
+        ),
+        (OWNER_UID_TAG.to_string(), ect.uid().unwrap_or_default()),
+    ])
+}
+
+/// Whether `tags` name the same owner as `owner` (both tags equal).
+pub fn owned_by(tags: Option<&BTreeMap<String, String>>, owner: &BTreeMap<String, String>) -> bool {
+    tags.is_some_and(|t| {
+        [OWNER_TAG, OWNER_UID_TAG]
+            .iter()
+            .all(|k| t.get(*k).is_some_and(|v| Some(v) == owner.get(*k)))
+    })
+}
+
+/// Whether the target carries the adoption annotation.
+pub fn adopts(ect: &EdgeComputeTarget) -> bool {
+    ect.annotations()
+        .get(ADOPT_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
 /// Subnet name inside the vnet the operator creates.
 pub const SUBNET_NAME: &str = "default";
 /// Default address range of the operator's vnet/subnet.
@@ -43,6 +76,8 @@ pub struct Desired {
     pub public_ip: Option<PublicIpAddress>,
     pub nic: NetworkInterface,
     pub vm: stackhub::VmSpec,
+    /// Owner tags every resource carries (see [`owner_tags`]).
+    pub tags: BTreeMap<String, String>,
     /// Rules the NSG must hold, normalised for comparison.
     pub nsg_sources: Vec<String>,
     pub address_prefix: Option<String>,
@@ -93,10 +128,7 @@ pub fn desired(ect: &EdgeComputeTarget, ssh_public_key: &str) -> Result<Desired>
         resource_group: hub.resource_group.clone(),
     };
     let bad = |e: edgetrain_azure::Error| Error::InvalidSpec(e.to_string());
-    let tags = BTreeMap::from([(
-        OWNER_TAG.to_string(),
-        format!("{}/{}", ect.namespace().unwrap_or_default(), ect.name_any()),
-    )]);
+    let tags = owner_tags(ect);
     let nsg_id = rg.nsg_id(&format!("{base}-nsg")).map_err(bad)?;
     let (vnet_id, subnet_id, vnet, address_prefix) = match &spec.vm.network.subnet_id {
         Some(subnet) => (None, subnet.clone(), None, None),
@@ -160,7 +192,7 @@ pub fn desired(ect: &EdgeComputeTarget, ssh_public_key: &str) -> Result<Desired>
             spec.vm.cloud_init.as_deref(),
         )),
         nic_id: nic_id.clone(),
-        tags,
+        tags: tags.clone(),
     };
     let nsg_sources = nsg
         .properties
@@ -182,6 +214,7 @@ pub fn desired(ect: &EdgeComputeTarget, ssh_public_key: &str) -> Result<Desired>
         public_ip: pip,
         nic,
         vm,
+        tags,
         nsg_sources,
         address_prefix,
     })
@@ -191,4 +224,35 @@ impl Desired {
     pub fn vm_body(&self) -> Result<VirtualMachine> {
         stackhub::vm_body(&self.vm).map_err(|e| Error::InvalidSpec(e.to_string()))
     }
+}
+
+/// ARM ids deletion with `Delete` considers: what status recorded as created, plus every name
+/// the target's resources can have (a public IP or vnet created under an earlier spec), plus
+/// the compute. Empty when nothing was ever created, e.g. a spec that never became valid or
+/// whose credentials never existed: such a target is deleted without touching Azure.
+/// Whether each one is really ours is checked on its owner tags before it is deleted.
+pub fn cleanup_ids(ect: &EdgeComputeTarget) -> Vec<String> {
+    let status = ect.status.clone().unwrap_or_default();
+    let mut ids = status.created_resources.clone();
+    // Status written before `createdResources` existed still shows what was made.
+    let legacy = status.vm_resource_id.is_some()
+        || status.compute_id.is_some()
+        || !status.pending_operations.is_empty();
+    if ids.is_empty() && !legacy {
+        return ids;
+    }
+    ids.extend(status.compute_id.clone());
+    if let Ok(d) = desired(ect, "") {
+        let rg = ResourceGroup {
+            subscription_id: ect.spec.stack_hub.subscription_id.clone(),
+            resource_group: ect.spec.stack_hub.resource_group.clone(),
+        };
+        let base = base_name(ect).unwrap_or_default();
+        ids.extend([d.ids.vm, d.ids.nic, d.ids.nsg]);
+        ids.extend(rg.public_ip_id(&format!("{base}-pip")));
+        ids.extend(rg.vnet_id(&format!("{base}-vnet")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    ids.retain(|id| seen.insert(id.to_ascii_lowercase()));
+    ids
 }

@@ -1,7 +1,7 @@
 //! Thin reads: pending operations polled once, every resource read once, active TrainingRuns
 //! counted (from the watch cache).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use edgetrain_api::{TrainingRunPhase, TrainingRunStatus, common::PendingOperation};
@@ -9,7 +9,7 @@ use edgetrain_azure::{ml::MlApi, stackhub::StackHubApi};
 
 use super::{
     decide::{Observed, Remaining, is_pending, succeeded},
-    desired::Ids,
+    desired::{Ids, owned_by},
 };
 pub use crate::runtime::operations::min_opt;
 use crate::{
@@ -30,6 +30,12 @@ pub struct Clients {
     pub compute: Arc<dyn super::attach::ComputeAttacher>,
 }
 
+/// Whether `id` is an Azure ML resource (anything that is not a Stack Hub Compute, Network or
+/// Storage id).
+fn is_ml(id: &str) -> bool {
+    edgetrain_azure::stackhub::provider_of(id).is_err()
+}
+
 /// Polls each pending operation once (no waiting in a loop), with the client of the service
 /// that started it: Stack Hub for Compute/Network ids, Azure ML otherwise.
 pub async fn poll_pending(
@@ -39,9 +45,10 @@ pub async fn poll_pending(
     now: DateTime<Utc>,
 ) -> Result<Resumed> {
     let route = |op: &PendingOperation| -> &dyn OperationPoller {
-        match edgetrain_azure::stackhub::provider_of(&op.resource_id) {
-            Ok(_) => &clients.hub,
-            Err(_) => &clients.ml,
+        if is_ml(&op.resource_id) {
+            &clients.ml
+        } else {
+            &clients.hub
         }
     };
     operations::resume(pending, route, max_age, now).await
@@ -123,54 +130,96 @@ pub async fn observe(
     Ok(out)
 }
 
-/// What still exists during deletion.
-pub async fn remaining(clients: &Clients, ids: &Ids) -> Result<Remaining> {
+/// What still exists during deletion, among `candidates` (see
+/// [`super::desired::cleanup_ids`]). A resource whose owner tags do not name this target is
+/// left alone (listed in `foreign`) unless the target adopts.
+pub async fn remaining(
+    clients: &Clients,
+    candidates: &[String],
+    owner: &BTreeMap<String, String>,
+    adopt: bool,
+) -> Result<Remaining> {
     let hub = &clients.hub;
     let state = |s: Option<&str>| s.unwrap_or("Succeeded").to_string();
-    let compute = clients
-        .compute
-        .get()
-        .await?
-        .map(|c| state(c.properties.provisioning_state.as_deref()));
-    let vm = hub
-        .get_vm(&ids.vm, false)
-        .await
-        .map_err(read("VM", &ids.vm))?
-        .map(|v| state(v.properties.provisioning_state.as_deref()));
-    let nic = hub
-        .get_nic(&ids.nic)
-        .await
-        .map_err(read("NIC", &ids.nic))?
-        .map(|n| state(n.properties.provisioning_state.as_deref()));
-    let mut leaves = Vec::new();
-    if let Some(id) = &ids.public_ip
-        && let Some(p) = hub.get_public_ip(id).await.map_err(read("public IP", id))?
-    {
-        leaves.push((
-            id.clone(),
-            state(p.resource.properties.provisioning_state.as_deref()),
-        ));
+    let mut out = Remaining::default();
+    for id in candidates {
+        let lower = id.to_ascii_lowercase();
+        let kind = |t: &str| lower.contains(&format!("/providers/{t}/"));
+        // (owner tags, provisioning state) of what exists.
+        let found: Option<(Option<BTreeMap<String, String>>, String)> = if is_ml(id) {
+            match clients.compute.get().await? {
+                // Never detach a compute of another kind, whoever tagged it.
+                Some(c)
+                    if !c
+                        .properties
+                        .compute_type
+                        .eq_ignore_ascii_case("VirtualMachine") =>
+                {
+                    out.foreign.push(id.clone());
+                    continue;
+                }
+                Some(c) => Some((c.tags, state(c.properties.provisioning_state.as_deref()))),
+                None => None,
+            }
+        } else if kind("microsoft.compute/virtualmachines") {
+            hub.get_vm(id, false)
+                .await
+                .map_err(read("VM", id))?
+                .map(|v| {
+                    (
+                        Some(v.tags),
+                        state(v.properties.provisioning_state.as_deref()),
+                    )
+                })
+        } else if kind("microsoft.network/networkinterfaces") {
+            hub.get_nic(id).await.map_err(read("NIC", id))?.map(|n| {
+                (
+                    Some(n.tags),
+                    state(n.properties.provisioning_state.as_deref()),
+                )
+            })
+        } else if kind("microsoft.network/networksecuritygroups") {
+            hub.get_nsg(id).await.map_err(read("NSG", id))?.map(|n| {
+                (
+                    Some(n.tags),
+                    state(n.properties.provisioning_state.as_deref()),
+                )
+            })
+        } else if kind("microsoft.network/publicipaddresses") {
+            hub.get_public_ip(id)
+                .await
+                .map_err(read("public IP", id))?
+                .map(|p| {
+                    let st = state(p.resource.properties.provisioning_state.as_deref());
+                    (Some(p.resource.tags), st)
+                })
+        } else if kind("microsoft.network/virtualnetworks") {
+            hub.get_vnet(id).await.map_err(read("vnet", id))?.map(|v| {
+                (
+                    Some(v.tags),
+                    state(v.properties.provisioning_state.as_deref()),
+                )
+            })
+        } else {
+            continue;
+        };
+        let Some((tags, st)) = found else { continue };
+        if !adopt && !owned_by(tags.as_ref(), owner) {
+            out.foreign.push(id.clone());
+            continue;
+        }
+        let entry = Some((id.clone(), st));
+        if is_ml(id) {
+            out.compute = entry.map(|(_, s)| s);
+        } else if kind("microsoft.compute/virtualmachines") {
+            out.vm = entry;
+        } else if kind("microsoft.network/networkinterfaces") {
+            out.nic = entry;
+        } else if let Some(e) = entry {
+            out.leaves.push(e);
+        }
     }
-    if let Some(n) = hub.get_nsg(&ids.nsg).await.map_err(read("NSG", &ids.nsg))? {
-        leaves.push((
-            ids.nsg.clone(),
-            state(n.properties.provisioning_state.as_deref()),
-        ));
-    }
-    if let Some(id) = &ids.vnet
-        && let Some(v) = hub.get_vnet(id).await.map_err(read("vnet", id))?
-    {
-        leaves.push((
-            id.clone(),
-            state(v.properties.provisioning_state.as_deref()),
-        ));
-    }
-    Ok(Remaining {
-        compute,
-        vm,
-        nic,
-        leaves,
-    })
+    Ok(out)
 }
 
 /// The power contract: a run is active while its phase is Pending, Submitted, Queued or

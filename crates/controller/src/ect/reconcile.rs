@@ -111,7 +111,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     let name = ssh_secret_name(ect);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let read = |s: &Secret| -> Result<KeyPair> {
-        KeyPair::from_openssh(&secret_value(s, ssh::PRIVATE_KEY)?)
+        KeyPair::from_private(&secret_value(s, ssh::PRIVATE_KEY)?)
     };
     if let Some(s) = ctx
         .secrets
@@ -123,7 +123,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
     if !create {
         return Ok(None);
     }
-    let key = KeyPair::generate(&format!("edgetrain-{ns}-{}", ect.name_any()))?;
+    let key = KeyPair::generate_blocking().await?;
     let owner = OwnerReference {
         api_version: EdgeComputeTarget::api_version(&()).to_string(),
         kind: KIND.into(),
@@ -147,7 +147,7 @@ async fn key_pair(ctx: &Context, ect: &EdgeComputeTarget, create: bool) -> Resul
         string_data: Some(BTreeMap::from([
             (
                 ssh::PRIVATE_KEY.to_string(),
-                key.private_openssh().secret().to_string(),
+                key.private_pem().secret().to_string(),
             ),
             (ssh::PUBLIC_KEY.to_string(), key.public_openssh.clone()),
         ])),
@@ -182,6 +182,9 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         .map(parse_duration)
         .transpose()?;
     let clients = clients(ctx, ect).await?;
+    if apply::deletes_in_azure(ect, ctx) {
+        apply::hold_credentials(&ctx.client, ect).await?;
+    }
     let key = key_pair(ctx, ect, policy == ReconcilePolicy::Manage).await?;
     let desired: Desired =
         desired::desired(ect, key.as_ref().map_or("", |k| k.public_openssh.as_str()))?;
@@ -197,6 +200,7 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let mut observed =
         observe::observe(&clients, &desired.ids, &polled.still_pending, fresh).await?;
     observed.pending = polled.still_pending.clone();
+    observed.failures = polled.failed.clone();
     let ns = ect.namespace().unwrap_or_default();
     observed.active_runs = observe::active_runs(&ctx.stores, &ns, &ect.name_any());
     let compute_id = clients.compute.compute_id()?;
@@ -209,6 +213,8 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         idle_timeout,
         status: &old,
         now,
+        reach_via: ect.spec.azure_ml.reach_via,
+        adopt: desired::adopts(ect),
     };
     let plan = decide::decide(&input, &observed);
     let mut status = plan.status.clone();
@@ -217,16 +223,7 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         let key = key
             .as_ref()
             .ok_or_else(|| Error::SshKey("no key pair to write with".into()))?;
-        let applied = apply::apply(
-            &clients,
-            &desired,
-            observed.vm.as_ref(),
-            key,
-            &ect.spec.stack_hub.location,
-            &plan.actions,
-            now,
-        )
-        .await;
+        let applied = apply::apply(&clients, &desired, key, &plan.actions, now).await;
         let applied = match applied {
             Ok(a) => a,
             Err(e) => {
@@ -277,7 +274,7 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
                     .transpose()?;
                 let is_due = rotation::due(ect.spec.ssh_key_rotation.as_ref(), &old, max_age, now);
                 let step = rotation::next_step(is_due, rotation::stage(&secret).as_deref());
-                let address = status.public_ip.clone().or(status.private_ip.clone());
+                let address = decide::compute_address(ect.spec.azure_ml.reach_via, &status);
                 if let (true, Some(address)) = (step != rotation::Step::Idle, address) {
                     let advanced = rotation::advance(
                         &secrets,
@@ -325,15 +322,11 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
             .observe(secs);
     }
     if !polled.failed.is_empty() {
+        let failures: Vec<String> = polled.failed.iter().map(|f| f.to_string()).collect();
         return Err(Error::OperationFailed {
             action: "operation".into(),
             resource_id: ect.name_any(),
-            message: polled
-                .failed
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: failures.join("; "),
         });
     }
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
@@ -421,6 +414,12 @@ async fn write_status_for(
 /// Deletion. `Retain`, `observe` and `skip` leave Azure untouched; `Delete` removes what the
 /// operator created and keeps the finalizer until every resource reads 404.
 pub async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
+    let done = cleanup_azure(ect, ctx).await?;
+    apply::release_credentials(ctx, ect).await?;
+    Ok(done)
+}
+
+async fn cleanup_azure(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     let deletion = deletion_policy(
         ect.spec.deletion_policy,
         EdgeComputeTarget::settings(&ctx.settings).default_deletion_policy,
@@ -429,6 +428,8 @@ pub async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> 
     let policy = reconcile_policy(ect).unwrap_or(ReconcilePolicy::Skip);
     if deletion == DeletionPolicy::Retain || policy != ReconcilePolicy::Manage {
         info!(?deletion, ?policy, "deleting without touching Azure");
+        // The retained VM is only reachable with its key: keep the Secret past the target.
+        apply::orphan_key_secret(&ctx.client, ect, &ssh_secret_name(ect)).await?;
         event(
             ctx,
             ect,
@@ -439,10 +440,23 @@ pub async fn cleanup(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> 
         .await;
         return Ok(Requeue::await_change());
     }
+    let candidates = desired::cleanup_ids(ect);
+    if candidates.is_empty() {
+        info!("nothing was created in Azure; deleting without touching it");
+        return Ok(Requeue::await_change());
+    }
     let clients = clients(ctx, ect).await?;
-    let ids = desired::desired(ect, "")?.ids;
-    let remaining = observe::remaining(&clients, &ids).await?;
-    let step = decide_cleanup(&ids, &remaining);
+    let remaining = observe::remaining(
+        &clients,
+        &candidates,
+        &desired::owner_tags(ect),
+        desired::adopts(ect),
+    )
+    .await?;
+    if !remaining.foreign.is_empty() {
+        info!(foreign = ?remaining.foreign, "leaving resources this target does not own");
+    }
+    let step = decide_cleanup(&remaining);
     match &step {
         Cleanup::Done => {
             event(

@@ -103,7 +103,7 @@ fn set_stage(secret: &mut Secret, stage: Option<&str>) {
 fn next_key(secret: &Secret) -> Result<KeyPair> {
     let pem = text(secret, NEXT_PRIVATE_KEY)
         .ok_or_else(|| Error::SshKey("rotation in progress but the next key is missing".into()))?;
-    KeyPair::from_openssh(&pem)
+    KeyPair::from_private(&pem)
 }
 
 async fn save(api: &Api<Secret>, secret: &Secret) -> Result<()> {
@@ -154,14 +154,11 @@ pub async fn advance(
     match step {
         Step::Idle => out.step = None,
         Step::Generate => {
-            let comment = text(&secret, ssh::PUBLIC_KEY)
-                .and_then(|p| p.split_whitespace().nth(2).map(String::from))
-                .unwrap_or_else(|| "edgetrain".into());
-            let next = KeyPair::generate(&comment)?;
+            let next = KeyPair::generate_blocking().await?;
             let data = secret.data.get_or_insert_with(BTreeMap::new);
             data.insert(
                 NEXT_PRIVATE_KEY.into(),
-                ByteString(next.private_openssh().secret().as_bytes().to_vec()),
+                ByteString(next.private_pem().secret().as_bytes().to_vec()),
             );
             data.insert(
                 NEXT_PUBLIC_KEY.into(),
@@ -194,11 +191,11 @@ pub async fn advance(
             let started = clients
                 .compute
                 .attach(&AttachTarget {
-                    location,
                     address,
                     username: admin,
                     key: &next,
                     vm_size: &desired.vm.size,
+                    tags: &desired.tags,
                 })
                 .await?;
             let id = clients.compute.compute_id()?;

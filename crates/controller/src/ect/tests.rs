@@ -60,7 +60,7 @@ fn compute(address: &str, state: &str) -> ComputeResource {
         id: None,
         name: None,
         location: None,
-        tags: None,
+        tags: Some(want().tags),
         properties: Compute {
             compute_type: "VirtualMachine".into(),
             description: None,
@@ -140,6 +140,8 @@ fn run(
         idle_timeout: idle,
         status: &status,
         now: now(),
+        reach_via: Default::default(),
+        adopt: false,
     };
     let plan = decide(&input, &observed);
     let (kind, reason) = match plan.progress {
@@ -306,12 +308,14 @@ fn decisions_for_each_observed_state() {
             "AttachingCompute",
         ),
         (
-            "compute failed",
+            "compute failed: attached again (bounded, see the retry test)",
             failed,
             manage,
-            vec![],
-            "Stalled",
-            "AttachFailed",
+            vec![Action::AttachCompute {
+                address: "192.0.2.10".into(),
+            }],
+            "InProgress",
+            "AttachingCompute",
         ),
         (
             "everything in place",
@@ -502,7 +506,7 @@ fn last_active_time_is_refreshed_coarsely() {
 #[test]
 fn cleanup_order_and_404_means_done() {
     let ids = want().ids;
-    let ok = || Some("Succeeded".to_string());
+    let ok = |id: &str| Some((id.to_string(), "Succeeded".to_string()));
     let leaves = |state: &str| {
         vec![
             (ids.public_ip.clone().unwrap(), state.to_string()),
@@ -514,10 +518,11 @@ fn cleanup_order_and_404_means_done() {
         (
             "compute first",
             Remaining {
-                compute: ok(),
-                vm: ok(),
-                nic: ok(),
+                compute: Some("Succeeded".into()),
+                vm: ok(&ids.vm),
+                nic: ok(&ids.nic),
                 leaves: leaves("Succeeded"),
+                ..Default::default()
             },
             Cleanup::DetachCompute,
         ),
@@ -525,39 +530,36 @@ fn cleanup_order_and_404_means_done() {
             "detach in progress",
             Remaining {
                 compute: Some("Deleting".into()),
-                vm: ok(),
-                nic: ok(),
-                leaves: vec![],
+                vm: ok(&ids.vm),
+                nic: ok(&ids.nic),
+                ..Default::default()
             },
             Cleanup::Wait("Azure ML compute".into()),
         ),
         (
             "then the VM",
             Remaining {
-                compute: None,
-                vm: ok(),
-                nic: ok(),
+                vm: ok(&ids.vm),
+                nic: ok(&ids.nic),
                 leaves: leaves("Succeeded"),
+                ..Default::default()
             },
             Cleanup::Delete(vec![ids.vm.clone()]),
         ),
         (
             "then the NIC",
             Remaining {
-                compute: None,
-                vm: None,
-                nic: ok(),
+                nic: ok(&ids.nic),
                 leaves: leaves("Succeeded"),
+                ..Default::default()
             },
             Cleanup::Delete(vec![ids.nic.clone()]),
         ),
         (
             "then the rest together",
             Remaining {
-                compute: None,
-                vm: None,
-                nic: None,
                 leaves: leaves("Succeeded"),
+                ..Default::default()
             },
             Cleanup::Delete(vec![
                 ids.public_ip.clone().unwrap(),
@@ -568,17 +570,23 @@ fn cleanup_order_and_404_means_done() {
         (
             "waiting for deletes",
             Remaining {
-                compute: None,
-                vm: None,
-                nic: None,
                 leaves: leaves("Deleting"),
+                ..Default::default()
             },
             Cleanup::Wait(ids.public_ip.clone().unwrap()),
+        ),
+        (
+            "what is not ours is never deleted",
+            Remaining {
+                foreign: vec![ids.vm.clone()],
+                ..Default::default()
+            },
+            Cleanup::Done,
         ),
         ("all 404", Remaining::default(), Cleanup::Done),
     ];
     for (name, remaining, want) in cases {
-        assert_eq!(decide_cleanup(&ids, &remaining), want, "{name}");
+        assert_eq!(decide_cleanup(&remaining), want, "{name}");
     }
 }
 
@@ -638,4 +646,271 @@ fn desired_names_and_bodies() {
     let mut long = ect();
     long.metadata.name = Some("x".repeat(60));
     assert!(desired(&long, "k").is_err());
+}
+
+fn plan_with(
+    observed: &Observed,
+    status: &EdgeComputeTargetStatus,
+    d: &Desired,
+    tweak: impl FnOnce(&mut Input<'_>),
+) -> super::decide::Plan {
+    let mut input = Input {
+        generation: Some(3),
+        policy: ReconcilePolicy::Manage,
+        desired: d,
+        compute_id: "/ws/computes/edge".into(),
+        admin_username: "azureuser",
+        idle_timeout: None,
+        status,
+        now: now(),
+        reach_via: Default::default(),
+        adopt: false,
+    };
+    tweak(&mut input);
+    decide(&input, observed)
+}
+
+fn reason(p: &Progress) -> (&'static str, &str, &str) {
+    match p {
+        Progress::Ready { reason, message } => ("Ready", reason, message),
+        Progress::InProgress { reason, message } => ("InProgress", reason, message),
+        Progress::Stalled { reason, message } => ("Stalled", reason, message),
+    }
+}
+
+fn at(t: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    crate::runtime::operations::to_time(t)
+}
+
+#[test]
+fn failed_provisioning_is_retried_with_backoff_then_stalled_with_azures_error() {
+    use super::decide::{FAILED_RETRY_BASE, MAX_FAILED_RETRIES};
+    use crate::runtime::operations::FailedOperation;
+    use edgetrain_api::edge_compute_target::ProvisioningFailure;
+    let d = want();
+    let failed_vm = Observed {
+        vm: Some(vm("Standard_DS2_v2", "starting", "Failed")),
+        failures: vec![FailedOperation {
+            resource_id: d.ids.vm.clone(),
+            action: "put".into(),
+            error: Some(Box::new(edgetrain_azure::arm::ArmError::from_response(
+                http::StatusCode::OK,
+                &http::HeaderMap::new(),
+                br#"{"error": {"code": "AllocationFailed", "message": "no capacity on the stamp"}}"#,
+            ))),
+        }],
+        ..network()
+    };
+    // First sight of the failure: Azure's error is kept, the VM is written again at once.
+    let plan = plan_with(&failed_vm, &Default::default(), &d, |_| {});
+    assert_eq!(plan.actions, vec![Action::PutVm]);
+    assert_eq!(reason(&plan.progress).0, "InProgress");
+    let f = &plan.status.provisioning_failures[0];
+    assert_eq!(
+        (f.code.as_deref(), f.retries),
+        (Some("AllocationFailed"), 1)
+    );
+    assert!(
+        plan.vm_ready.message.contains("retrying"),
+        "{:?}",
+        plan.vm_ready
+    );
+
+    // Still Failed within the backoff: no write, not "busy" but a retry countdown.
+    let record = |retries: u32, ago: chrono::Duration| EdgeComputeTargetStatus {
+        provisioning_failures: vec![ProvisioningFailure {
+            resource_id: d.ids.vm.clone(),
+            code: Some("AllocationFailed".into()),
+            message: Some("no capacity on the stamp".into()),
+            retries,
+            last_retry: Some(at(now() - ago)),
+        }],
+        observed_generation: Some(3),
+        ..Default::default()
+    };
+    let still = Observed {
+        failures: vec![],
+        ..failed_vm.clone()
+    };
+    let plan = plan_with(&still, &record(1, chrono::Duration::seconds(1)), &d, |_| {});
+    assert_eq!(plan.actions, vec![]);
+    let (kind, _, msg) = reason(&plan.progress);
+    assert_eq!(kind, "InProgress");
+    assert!(msg.contains("AllocationFailed"), "{msg}");
+    // After the backoff: the next retry.
+    let waited = chrono::Duration::from_std(FAILED_RETRY_BASE * 2).unwrap();
+    let plan = plan_with(&still, &record(1, waited), &d, |_| {});
+    assert_eq!(plan.actions, vec![Action::PutVm]);
+    assert_eq!(plan.status.provisioning_failures[0].retries, 2);
+    // Retries used up: Stalled with Azure's code and message, and no write.
+    let plan = plan_with(
+        &still,
+        &record(MAX_FAILED_RETRIES, chrono::Duration::hours(1)),
+        &d,
+        |_| {},
+    );
+    assert_eq!(plan.actions, vec![]);
+    let (kind, reason_, msg) = reason(&plan.progress);
+    assert_eq!((kind, reason_), ("Stalled", "ProvisioningFailed"));
+    assert!(
+        msg.contains("AllocationFailed") && msg.contains("no capacity"),
+        "{msg}"
+    );
+    // A spec change (new generation) earns a fresh set of retries.
+    let edited = EdgeComputeTargetStatus {
+        observed_generation: Some(2),
+        ..record(MAX_FAILED_RETRIES, chrono::Duration::hours(1))
+    };
+    let plan = plan_with(&still, &edited, &d, |_| {});
+    assert_eq!(plan.actions, vec![Action::PutVm]);
+    assert_eq!(plan.status.provisioning_failures[0].retries, 1);
+
+    // A failed attach is bounded the same way, across reconciles without new failures.
+    let failed_compute = Observed {
+        compute: Some(compute("192.0.2.10", "Failed")),
+        ..all_ready()
+    };
+    let exhausted = EdgeComputeTargetStatus {
+        provisioning_failures: vec![ProvisioningFailure {
+            resource_id: "/ws/computes/edge".into(),
+            retries: MAX_FAILED_RETRIES,
+            ..Default::default()
+        }],
+        observed_generation: Some(3),
+        ..Default::default()
+    };
+    let plan = plan_with(&failed_compute, &exhausted, &d, |_| {});
+    assert_eq!(plan.actions, vec![]);
+    assert_eq!(reason(&plan.progress).1, "AttachFailed");
+    assert_eq!(plan.status.provisioning_failures.len(), 1);
+
+    // A failed network piece is written again too, and once it succeeds the record is gone.
+    let mut nsg_failed = network();
+    nsg_failed
+        .nsg
+        .as_mut()
+        .unwrap()
+        .properties
+        .provisioning_state = Some("Failed".into());
+    let plan = plan_with(&nsg_failed, &Default::default(), &d, |_| {});
+    assert_eq!(plan.actions, vec![Action::PutNsg]);
+    let plan = plan_with(
+        &all_ready(),
+        &record(2, chrono::Duration::hours(1)),
+        &d,
+        |_| {},
+    );
+    assert!(plan.status.provisioning_failures.is_empty());
+    assert_eq!(reason(&plan.progress).0, "Ready");
+}
+
+#[test]
+fn resources_of_another_owner_are_never_taken_over() {
+    let d = want();
+    let mut foreign_vm = all_ready();
+    let tags = &mut foreign_vm.vm.as_mut().unwrap().tags;
+    tags.insert(super::desired::OWNER_TAG.into(), "other/edge".into());
+    let plan = plan_with(&foreign_vm, &Default::default(), &d, |_| {});
+    assert_eq!(plan.actions, vec![]);
+    let (kind, r, msg) = reason(&plan.progress);
+    assert_eq!((kind, r), ("Stalled", "NotOwned"));
+    assert!(msg.contains("virtualMachines/ml-edge-vm"), "{msg}");
+    // Explicit adoption takes it over.
+    let plan = plan_with(&foreign_vm, &Default::default(), &d, |i| i.adopt = true);
+    assert_eq!(reason(&plan.progress).0, "Ready");
+
+    // A compute with our name but another owner (e.g. another namespace's target).
+    let mut other = all_ready();
+    other.compute.as_mut().unwrap().tags = None;
+    other.vm = Some(vm("Standard_DS2_v2", "running", "Succeeded"));
+    let plan = plan_with(&other, &Default::default(), &d, |_| {});
+    assert_eq!(reason(&plan.progress).1, "NotOwned");
+    assert_eq!(plan.actions, vec![]);
+    // A compute of another type is never overwritten, adoption or not.
+    let mut aks = all_ready();
+    aks.compute.as_mut().unwrap().properties.compute_type = "AKS".into();
+    let plan = plan_with(&aks, &Default::default(), &d, |i| i.adopt = true);
+    assert_eq!(
+        reason(&plan.progress),
+        ("Stalled", "NotOwned", plan_msg(&plan))
+    );
+    assert_eq!(plan.actions, vec![]);
+}
+
+fn plan_msg(plan: &super::decide::Plan) -> &str {
+    reason(&plan.progress).2
+}
+
+#[test]
+fn the_compute_address_is_the_one_reach_via_names_never_a_fallback() {
+    use edgetrain_api::edge_compute_target::ReachVia;
+    let no_compute = Observed {
+        compute: None,
+        ..all_ready()
+    };
+    let d = want();
+    let plan = plan_with(&no_compute, &Default::default(), &d, |_| {});
+    assert_eq!(
+        plan.actions,
+        vec![Action::AttachCompute {
+            address: "192.0.2.10".into()
+        }]
+    );
+    let plan = plan_with(&no_compute, &Default::default(), &d, |i| {
+        i.reach_via = ReachVia::Private
+    });
+    assert_eq!(
+        plan.actions,
+        vec![Action::AttachCompute {
+            address: "10.20.0.4".into()
+        }]
+    );
+    // No public IP in the spec and reachVia Public: a clear condition, not the private IP.
+    let mut private_only = ect();
+    private_only.spec.vm.public_ip = false;
+    let d = desired(&private_only, "k").unwrap();
+    let mut obs = no_compute.clone();
+    obs.public_ip = None;
+    obs.nic.as_mut().unwrap().properties.ip_configurations[0]
+        .properties
+        .public_ip_address = None;
+    let plan = plan_with(&obs, &Default::default(), &d, |_| {});
+    assert_eq!(plan.actions, vec![]);
+    assert_eq!(reason(&plan.progress).1, "NoPublicAddress");
+    let plan = plan_with(&obs, &Default::default(), &d, |i| {
+        i.reach_via = ReachVia::Private
+    });
+    assert_eq!(
+        plan.actions,
+        vec![Action::AttachCompute {
+            address: "10.20.0.4".into()
+        }]
+    );
+}
+
+#[test]
+fn created_resources_are_recorded_and_drive_cleanup() {
+    let d = want();
+    // Creating records what is created.
+    let plan = plan_with(&Observed::default(), &Default::default(), &d, |_| {});
+    let pip = d.ids.public_ip.clone().unwrap();
+    assert!(plan.status.created_resources.contains(&d.ids.nsg));
+    assert!(plan.status.created_resources.contains(&pip));
+
+    // A target whose spec never became valid (or that never created anything): nothing to do.
+    let mut never = ect();
+    never.metadata.name = Some("x".repeat(60));
+    assert!(super::desired::cleanup_ids(&never).is_empty());
+    assert!(super::desired::cleanup_ids(&ect()).is_empty());
+
+    // Public IP created under an earlier spec, spec now without one: still deleted.
+    let mut later = ect();
+    later.spec.vm.public_ip = false;
+    later.status = Some(EdgeComputeTargetStatus {
+        created_resources: vec![d.ids.nsg.clone()],
+        ..Default::default()
+    });
+    let ids = super::desired::cleanup_ids(&later);
+    assert!(ids.contains(&pip), "{ids:?}");
+    assert!(ids.contains(&d.ids.vm) && ids.contains(&d.ids.vnet.clone().unwrap()));
 }

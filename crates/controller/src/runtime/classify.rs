@@ -34,6 +34,7 @@ pub const SERVER_ERROR: Reason = Reason::new("AzureServerError");
 pub const CONFLICT: Reason = Reason::new("AzureConflict");
 pub const UNEXPECTED_RESPONSE: Reason = Reason::new("UnexpectedResponse");
 pub const INVALID_ENDPOINT: Reason = Reason::new("InvalidEndpoint");
+pub const UNTRUSTED_ENDPOINT: Reason = Reason::new("UntrustedEndpoint");
 
 /// Codes that are retried whatever their status.
 const RETRY_CODES: &[&str] = &[
@@ -182,9 +183,8 @@ pub fn classify(e: &AzureError) -> Fault {
         AzureError::Decode { .. } => transient(UNEXPECTED_RESPONSE, None),
         AzureError::Url { .. } | AzureError::InvalidInput(_) => permanent(INVALID_ENDPOINT),
         AzureError::ForeignPollUrl { .. } => permanent(INVALID_ENDPOINT),
-        // The operator's endpoint policy refused the spec's endpoint: only a spec (or policy)
-        // change helps.
-        AzureError::UntrustedEndpoint { .. } => permanent(Reason::new("UntrustedEndpoint")),
+        // Plain http off loopback, or outside the operator's allow-list: the spec must change.
+        AzureError::UntrustedEndpoint { .. } => permanent(UNTRUSTED_ENDPOINT),
         AzureError::ClientSetup(_) | AzureError::Io { .. } => {
             transient(Reason::new("ClientSetupFailed"), None)
         }

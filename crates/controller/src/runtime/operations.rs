@@ -42,7 +42,7 @@ pub fn to_time(now: DateTime<Utc>) -> Time {
     )
 }
 
-fn from_time(t: &Time) -> DateTime<Utc> {
+pub fn from_time(t: &Time) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_nanos(t.0.as_nanosecond() as i64)
 }
 
@@ -94,16 +94,30 @@ pub struct FailedOperation {
     pub error: Option<Box<edgetrain_azure::arm::ArmError>>,
 }
 
+impl FailedOperation {
+    /// Azure's error code (`Canceled` for a canceled operation).
+    pub fn code(&self) -> &str {
+        self.error.as_ref().map_or("Canceled", |e| e.code())
+    }
+
+    /// Azure's error message.
+    pub fn message(&self) -> &str {
+        self.error
+            .as_ref()
+            .map_or("the operation was canceled", |e| e.error.message.as_str())
+    }
+}
+
 impl std::fmt::Display for FailedOperation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.error {
-            Some(e) => write!(
+            Some(_) => write!(
                 f,
                 "{} of {} failed: {}: {}",
                 self.action,
                 self.resource_id,
-                e.code(),
-                e.error.message
+                self.code(),
+                self.message()
             ),
             None => write!(f, "{} of {} was canceled", self.action, self.resource_id),
         }
@@ -225,6 +239,12 @@ mod tests {
             match answer {
                 Ok(s) => Ok(s.clone()),
                 Err(edgetrain_azure::Error::Arm(a)) => Err(edgetrain_azure::Error::Arm(a.clone())),
+                Err(edgetrain_azure::Error::ForeignPollUrl { url, arm_host }) => {
+                    Err(edgetrain_azure::Error::ForeignPollUrl {
+                        url: url.clone(),
+                        arm_host: arm_host.clone(),
+                    })
+                }
                 Err(_) => Err(edgetrain_azure::Error::InvalidInput("scripted".into())),
             }
         }
@@ -318,5 +338,55 @@ mod tests {
         assert!(matches!(e, Error::Azure { .. }), "{e}");
         // Never an invalid spec: the user's spec is not at fault.
         assert!(!matches!(e, Error::InvalidSpec(_)));
+    }
+
+    /// A stale poller never wedges the object and is never the user's fault: one whose URL is
+    /// on another endpoint than the client's (the spec moved), one Azure answers 404 for (the
+    /// record expired), one past the age bound, one that does not parse. Each is dropped and
+    /// the others are still polled.
+    #[tokio::test]
+    async fn stale_pollers_are_dropped_and_never_fatal() {
+        let now = Utc::now();
+        let p = Scripted {
+            answers: vec![
+                (
+                    "moved",
+                    Err(edgetrain_azure::Error::ForeignPollUrl {
+                        url: "https://old.example/op".into(),
+                        arm_host: "management.local.azurestack.external".into(),
+                    }),
+                ),
+                ("expired", Err(arm(404))),
+                ("fresh", Ok(LroStatus::InProgress { retry_after: None })),
+            ],
+            asked: Mutex::default(),
+        };
+        let mut unreadable = op("fresh", now);
+        unreadable.poller = "{\"url\": 7}".into();
+        let ops = vec![
+            op("moved", now),
+            op("expired", now),
+            op(
+                "fresh",
+                now - chrono::Duration::hours(2) - chrono::Duration::seconds(1),
+            ),
+            unreadable,
+            op("fresh", now - chrono::Duration::minutes(5)),
+        ];
+        let r = resume(&ops, |_| &p, Duration::from_secs(2 * 3600), now)
+            .await
+            .expect("stale pollers are not errors");
+        let expired: Vec<Expired> = r.expired.iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(
+            expired,
+            vec![
+                Expired::Gone,
+                Expired::Gone,
+                Expired::TooOld,
+                Expired::Unreadable
+            ]
+        );
+        assert_eq!(r.still_pending.len(), 1, "the fresh one is still followed");
+        assert!(r.failed.is_empty());
     }
 }

@@ -70,17 +70,21 @@ pub fn crds_dir() -> std::path::PathBuf {
 }
 
 pub async fn world(lro_ms: u64) -> World {
-    world_with(lro_ms, false).await
+    world_with(lro_ms, |_| {}).await
 }
 
-/// `azurite`: real blob storage (Stack Hub data, datastores), needed for jobs to run.
-pub async fn world_with(lro_ms: u64, azurite: bool) -> World {
+/// [`world`] with the simulator's configuration adjusted (faults, failing names, Azurite for
+/// jobs that run, ...).
+pub async fn world_with(
+    lro_ms: u64,
+    tweak: impl FnOnce(&mut edgetrain_sandbox_azure::Config),
+) -> World {
     logs();
     let dir = tempfile::tempdir().unwrap();
-    let sim = AzureSim::start(edgetrain_sandbox_azure::Config {
+    let mut sim_config = edgetrain_sandbox_azure::Config {
         state_dir: dir.path().to_owned(),
         tenant_id: TENANT.into(),
-        azurite,
+        azurite: false,
         service_principals: vec![
             ServicePrincipal {
                 tenant: TENANT.into(),
@@ -106,9 +110,9 @@ pub async fn world_with(lro_ms: u64, azurite: bool) -> World {
             location: "westeurope".into(),
         }],
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    tweak(&mut sim_config);
+    let sim = AzureSim::start(sim_config).await.unwrap();
     let kube = SandboxKube::start(Options::default()).await.unwrap();
     kube.register_crds(crds_dir()).unwrap();
     let client = kube.client().unwrap();

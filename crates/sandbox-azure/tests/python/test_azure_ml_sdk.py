@@ -30,12 +30,13 @@ def wait_terminal(ml_client, name):
 
 @pytest.fixture(scope="module")
 def compute(ml_client, sandbox, tmp_path_factory):
-    """An attached VirtualMachine compute, as azure-ai-ml attaches one."""
+    """An attached VirtualMachine compute, as azure-ai-ml attaches one (RSA key in PKCS#1 PEM,
+    the format Azure ML documents and the simulator enforces)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path_factory.mktemp("ssh") / "id_rsa"
     key_file.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
         )
     )
     vm_id = (
