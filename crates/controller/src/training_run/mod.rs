@@ -196,9 +196,13 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     };
     let now = ctx.clock.now();
     let ect = target(run, ctx);
+    let target = target_of(ect.as_deref());
+    // A run that never submitted and waits for its target costs Azure nothing: a Stalled
+    // target's credentials are not tried again through its runs.
+    let in_azure = matches!(target, Target::Ready(_)) || before.job_name.is_some();
     let ml = match &ect {
-        Some(e) => Some(workspace(e, ctx).await?),
-        None => None,
+        Some(e) if in_azure => Some(workspace(e, ctx).await?),
+        _ => None,
     };
     let jobs = match &ml {
         Some((ml, ws)) => Some(ctx.job_listings.get(&**ml, ws, now).await?),
@@ -206,7 +210,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     };
     let mut obs = Observed {
         now,
-        target: target_of(ect.as_deref()),
+        target,
         jobs,
         fingerprint: None,
         assets: None,
@@ -215,7 +219,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     };
     let need_ml = || {
         ml.clone()
-            .ok_or_else(|| Error::InvalidSpec("internal: no workspace for an Azure ML read".into()))
+            .ok_or_else(|| Error::Internal("no workspace client for an Azure ML read".into()))
     };
     let mut plan = None;
     // Each need fills one observation; four kinds exist, so this ends.
