@@ -20,24 +20,9 @@ use serde_json::json;
 
 /// A Warning event with `reason` about `name` in `ns`.
 async fn warning(w: &World, ns: &str, name: &str, reason: &str) -> Event {
-    let events: Api<Event> = Api::namespaced(w.client.clone(), ns);
-    eventually(
-        60,
-        &format!("a {reason} Warning about {ns}/{name}"),
-        || async {
-            events
-                .list(&Default::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                })
-        },
-    )
-    .await
+    let ev = wait_event_in(w, ns, name, reason, 60).await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"), "{ev:?}");
+    ev
 }
 
 async fn create_in(w: &World, ns: &str, mut body: serde_json::Value) -> EdgeComputeTarget {

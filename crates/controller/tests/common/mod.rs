@@ -322,10 +322,21 @@ pub async fn wait_event(
     reason: &str,
     secs: u64,
 ) -> k8s_openapi::api::events::v1::Event {
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), &w.ns);
+    wait_event_in(w, &w.ns, object, reason, secs).await
+}
+
+/// The first Event about `object` in namespace `ns` with `reason`.
+pub async fn wait_event_in(
+    w: &World,
+    ns: &str,
+    object: &str,
+    reason: &str,
+    secs: u64,
+) -> k8s_openapi::api::events::v1::Event {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), ns);
     eventually(
         secs,
-        &format!("a {reason} event about {object}"),
+        &format!("a {reason} event about {ns}/{object}"),
         || async {
             events
                 .list(&Default::default())
