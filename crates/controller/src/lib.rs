@@ -6,6 +6,7 @@ pub mod ect;
 mod error;
 pub mod leader;
 pub mod metrics;
+pub mod model_release;
 pub mod runtime;
 mod server;
 pub mod ssh;

@@ -1,0 +1,352 @@
+//! Table tests of the pure parts: run gate, lineage, registration, conditions, cleanup.
+
+use std::collections::BTreeMap;
+
+use edgetrain_api::{
+    DeletionPolicy, ModelReleaseSpec, ModelReleaseStatus, TrainingRun,
+    model_release::{ModelSpec, Referrer},
+};
+use edgetrain_azure::ml::ModelVersion;
+use serde_json::json;
+
+use super::{decide::*, desired::*};
+
+fn run(status: serde_json::Value) -> TrainingRun {
+    serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": "train", "namespace": "ml", "uid": "u-1"},
+        "spec": {
+            "computeTargetRef": {"name": "edge"}, "code": {}, "environment": {},
+            "command": "python train.py",
+            "data": {"endpoint": "https://x.blob.local", "container": "c",
+                     "credentialsSecretRef": {"name": "s"}}
+        },
+        "status": status,
+    }))
+    .expect("valid TrainingRun")
+}
+
+fn succeeded() -> serde_json::Value {
+    json!({
+        "phase": "Succeeded", "jobName": "job-1",
+        "outputs": {"model": "azureml://jobs/job-1/outputs/model"},
+        "codeDigest": "sha256:c0de", "dataFingerprint": "sha256:da7a", "dataBlobCount": 3
+    })
+}
+
+fn lineage() -> Lineage {
+    match run_state(Some(&run(succeeded())), "model") {
+        RunState::Releasable(l) => l,
+        other => panic!("expected releasable, got {other:?}"),
+    }
+}
+
+fn spec() -> ModelSpec {
+    ModelSpec {
+        name: "churn".into(),
+        output_name: "model".into(),
+        tags: BTreeMap::from([("team".into(), "a".into())]),
+        ..Default::default()
+    }
+}
+
+fn digests() -> PlannedDigests {
+    PlannedDigests {
+        artifact: "sha256:aa".into(),
+        image: Some("sha256:bb".into()),
+    }
+}
+
+fn desired() -> ModelVersion {
+    model_version(&spec(), &lineage(), &digests(), "ml/rel/r-1")
+}
+
+#[test]
+fn run_state_table() {
+    let failed_with = |reason: &str| {
+        json!({"phase": "Failed", "conditions": [{
+            "type": "Ready", "status": "False", "reason": reason, "message": "m",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
+    };
+    let cases: Vec<(Option<TrainingRun>, &str, fn(&RunState) -> bool)> = vec![
+        (None, "model", |s| matches!(s, RunState::Waiting(_))),
+        (
+            Some(run(json!({"phase": "Running"}))),
+            "model",
+            |s| matches!(s, RunState::Waiting(m) if m.contains("Running")),
+        ),
+        (
+            Some(run(failed_with("DataExfiltration"))),
+            "model",
+            |s| matches!(s, RunState::NotReleasable(m) if m.contains("DataExfiltration")),
+        ),
+        (
+            Some(run(failed_with("OutputPolicyViolation"))),
+            "model",
+            |s| matches!(s, RunState::NotReleasable(_)),
+        ),
+        // Any other end is "not Succeeded" (a new run or spec change may follow), not forbidden.
+        (Some(run(failed_with("JobFailed"))), "model", |s| {
+            matches!(s, RunState::Waiting(_))
+        }),
+        (
+            Some(run(succeeded())),
+            "weights",
+            |s| matches!(s, RunState::Incomplete(m) if m.contains("weights")),
+        ),
+        (Some(run(succeeded())), "model", |s| {
+            matches!(s, RunState::Releasable(_))
+        }),
+    ];
+    for (i, (r, output, ok)) in cases.into_iter().enumerate() {
+        let s = run_state(r.as_ref(), output);
+        assert!(ok(&s), "case {i}: {s:?}");
+    }
+}
+
+#[test]
+fn gates_wait_or_stall_with_the_issue_reasons() {
+    assert!(matches!(
+        run_gate(&RunState::Waiting("x".into())),
+        Some(Gate::Wait {
+            reason: "TrainingRunNotSucceeded",
+            ..
+        })
+    ));
+    assert!(matches!(
+        run_gate(&RunState::NotReleasable("x".into())),
+        Some(Gate::Stall {
+            reason: "RunNotReleasable",
+            ..
+        })
+    ));
+    assert_eq!(run_gate(&RunState::Releasable(lineage())), None);
+}
+
+#[test]
+fn model_version_carries_lineage_in_properties_and_tags() {
+    let v = desired();
+    let p = v.properties.as_ref().unwrap();
+    assert_eq!(p["edgetrain.dev/training-run"], "ml/train");
+    assert_eq!(p["edgetrain.dev/training-run-uid"], "u-1");
+    assert_eq!(p["edgetrain.dev/job-name"], "job-1");
+    assert_eq!(p["edgetrain.dev/code-digest"], "sha256:c0de");
+    assert_eq!(p["edgetrain.dev/data-fingerprint"], "sha256:da7a");
+    assert_eq!(p["edgetrain.dev/data-blob-count"], "3");
+    assert_eq!(p["edgetrain.dev/artifact-digest"], "sha256:aa");
+    assert_eq!(p["edgetrain.dev/image-digest"], "sha256:bb");
+    let t = v.tags.as_ref().unwrap();
+    assert_eq!(t["team"], "a");
+    assert_eq!(t["edgetrain.dev/job-name"], "job-1");
+    assert_eq!(t[RELEASED_BY], "ml/rel/r-1");
+    assert_eq!(
+        v.model_uri.as_deref(),
+        Some("azureml://jobs/job-1/outputs/model")
+    );
+    assert_eq!(v.model_type.as_deref(), Some("custom_model"));
+    assert_eq!(v.job_name.as_deref(), Some("job-1"));
+}
+
+#[test]
+fn registration_table() {
+    let same = desired();
+    // Edited tags and description do not make content differ; another release adopting it too.
+    let mut retagged = desired();
+    retagged.tags = Some(BTreeMap::from([("x".into(), "y".into())]));
+    retagged.description = Some("edited".into());
+    let mut other_image = desired();
+    other_image
+        .properties
+        .as_mut()
+        .unwrap()
+        .insert("edgetrain.dev/image-digest".into(), "sha256:cc".into());
+    let mut other_uri = desired();
+    other_uri.model_uri = Some("azureml://jobs/job-2/outputs/model".into());
+    let unrelated = ModelVersion {
+        model_uri: Some("azureml://other".into()),
+        ..Default::default()
+    };
+    let v = |n: &str, m: &ModelVersion| (n.to_string(), m.clone());
+    let cases: Vec<(Option<&str>, Vec<(String, ModelVersion)>, Registration)> = vec![
+        (None, vec![], Registration::Create("1".into())),
+        (
+            None,
+            vec![
+                v("1", &unrelated),
+                v("7", &unrelated),
+                v("beta", &unrelated),
+            ],
+            Registration::Create("8".into()),
+        ),
+        (
+            None,
+            vec![v("1", &unrelated), v("2", &same)],
+            Registration::Adopt("2".into()),
+        ),
+        (Some("5"), vec![], Registration::Create("5".into())),
+        (
+            Some("5"),
+            vec![v("5", &retagged)],
+            Registration::Adopt("5".into()),
+        ),
+    ];
+    for (i, (req, existing, want)) in cases.into_iter().enumerate() {
+        assert_eq!(registration(req, &same, &existing), want, "case {i}");
+    }
+    for (what, conflicting) in [("image-digest", other_image), ("modelUri", other_uri)] {
+        match registration(Some("5"), &same, &[v("5", &conflicting)]) {
+            Registration::Conflict { version, message } => {
+                assert_eq!(version, "5");
+                assert!(message.contains(what), "{message}");
+            }
+            other => panic!("{what}: expected a conflict, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn tags_identity_first_then_spec_tags_without_duplicates() {
+    let mut s = ModelReleaseSpec {
+        training_run_ref: None,
+        existing_model: None,
+        model: spec(),
+        registry: Default::default(),
+        image: None,
+        deletion_policy: None,
+    };
+    s.registry.tags = vec!["latest".into(), "churn-3".into(), "prod".into()];
+    assert_eq!(oci_tags(&s, "3").unwrap(), ["churn-3", "latest", "prod"]);
+    s.model.name = "m".repeat(127);
+    assert!(oci_tags(&s, "3").unwrap_err().contains("longer than 128"));
+}
+
+#[test]
+fn conditions_are_ready_only_when_pushed() {
+    let (r, p, progress) = conditions(&Stage::Pushed {
+        version: "3".into(),
+    });
+    assert!(r.status && p.status);
+    assert_eq!(
+        progress,
+        edgetrain_api::conditions::Progress::ready("Released", "model version 3 released")
+    );
+    for stage in [
+        Stage::Registered {
+            version: "3".into(),
+        },
+        Stage::VersionConflict("c".into()),
+        Stage::Gated(Gate::Stall {
+            reason: "RunNotReleasable",
+            message: "m".into(),
+        }),
+        Stage::Gated(Gate::Wait {
+            reason: "TrainingRunNotSucceeded",
+            message: "m".into(),
+        }),
+    ] {
+        let (_, pushed, progress) = conditions(&stage);
+        assert!(!pushed.status, "{stage:?}");
+        assert!(
+            !matches!(progress, edgetrain_api::conditions::Progress::Ready { .. }),
+            "{stage:?}"
+        );
+    }
+    let (reg, _, progress) = conditions(&Stage::VersionConflict("c".into()));
+    assert_eq!(reg.reason, "VersionConflict");
+    assert!(matches!(
+        progress,
+        edgetrain_api::conditions::Progress::Stalled { .. }
+    ));
+}
+
+fn pushed_status() -> ModelReleaseStatus {
+    ModelReleaseStatus {
+        model_version: Some("3".into()),
+        artifact_digest: Some("r.io/m@sha256:aa".into()),
+        image_digest: Some("r.io/m@sha256:bb".into()),
+        referrers: vec![
+            Referrer {
+                artifact_type: "application/vnd.in-toto+json".into(),
+                digest: "sha256:r1".into(),
+                subject: "sha256:aa".into(),
+            },
+            Referrer {
+                artifact_type: "application/vnd.in-toto+json".into(),
+                digest: "sha256:r2".into(),
+                subject: "sha256:bb".into(),
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn push_complete_needs_every_digest_and_referrer() {
+    let s = pushed_status();
+    assert!(push_complete(
+        &s,
+        "r.io/m@sha256:aa",
+        Some("r.io/m@sha256:bb"),
+        "3"
+    ));
+    assert!(!push_complete(
+        &s,
+        "r.io/m@sha256:aa",
+        Some("r.io/m@sha256:b2"),
+        "3"
+    ));
+    assert!(!push_complete(
+        &s,
+        "r.io/m@sha256:aa",
+        Some("r.io/m@sha256:bb"),
+        "4"
+    ));
+    let mut one = s.clone();
+    one.referrers.pop();
+    assert!(!push_complete(
+        &one,
+        "r.io/m@sha256:aa",
+        Some("r.io/m@sha256:bb"),
+        "3"
+    ));
+}
+
+#[test]
+fn cleanup_table() {
+    let s = pushed_status();
+    let ours = BTreeMap::from([(RELEASED_BY.to_string(), "ml/rel/r-1".to_string())]);
+    let theirs = BTreeMap::from([(RELEASED_BY.to_string(), "ml/other/r-2".to_string())]);
+    assert_eq!(
+        cleanup_plan(DeletionPolicy::Retain, &s, Some(&ours), "ml/rel/r-1"),
+        vec![]
+    );
+    let manifests = vec![
+        CleanupStep::DeleteManifest("sha256:r1".into()),
+        CleanupStep::DeleteManifest("sha256:r2".into()),
+        CleanupStep::DeleteManifest("sha256:bb".into()),
+        CleanupStep::DeleteManifest("sha256:aa".into()),
+    ];
+    let mut with_archive = manifests.clone();
+    with_archive.push(CleanupStep::Archive("3".into()));
+    assert_eq!(
+        cleanup_plan(DeletionPolicy::Delete, &s, Some(&ours), "ml/rel/r-1"),
+        with_archive
+    );
+    assert_eq!(
+        cleanup_plan(DeletionPolicy::Delete, &s, Some(&theirs), "ml/rel/r-1"),
+        manifests
+    );
+    assert_eq!(
+        cleanup_plan(DeletionPolicy::Delete, &s, None, "ml/rel/r-1"),
+        manifests
+    );
+    assert_eq!(
+        cleanup_plan(
+            DeletionPolicy::Delete,
+            &ModelReleaseStatus::default(),
+            None,
+            "x"
+        ),
+        vec![]
+    );
+}
