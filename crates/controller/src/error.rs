@@ -48,6 +48,15 @@ pub enum Error {
         source: Box<edgetrain_azure::Error>,
     },
 
+    /// A container registry operation failed (the message names registry and repository,
+    /// never a credential).
+    #[error("{context} failed: {source}")]
+    Registry {
+        context: String,
+        #[source]
+        source: Box<edgetrain_registry::Error>,
+    },
+
     /// A Kubernetes API call failed.
     #[error("Kubernetes API request failed during {context}: {source}")]
     Kube {
@@ -102,6 +111,13 @@ impl Error {
         }
     }
 
+    pub fn registry(context: impl Into<String>, source: edgetrain_registry::Error) -> Self {
+        Self::Registry {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
     pub fn kube(context: impl Into<String>, source: kube::Error) -> Self {
         Self::Kube {
             context: context.into(),
@@ -123,6 +139,7 @@ impl Error {
                 "transport" => "azure_transport",
                 _ => "azure_other",
             },
+            Error::Registry { .. } => "registry",
             Error::Kube { .. } => "kube",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::Finalizer(_) => "finalizer",
@@ -155,6 +172,7 @@ impl Error {
                 Fault::Permanent { .. } => Handling::AwaitChange,
                 Fault::Transient { retry_after, .. } => Handling::Retry(retry_after),
             },
+            Error::Registry { source, .. } if !source.is_transient() => Handling::AwaitChange,
             Error::CleanupPending(_) => Handling::Poll(CLEANUP_POLL),
             _ => Handling::Retry(None),
         }
@@ -176,6 +194,15 @@ impl Error {
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { reason } | Fault::Transient { reason, .. } => reason,
             },
+            Error::Registry { source, .. } => Reason::new(match source.as_ref() {
+                edgetrain_registry::Error::Unauthorized { .. }
+                | edgetrain_registry::Error::TokenService { .. }
+                | edgetrain_registry::Error::AzureAd { .. } => "RegistryUnauthorized",
+                edgetrain_registry::Error::Denied { .. } => "RegistryPushDenied",
+                edgetrain_registry::Error::NotFound { .. } => "RegistryNotFound",
+                e if e.is_transient() => "RegistryUnavailable",
+                _ => "RegistryRefused",
+            }),
             Error::Kube { .. } => Reason::new("KubernetesError"),
             Error::CleanupPending(_) => Reason::new("DeletionInProgress"),
             Error::Internal(_) => Reason::new("InternalError"),
