@@ -27,6 +27,14 @@ pub enum Error {
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
 
+    /// The object cannot progress until its spec or a referenced object changes (a run that
+    /// may not be released, a version conflict); `reason` is the condition reason.
+    #[error("{message}")]
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+
     /// The requested VM size is not offered by the stamp.
     #[error("VM size {size} is not available: {message}")]
     SkuNotAvailable { size: String, message: String },
@@ -132,6 +140,7 @@ impl Error {
             Error::SecretInvalid { .. } => "secret_invalid",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::SkuNotAvailable { .. } => "sku_not_available",
+            Error::Blocked { .. } => "blocked",
             Error::OperationFailed { .. } => "operation_failed",
             Error::Azure { source, .. } => match source.metric_label() {
                 "arm" => "azure_arm",
@@ -167,7 +176,8 @@ impl Error {
             Error::SecretNotFound { .. }
             | Error::SecretInvalid { .. }
             | Error::InvalidSpec(_)
-            | Error::SkuNotAvailable { .. } => Handling::AwaitChange,
+            | Error::SkuNotAvailable { .. }
+            | Error::Blocked { .. } => Handling::AwaitChange,
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { .. } => Handling::AwaitChange,
                 Fault::Transient { retry_after, .. } => Handling::Retry(retry_after),
@@ -190,6 +200,7 @@ impl Error {
             Error::SecretInvalid { .. } => Reason::new("SecretInvalid"),
             Error::InvalidSpec(_) => Reason::new("InvalidSpec"),
             Error::SkuNotAvailable { .. } => Reason::new("SkuNotAvailable"),
+            Error::Blocked { reason, .. } => Reason::new(reason),
             Error::OperationFailed { .. } => Reason::new("AzureOperationFailed"),
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { reason } | Fault::Transient { reason, .. } => reason,

@@ -185,12 +185,13 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
         ));
         // Controllers subscribe to the shared watches before these start.
         let ects = controller::run::<EdgeComputeTarget>(&wiring, ctx.clone());
+        let releases = controller::run::<ModelRelease>(&wiring, ctx.clone());
         let watches = wiring.start(&config.client, scope.as_deref());
         async move {
             let controllers = async {
                 // Decisions read neighbours from the caches: never act on a partial list.
                 if ctx.stores.wait_until_ready().await.is_ok() {
-                    ects.await;
+                    futures::join!(ects, releases);
                 }
             };
             tokio::select! {

@@ -68,7 +68,8 @@ fn run_state_table() {
             "type": "Ready", "status": "False", "reason": reason, "message": "m",
             "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
     };
-    let cases: Vec<(Option<TrainingRun>, &str, fn(&RunState) -> bool)> = vec![
+    type Case<'a> = (Option<TrainingRun>, &'a str, fn(&RunState) -> bool);
+    let cases: Vec<Case> = vec![
         (None, "model", |s| matches!(s, RunState::Waiting(_))),
         (
             Some(run(json!({"phase": "Running"}))),
@@ -167,7 +168,8 @@ fn registration_table() {
         ..Default::default()
     };
     let v = |n: &str, m: &ModelVersion| (n.to_string(), m.clone());
-    let cases: Vec<(Option<&str>, Vec<(String, ModelVersion)>, Registration)> = vec![
+    type Case<'a> = (Option<&'a str>, Vec<(String, ModelVersion)>, Registration);
+    let cases: Vec<Case> = vec![
         (None, vec![], Registration::Create("1".into())),
         (
             None,
