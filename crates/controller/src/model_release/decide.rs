@@ -44,47 +44,58 @@ pub fn run_gate(run: &RunState) -> Option<Gate> {
     }
 }
 
+/// The version a release registers: the spec's; else the one status recorded; else the one
+/// this release registered before a restart lost the status write (its `released_by` tag);
+/// else the next free integer. So a restart never registers a second version.
+pub fn choose_version(
+    requested: Option<&str>,
+    recorded: Option<&str>,
+    existing: &[(String, ModelVersion)],
+    released_by: &str,
+) -> String {
+    requested
+        .or(recorded)
+        .map(str::to_string)
+        .or_else(|| {
+            existing
+                .iter()
+                .find(|(_, v)| {
+                    v.tags
+                        .as_ref()
+                        .and_then(|t| t.get(RELEASED_BY))
+                        .map(String::as_str)
+                        == Some(released_by)
+                })
+                .map(|(name, _)| name.clone())
+        })
+        .unwrap_or_else(|| next_free_version(existing.iter().map(|(v, _)| v.as_str())))
+}
+
 /// What to do about the Azure ML model version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registration {
     /// It exists with this content and lineage: use it, register nothing.
-    Adopt(String),
-    /// Register this version.
-    Create(String),
-    /// The version exists with other content: versions are immutable.
-    Conflict { version: String, message: String },
+    Adopt,
+    /// Register it.
+    Create,
+    /// It exists with other content: versions are immutable.
+    Conflict(String),
 }
 
-/// `requested`: `spec.model.version`. `existing`: the model's versions (all of them when no
-/// version is requested; else at most the requested one).
-///
-/// Without a requested version, a version with the same content is adopted before a new one is
-/// chosen: a restart between registering and writing status never registers twice.
+/// Whether `version` (among `existing`) can hold `desired`.
 pub fn registration(
-    requested: Option<&str>,
+    version: &str,
     desired: &ModelVersion,
     existing: &[(String, ModelVersion)],
 ) -> Registration {
-    match requested {
-        Some(v) => match existing.iter().find(|(name, _)| name == v) {
-            None => Registration::Create(v.to_string()),
-            Some((_, found)) => match same_content(found, desired) {
-                Ok(()) => Registration::Adopt(v.to_string()),
-                Err(why) => Registration::Conflict {
-                    version: v.to_string(),
-                    message: format!(
-                        "version {v} already exists with other content ({why}); versions are immutable: set another model.version"
-                    ),
-                },
-            },
+    match existing.iter().find(|(name, _)| name == version) {
+        None => Registration::Create,
+        Some((_, found)) => match same_content(found, desired) {
+            Ok(()) => Registration::Adopt,
+            Err(why) => Registration::Conflict(format!(
+                "version {version} already exists with other content ({why}); versions are immutable: set another model.version"
+            )),
         },
-        None => existing
-            .iter()
-            .find(|(_, found)| same_content(found, desired).is_ok())
-            .map(|(v, _)| Registration::Adopt(v.clone()))
-            .unwrap_or_else(|| {
-                Registration::Create(next_free_version(existing.iter().map(|(v, _)| v.as_str())))
-            }),
     }
 }
 
@@ -133,21 +144,6 @@ pub fn conditions(stage: &Stage) -> (ConditionState, ConditionState, Progress) {
             Progress::ready("Released", format!("model version {version} released")),
         ),
     }
-}
-
-/// Whether the status already shows a complete push of these digests (the reconcile then
-/// skips the push; pushing again would be idempotent but costs HEADs).
-pub fn push_complete(
-    status: &ModelReleaseStatus,
-    artifact_ref: &str,
-    image_ref: Option<&str>,
-    version: &str,
-) -> bool {
-    let subjects = 1 + usize::from(image_ref.is_some());
-    status.model_version.as_deref() == Some(version)
-        && status.artifact_digest.as_deref() == Some(artifact_ref)
-        && status.image_digest.as_deref() == image_ref
-        && status.referrers.len() == subjects
 }
 
 /// One step of deleting a release.

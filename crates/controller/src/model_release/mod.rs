@@ -113,7 +113,7 @@ async fn record(
     mr: &ModelRelease,
     stage: &Stage,
     fill: impl FnOnce(&mut ModelReleaseStatus),
-) -> Result<()> {
+) -> Result<bool> {
     let mut status = mr.status.clone().unwrap_or_default();
     fill(&mut status);
     let (registered, pushed, progress) = decide::conditions(stage);
@@ -122,14 +122,18 @@ async fn record(
     registered.set(&mut status.conditions, REGISTERED, generation, now);
     pushed.set(&mut status.conditions, PUSHED, generation, now);
     stamp_progress(&mut status, &progress, generation);
-    if Some(&status) != mr.status.as_ref() {
+    let changed = Some(&status) != mr.status.as_ref();
+    if changed {
         write_status(&ctx.client, mr, &status).await?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Where the model comes from: the workspace and the lineage.
-async fn source(ctx: &Context, mr: &ModelRelease) -> Result<(Arc<dyn MlApi>, Lineage, String)> {
+async fn source(
+    ctx: &Context,
+    mr: &ModelRelease,
+) -> Result<Option<(Arc<dyn MlApi>, Lineage, String)>> {
     let ns = mr.namespace().unwrap_or_default();
     if let Some(existing) = &mr.spec.existing_model {
         let ect = observe::compute_target(ctx, &ns, &existing.compute_target_ref.name)?;
@@ -158,17 +162,20 @@ async fn source(ctx: &Context, mr: &ModelRelease) -> Result<(Arc<dyn MlApi>, Lin
             data_fingerprint: get("data-fingerprint"),
             data_blob_count: get("data-blob-count").and_then(|n| n.parse().ok()),
         };
-        return Ok((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone()));
+        return Ok(Some((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone())));
     }
     let run = observe::training_run(ctx, mr);
     let state = desired::run_state(run.as_deref(), &mr.spec.model.output_name);
     match decide::run_gate(&state) {
         Some(gate @ Gate::Wait { .. }) => {
-            record(ctx, mr, &Stage::Gated(gate.clone()), |_| {}).await?;
-            let Gate::Wait { reason, message } = gate else {
-                unreachable!()
-            };
-            Err(Error::Blocked { reason, message })
+            // Not a failure: the TrainingRun watch brings the release back when the run moves.
+            if record(ctx, mr, &Stage::Gated(gate.clone()), |_| {}).await? {
+                let Gate::Wait { reason, message } = gate else {
+                    unreachable!()
+                };
+                event(ctx, mr, EventType::Normal, reason, message).await;
+            }
+            Ok(None)
         }
         Some(gate @ Gate::Stall { .. }) => {
             record(ctx, mr, &Stage::Gated(gate.clone()), |_| {}).await?;
@@ -184,7 +191,7 @@ async fn source(ctx: &Context, mr: &ModelRelease) -> Result<(Arc<dyn MlApi>, Lin
             let run = run.expect("releasable runs exist");
             let ect = observe::compute_target(ctx, &ns, &run.spec.compute_target_ref.name)?;
             let ml = observe::workspace(ctx, &ect).await?;
-            Ok((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone()))
+            Ok(Some((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone())))
         }
     }
 }
@@ -199,7 +206,16 @@ fn staging_dir(mr: &ModelRelease) -> std::path::PathBuf {
 
 async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
     let ns = mr.namespace().unwrap_or_default();
-    let (ml, lineage, arm_endpoint) = source(ctx, mr).await?;
+    // Released for this generation: version and digests are immutable, nothing to redo.
+    if mr.status.as_ref().is_some_and(|s| {
+        edgetrain_api::conditions::is_true_for(&s.conditions, "Ready", mr.metadata.generation)
+    }) {
+        return Ok(Action::await_change());
+    }
+    // `None`: waiting for the TrainingRun (recorded in status).
+    let Some((ml, lineage, arm_endpoint)) = source(ctx, mr).await? else {
+        return Ok(Action::await_change());
+    };
     let secret_name = &mr.spec.registry.credentials_secret_ref.name;
     let secret = ctx
         .secrets
@@ -243,11 +259,11 @@ async fn release(
     let created = observe::training_run(ctx, mr)
         .and_then(|r| r.status.as_ref()?.completion_time.clone())
         .map_or(0, |t| t.0.as_second());
-    let existing = match (&mr.spec.existing_model, &spec.version) {
-        (Some(e), _) => vec![(e.version.clone(), Default::default())],
-        (None, _) => observe::versions(ml, &spec.name).await?,
+    let rel = released_by(mr);
+    let existing = match &mr.spec.existing_model {
+        Some(e) => vec![(e.version.clone(), Default::default())],
+        None => observe::versions(ml, &spec.name).await?,
     };
-    // The version enters the artifact; without an explicit one it depends on what exists.
     let mut annotations = lineage.entries();
     annotations.retain(|_, v| !v.is_empty());
     let name = mr
@@ -255,21 +271,19 @@ async fn release(
         .existing_model
         .as_ref()
         .map_or(spec.name.as_str(), |e| e.name.as_str());
-    let version = match (&mr.spec.existing_model, &spec.version) {
-        (Some(e), _) => e.version.clone(),
-        (None, Some(v)) => v.clone(),
-        (None, None) => mr
-            .status
-            .as_ref()
-            .and_then(|s| s.model_version.clone())
-            .unwrap_or_else(|| {
-                desired::next_free_version(existing.iter().map(|(v, _)| v.as_str()))
-            }),
+    // The version enters the artifact, so it is chosen before the digest pass.
+    let version = match &mr.spec.existing_model {
+        Some(e) => e.version.clone(),
+        None => decide::choose_version(
+            spec.version.as_deref(),
+            mr.status.as_ref().and_then(|s| s.model_version.as_deref()),
+            &existing,
+            &rel,
+        ),
     };
     let assembled =
         apply::assemble(&mr.spec, registry, dir, &version, created, annotations).await?;
     let digests = assembled.digests();
-    let rel = released_by(mr);
     let model_id = if mr.spec.existing_model.is_some() {
         ml.get_model_version(name, &version)
             .await
@@ -278,39 +292,38 @@ async fn release(
             .unwrap_or_default()
     } else {
         let body = desired::model_version(spec, lineage, &digests, &rel);
-        let requested = spec.version.as_deref().or(Some(version.as_str()));
-        match decide::registration(requested, &body, &existing) {
-            Registration::Conflict { message, .. } => {
+        match decide::registration(&version, &body, &existing) {
+            Registration::Conflict(message) => {
                 record(ctx, mr, &Stage::VersionConflict(message.clone()), |_| {}).await?;
                 return Err(Error::Blocked {
                     reason: "VersionConflict",
                     message,
                 });
             }
-            Registration::Adopt(v) => {
+            Registration::Adopt => {
                 event(
                     ctx,
                     mr,
                     EventType::Normal,
                     "Adopted",
-                    format!("model {name} version {v} exists with this content"),
+                    format!("model {name} version {version} exists with this content and lineage"),
                 )
                 .await;
-                ml.get_model_version(name, &v)
+                ml.get_model_version(name, &version)
                     .await
                     .map_err(|e| Error::azure("reading the model version", e))?
                     .and_then(|r| r.id)
                     .unwrap_or_default()
             }
-            Registration::Create(v) => {
-                let id = apply::register(ml, name, &v, body).await?;
+            Registration::Create => {
+                let id = apply::register(ml, name, &version, body).await?;
                 event(
                     ctx,
                     mr,
                     EventType::Normal,
                     "Registered",
                     format!(
-                        "model {name} version {v} registered from {} ({files} files)",
+                        "model {name} version {version} registered from {} ({files} files)",
                         lineage.output_uri
                     ),
                 )

@@ -151,7 +151,7 @@ fn model_version_carries_lineage_in_properties_and_tags() {
 #[test]
 fn registration_table() {
     let same = desired();
-    // Edited tags and description do not make content differ; another release adopting it too.
+    // Edited tags and description do not make content differ.
     let mut retagged = desired();
     retagged.tags = Some(BTreeMap::from([("x".into(), "y".into())]));
     retagged.description = Some("edited".into());
@@ -163,47 +163,62 @@ fn registration_table() {
         .insert("edgetrain.dev/image-digest".into(), "sha256:cc".into());
     let mut other_uri = desired();
     other_uri.model_uri = Some("azureml://jobs/job-2/outputs/model".into());
-    let unrelated = ModelVersion {
-        model_uri: Some("azureml://other".into()),
-        ..Default::default()
-    };
     let v = |n: &str, m: &ModelVersion| (n.to_string(), m.clone());
-    type Case<'a> = (Option<&'a str>, Vec<(String, ModelVersion)>, Registration);
-    let cases: Vec<Case> = vec![
-        (None, vec![], Registration::Create("1".into())),
-        (
-            None,
-            vec![
-                v("1", &unrelated),
-                v("7", &unrelated),
-                v("beta", &unrelated),
-            ],
-            Registration::Create("8".into()),
-        ),
-        (
-            None,
-            vec![v("1", &unrelated), v("2", &same)],
-            Registration::Adopt("2".into()),
-        ),
-        (Some("5"), vec![], Registration::Create("5".into())),
-        (
-            Some("5"),
-            vec![v("5", &retagged)],
-            Registration::Adopt("5".into()),
-        ),
-    ];
-    for (i, (req, existing, want)) in cases.into_iter().enumerate() {
-        assert_eq!(registration(req, &same, &existing), want, "case {i}");
-    }
+    assert_eq!(registration("5", &same, &[]), Registration::Create);
+    assert_eq!(
+        registration("5", &same, &[v("4", &other_uri)]),
+        Registration::Create
+    );
+    assert_eq!(
+        registration("5", &same, &[v("5", &retagged)]),
+        Registration::Adopt
+    );
     for (what, conflicting) in [("image-digest", other_image), ("modelUri", other_uri)] {
-        match registration(Some("5"), &same, &[v("5", &conflicting)]) {
-            Registration::Conflict { version, message } => {
-                assert_eq!(version, "5");
+        match registration("5", &same, &[v("5", &conflicting)]) {
+            Registration::Conflict(message) => {
                 assert!(message.contains(what), "{message}");
+                assert!(message.contains("version 5"), "{message}");
             }
             other => panic!("{what}: expected a conflict, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn version_choice_table() {
+    let ours = desired(); // released_by ml/rel/r-1
+    let unrelated = ModelVersion::default();
+    let v = |n: &str, m: &ModelVersion| (n.to_string(), m.clone());
+    let all = vec![
+        v("1", &unrelated),
+        v("7", &unrelated),
+        v("beta", &unrelated),
+    ];
+    let cases = [
+        (Some("9"), Some("2"), vec![], "9"),
+        (None, Some("2"), all.clone(), "2"),
+        (None, None, vec![], "1"),
+        (None, None, all.clone(), "8"),
+        // Registered before a restart lost the status write: found again by its tag.
+        (
+            None,
+            None,
+            vec![v("1", &unrelated), v("2", &ours), v("3", &unrelated)],
+            "2",
+        ),
+    ];
+    for (i, (requested, recorded, existing, want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            choose_version(requested, recorded, &existing, "ml/rel/r-1"),
+            want,
+            "case {i}"
+        );
+    }
+    // Another release's version is not ours.
+    assert_eq!(
+        choose_version(None, None, &[v("2", &ours)], "ml/other/r-9"),
+        "3"
+    );
 }
 
 #[test]
@@ -280,37 +295,6 @@ fn pushed_status() -> ModelReleaseStatus {
         ],
         ..Default::default()
     }
-}
-
-#[test]
-fn push_complete_needs_every_digest_and_referrer() {
-    let s = pushed_status();
-    assert!(push_complete(
-        &s,
-        "r.io/m@sha256:aa",
-        Some("r.io/m@sha256:bb"),
-        "3"
-    ));
-    assert!(!push_complete(
-        &s,
-        "r.io/m@sha256:aa",
-        Some("r.io/m@sha256:b2"),
-        "3"
-    ));
-    assert!(!push_complete(
-        &s,
-        "r.io/m@sha256:aa",
-        Some("r.io/m@sha256:bb"),
-        "4"
-    ));
-    let mut one = s.clone();
-    one.referrers.pop();
-    assert!(!push_complete(
-        &one,
-        "r.io/m@sha256:aa",
-        Some("r.io/m@sha256:bb"),
-        "3"
-    ));
 }
 
 #[test]
