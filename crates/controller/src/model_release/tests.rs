@@ -336,3 +336,69 @@ fn cleanup_table() {
         vec![]
     );
 }
+
+fn secret(pairs: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("reg".into()),
+            namespace: Some("ml".into()),
+            ..Default::default()
+        },
+        data: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn registry_secret_is_a_principal_or_a_password_and_never_printed() {
+    use super::observe::registry_credentials;
+    use crate::runtime::factory::RegistryCredentials;
+    let sp = secret(&[
+        ("tenantId", "t"),
+        ("clientId", "c"),
+        ("clientSecret", "s3cr3t-value"),
+    ]);
+    match registry_credentials(&sp, "https://management.local").unwrap() {
+        c @ RegistryCredentials::AzureAd { .. } => {
+            assert!(!format!("{c:?}").contains("s3cr3t-value"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let basic = secret(&[("username", "u"), ("password", "pw-s3cr3t")]);
+    let c = registry_credentials(&basic, "x").unwrap();
+    assert!(!format!("{c:?}").contains("pw-s3cr3t"));
+    assert!(matches!(c, RegistryCredentials::Basic { username, .. } if username == "u"));
+    let half = secret(&[("username", "u")]);
+    assert!(registry_credentials(&half, "x").is_err());
+    let e = registry_credentials(&secret(&[("token", "t")]), "x").unwrap_err();
+    assert_eq!(e.reason(), "SecretInvalid");
+}
+
+#[test]
+fn only_datastore_uris_without_dot_dot_are_read() {
+    use super::observe::datastore_path;
+    assert_eq!(
+        datastore_path("azureml://datastores/workspaceblobstore/paths/azureml/job-1/model/")
+            .unwrap(),
+        ("workspaceblobstore", "azureml/job-1/model/")
+    );
+    for bad in [
+        "azureml://jobs/job-1/outputs/model",
+        "azureml://datastores//paths/x",
+        "azureml://datastores/ds/paths/a/../b",
+        "https://acct.blob.core.windows.net/c/x",
+    ] {
+        let e = datastore_path(bad).unwrap_err();
+        assert_eq!(e.reason(), "UnsupportedOutputUri", "{bad}");
+    }
+}

@@ -78,8 +78,9 @@ pub trait BlobFactory: Send + Sync {
     fn blob(&self, endpoint: &str, key: AccountKey) -> Result<Arc<dyn BlobApi>>;
 }
 
-/// How the operator proves itself to a container registry, from a release's Secret.
-#[derive(Clone, Debug)]
+/// How the operator proves itself to a container registry, from a release's Secret. `Debug`
+/// hides the password (and `Credentials` hides the client secret).
+#[derive(Clone)]
 pub enum RegistryCredentials {
     /// ACR with Azure AD: the service principal's token is exchanged for a registry token.
     /// `arm_endpoint` is where the login authority is discovered (the Azure ML cloud's ARM).
@@ -89,6 +90,26 @@ pub enum RegistryCredentials {
     },
     /// `username`/`password` (plain registries, ACR tokens or admin user).
     Basic { username: String, password: String },
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AzureAd {
+                arm_endpoint,
+                principal,
+            } => f
+                .debug_struct("AzureAd")
+                .field("arm_endpoint", arm_endpoint)
+                .field("principal", principal)
+                .finish(),
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"***")
+                .finish(),
+        }
+    }
 }
 
 /// A container registry client for a login server + credential.
