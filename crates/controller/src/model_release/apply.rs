@@ -151,7 +151,6 @@ pub async fn push(
     tags: &[String],
     lineage: &Lineage,
     model_id: &str,
-    invocation: &str,
 ) -> Result<Pushed> {
     let repo = &spec.registry.repository;
     let at = format!("{}/{repo}", registry.name());
@@ -227,7 +226,9 @@ pub async fn push(
             "dataBlobCount": lineage.data_blob_count,
         }),
         resolved_dependencies: deps,
-        invocation_id: invocation.to_string(),
+        // The model version, not the release: two releases of one version ship identical
+        // provenance (same digests, nothing uploaded twice).
+        invocation_id: model_id.to_string(),
     };
     let st = statement(&names, &facts);
     let (blob, manifests) =

@@ -345,10 +345,7 @@ async fn release(
     )
     .await?;
     let tags = desired::oci_tags(&mr.spec, &version).map_err(Error::InvalidSpec)?;
-    let pushed = apply::push(
-        &mr.spec, registry, &assembled, &tags, lineage, &model_id, &rel,
-    )
-    .await?;
+    let pushed = apply::push(&mr.spec, registry, &assembled, &tags, lineage, &model_id).await?;
     event(
         ctx,
         mr,

@@ -155,12 +155,28 @@ pub async fn datastore(
             )));
         }
     };
-    let endpoint = format!(
-        "{}://{account}.blob.{}",
+    let endpoint = blob_endpoint(
         p.protocol.as_deref().unwrap_or("https"),
-        p.endpoint.as_deref().unwrap_or("core.windows.net")
+        account,
+        p.endpoint.as_deref().unwrap_or("core.windows.net"),
     );
     Ok((ctx.factories.blob.blob(&endpoint, key)?, container.clone()))
+}
+
+/// A datastore's blob endpoint: `{protocol}://{account}.blob.{suffix}`, or path-style
+/// `{protocol}://{host}/{account}` when the suffix is a loopback host (a local emulator, as the
+/// Azure SDKs treat development storage).
+pub fn blob_endpoint(protocol: &str, account: &str, suffix: &str) -> String {
+    let host = suffix.rsplit_once(':').map_or(suffix, |(h, _)| h);
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        format!("{protocol}://{suffix}/{account}")
+    } else {
+        format!("{protocol}://{account}.blob.{suffix}")
+    }
 }
 
 /// Streams every blob under `prefix` into `dir` (relative paths kept), one buffer at a time.

@@ -402,3 +402,24 @@ fn only_datastore_uris_without_dot_dot_are_read() {
         assert_eq!(e.reason(), "UnsupportedOutputUri", "{bad}");
     }
 }
+
+#[test]
+fn datastore_endpoints_are_host_style_except_on_loopback() {
+    use super::observe::blob_endpoint;
+    assert_eq!(
+        blob_endpoint("https", "ws1", "core.windows.net"),
+        "https://ws1.blob.core.windows.net"
+    );
+    assert_eq!(
+        blob_endpoint("https", "ws1", "localhost:10000"),
+        "https://localhost:10000/ws1"
+    );
+    assert_eq!(
+        blob_endpoint("https", "ws1", "127.0.0.1:10000"),
+        "https://127.0.0.1:10000/ws1"
+    );
+    assert_eq!(
+        blob_endpoint("https", "ws1", "10.0.0.1"),
+        "https://ws1.blob.10.0.0.1"
+    );
+}
