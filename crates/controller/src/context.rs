@@ -133,4 +133,34 @@ impl Context {
             .await?;
         crate::runtime::secrets::MlIdentity::from_secret(&secret)
     }
+
+    /// The Azure ML workspace of `ect` and a client for it, with the target's Azure ML
+    /// credentials: TrainingRuns and ModelReleases work in their target's workspace.
+    pub async fn workspace_of(
+        &self,
+        ect: &edgetrain_api::EdgeComputeTarget,
+    ) -> crate::Result<(
+        Arc<dyn edgetrain_azure::ml::MlApi>,
+        edgetrain_azure::ml::Workspace,
+    )> {
+        use kube::ResourceExt;
+        let spec = &ect.spec.azure_ml;
+        let workspace = edgetrain_azure::ml::Workspace {
+            subscription_id: spec.subscription_id.clone(),
+            resource_group: spec.resource_group.clone(),
+            name: spec.workspace.clone(),
+        };
+        let identity = self
+            .ml_identity(
+                &ect.namespace().unwrap_or_default(),
+                &spec.credentials_secret_ref.name,
+            )
+            .await?;
+        let ml = self
+            .factories
+            .ml
+            .azure_ml(&spec.arm_endpoint, workspace.clone(), &identity)
+            .await?;
+        Ok((ml, workspace))
+    }
 }

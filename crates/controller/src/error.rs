@@ -27,6 +27,14 @@ pub enum Error {
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
 
+    /// The object cannot progress until its spec or a referenced object changes (a run that
+    /// may not be released, a version conflict); `reason` is the condition reason.
+    #[error("{message}")]
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+
     /// The requested VM size is not offered by the stamp.
     #[error("VM size {size} is not available: {message}")]
     SkuNotAvailable { size: String, message: String },
@@ -53,6 +61,15 @@ pub enum Error {
         context: String,
         #[source]
         source: Box<edgetrain_azure::Error>,
+    },
+
+    /// A container registry operation failed (the message names registry and repository,
+    /// never a credential).
+    #[error("{context} failed: {source}")]
+    Registry {
+        context: String,
+        #[source]
+        source: Box<edgetrain_registry::Error>,
     },
 
     /// A Kubernetes API call failed.
@@ -109,6 +126,13 @@ impl Error {
         }
     }
 
+    pub fn registry(context: impl Into<String>, source: edgetrain_registry::Error) -> Self {
+        Self::Registry {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
     pub fn kube(context: impl Into<String>, source: kube::Error) -> Self {
         Self::Kube {
             context: context.into(),
@@ -124,6 +148,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::SkuNotAvailable { .. } => "sku_not_available",
             Error::WorkspaceNotFound { .. } => "workspace_not_found",
+            Error::Blocked { .. } => "blocked",
             Error::OperationFailed { .. } => "operation_failed",
             Error::Azure { source, .. } => match source.metric_label() {
                 "arm" => "azure_arm",
@@ -131,6 +156,7 @@ impl Error {
                 "transport" => "azure_transport",
                 _ => "azure_other",
             },
+            Error::Registry { .. } => "registry",
             Error::Kube { .. } => "kube",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::Finalizer(_) => "finalizer",
@@ -159,11 +185,13 @@ impl Error {
             | Error::SecretInvalid { .. }
             | Error::InvalidSpec(_)
             | Error::SkuNotAvailable { .. }
-            | Error::WorkspaceNotFound { .. } => Handling::AwaitChange,
+            | Error::WorkspaceNotFound { .. }
+            | Error::Blocked { .. } => Handling::AwaitChange,
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { .. } => Handling::AwaitChange,
                 Fault::Transient { retry_after, .. } => Handling::Retry(retry_after),
             },
+            Error::Registry { source, .. } if !source.is_transient() => Handling::AwaitChange,
             Error::CleanupPending(_) => Handling::Poll(CLEANUP_POLL),
             _ => Handling::Retry(None),
         }
@@ -182,10 +210,20 @@ impl Error {
             Error::InvalidSpec(_) => Reason::new("InvalidSpec"),
             Error::SkuNotAvailable { .. } => Reason::new("SkuNotAvailable"),
             Error::WorkspaceNotFound { .. } => Reason::new("WorkspaceNotFound"),
+            Error::Blocked { reason, .. } => Reason::new(reason),
             Error::OperationFailed { .. } => Reason::new("AzureOperationFailed"),
             Error::Azure { source, .. } => match classify::classify(source) {
                 Fault::Permanent { reason } | Fault::Transient { reason, .. } => reason,
             },
+            Error::Registry { source, .. } => Reason::new(match source.as_ref() {
+                edgetrain_registry::Error::Unauthorized { .. }
+                | edgetrain_registry::Error::TokenService { .. }
+                | edgetrain_registry::Error::AzureAd { .. } => "RegistryUnauthorized",
+                edgetrain_registry::Error::Denied { .. } => "RegistryPushDenied",
+                edgetrain_registry::Error::NotFound { .. } => "RegistryNotFound",
+                e if e.is_transient() => "RegistryUnavailable",
+                _ => "RegistryRefused",
+            }),
             Error::Kube { .. } => Reason::new("KubernetesError"),
             Error::CleanupPending(_) => Reason::new("DeletionInProgress"),
             Error::Internal(_) => Reason::new("InternalError"),

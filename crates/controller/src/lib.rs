@@ -6,6 +6,7 @@ pub mod ect;
 mod error;
 pub mod leader;
 pub mod metrics;
+pub mod model_release;
 pub mod runtime;
 mod server;
 pub mod ssh;
@@ -205,6 +206,7 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
         let kinds = vec![
             controller::run::<EdgeComputeTarget>(&wiring, ctx.clone()).boxed(),
             controller::run::<TrainingRun>(&wiring, ctx.clone()).boxed(),
+            controller::run::<ModelRelease>(&wiring, ctx.clone()).boxed(),
         ];
         let watches = wiring.start(&config.client, scope.as_deref());
         async move {

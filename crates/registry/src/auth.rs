@@ -56,6 +56,10 @@ pub enum Credential {
         tenant: Option<String>,
         /// Stable name of the identity (tenant/client id): part of the cache key.
         identity: String,
+        /// A digest of the secret behind `credential` (empty where there is none): part of the
+        /// cache key, so a cached token never serves another secret of the same identity.
+        /// Never shown.
+        secret_fingerprint: String,
     },
 }
 
@@ -85,10 +89,13 @@ impl Credential {
                 identity,
                 aad_scope,
                 tenant,
+                secret_fingerprint,
                 ..
             } => {
                 h.update(b"aad\0");
                 h.update(identity.as_bytes());
+                h.update(b"\0");
+                h.update(secret_fingerprint.as_bytes());
                 h.update(b"\0");
                 h.update(aad_scope.as_bytes());
                 h.update(b"\0");

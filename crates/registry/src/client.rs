@@ -691,8 +691,13 @@ impl Registry {
         blobs: &[Blob],
         mount_from: Option<&str>,
     ) -> Result<Vec<BlobOutcome>> {
-        futures::stream::iter(blobs)
+        // Futures collected before streaming: with a closure in the stream the future is not
+        // provably `Send` to callers in a `Send` context (rust-lang/rust#100013).
+        let uploads: Vec<_> = blobs
+            .iter()
             .map(|b| self.ensure_blob(repository, &b.descriptor, Some(&b.content), mount_from))
+            .collect();
+        futures::stream::iter(uploads)
             .buffered(self.inner.policy.concurrency.max(1))
             .try_collect()
             .await

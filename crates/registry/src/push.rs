@@ -55,8 +55,12 @@ impl Registry {
     ) -> Result<String> {
         use futures::{StreamExt, TryStreamExt};
         let base_layers = base.manifest.layers().clone();
-        futures::stream::iter(&base_layers)
+        // Collected first, for `Send` callers (see `push_blobs`).
+        let mounts: Vec<_> = base_layers
+            .iter()
             .map(|d| self.ensure_blob(repository, d, None, Some(&base.repository)))
+            .collect();
+        futures::stream::iter(mounts)
             .buffered(4)
             .try_collect::<Vec<_>>()
             .await?;

@@ -104,6 +104,10 @@ impl Env {
             aad_scope: "https://management.azure.com/.default".into(),
             tenant: Some(TENANT.into()),
             identity: format!("{TENANT}/{client_id}"),
+            secret_fingerprint: format!(
+                "{:x}",
+                <sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes())
+            ),
         }
     }
 

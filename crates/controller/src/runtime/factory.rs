@@ -1,7 +1,6 @@
 //! Client factories, one small trait per Azure service, each with one real implementation
 //! ([`AzureClients`]). Tests and future modes substitute a trait, not the whole context.
-//!
-//! The container-registry factory joins these once `crates/registry` exists.
+//! [`RegistryFactory`] is the container registry's (`edgetrain-registry`).
 
 use std::{
     collections::HashMap,
@@ -100,12 +99,57 @@ pub trait BlobFactory: Send + Sync {
     fn blob(&self, endpoint: &str, key: AccountKey) -> Result<Arc<dyn BlobApi>>;
 }
 
+/// How the operator proves itself to a container registry, from a release's Secret. `Debug`
+/// hides the password (and `Credentials` hides the client secret).
+#[derive(Clone)]
+pub enum RegistryCredentials {
+    /// ACR with Azure AD: the service principal's token is exchanged for a registry token.
+    /// `arm_endpoint` is where the login authority is discovered (the Azure ML cloud's ARM).
+    AzureAd {
+        arm_endpoint: String,
+        principal: Credentials,
+    },
+    /// `username`/`password` (plain registries, ACR tokens or admin user).
+    Basic { username: String, password: String },
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AzureAd {
+                arm_endpoint,
+                principal,
+            } => f
+                .debug_struct("AzureAd")
+                .field("arm_endpoint", arm_endpoint)
+                .field("principal", principal)
+                .finish(),
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"***")
+                .finish(),
+        }
+    }
+}
+
+/// A container registry client for a login server + credential.
+#[async_trait]
+pub trait RegistryFactory: Send + Sync {
+    async fn registry(
+        &self,
+        login_server: &str,
+        creds: &RegistryCredentials,
+    ) -> Result<edgetrain_registry::Registry>;
+}
+
 /// The factories a [`crate::context::Context`] holds.
 #[derive(Clone)]
 pub struct Factories {
     pub stack_hub: Arc<dyn StackHubFactory>,
     pub ml: Arc<dyn MlFactory>,
     pub blob: Arc<dyn BlobFactory>,
+    pub registry: Arc<dyn RegistryFactory>,
 }
 
 impl Factories {
@@ -151,7 +195,8 @@ impl Factories {
         Self {
             stack_hub: clients.clone(),
             ml: clients.clone(),
-            blob: clients,
+            blob: clients.clone(),
+            registry: clients,
         }
     }
 }
@@ -223,6 +268,8 @@ pub struct AzureClients {
     ml: Mutex<HashMap<String, Arc<MlClient>>>,
     workload: Option<WorkloadIdentity>,
     policy: EndpointPolicy,
+    /// Registry tokens, keyed by credential fingerprint + registry + scopes.
+    registry_tokens: Arc<edgetrain_registry::TokenCache>,
 }
 
 impl AzureClients {
@@ -263,6 +310,7 @@ impl AzureClients {
             ml: Mutex::default(),
             workload,
             policy,
+            registry_tokens: Arc::default(),
         }
     }
 
@@ -430,6 +478,54 @@ impl BlobFactory for AzureClients {
             BlobClient::new(self.http.clone(), endpoint, BlobAuth::SharedKey(key))
                 .with_metrics(self.metrics.clone()),
         ))
+    }
+}
+
+/// The AAD scope ACR exchanges (`/oauth2/exchange` accepts an ARM token).
+const ACR_AAD_SCOPE: &str = "https://management.azure.com/.default";
+
+#[async_trait]
+impl RegistryFactory for AzureClients {
+    async fn registry(
+        &self,
+        login_server: &str,
+        creds: &RegistryCredentials,
+    ) -> Result<edgetrain_registry::Registry> {
+        use edgetrain_registry::{Credential, Secret};
+        let credential = match creds {
+            RegistryCredentials::Basic { username, password } => Credential::Basic {
+                username: username.clone(),
+                password: Secret::new(password.clone()),
+            },
+            RegistryCredentials::AzureAd {
+                arm_endpoint,
+                principal,
+            } => {
+                let endpoint = Self::url(arm_endpoint)?;
+                let (cred, _) = self.credential(&endpoint, principal).await?;
+                Credential::AzureAd {
+                    credential: Arc::new(cred),
+                    aad_scope: ACR_AAD_SCOPE.into(),
+                    tenant: Some(principal.tenant.clone()),
+                    identity: format!("{}/{}", principal.tenant, principal.client_id),
+                    secret_fingerprint: principal.cache_key(arm_endpoint, "acr"),
+                }
+            }
+        };
+        // The login server comes from the spec, validated by the CRD as host[:port]: it
+        // cannot carry a path or userinfo that would steer requests elsewhere. The registry
+        // client refuses credentials over plain http except to loopback.
+        let base = format!("https://{login_server}")
+            .parse()
+            .map_err(|e| Error::InvalidSpec(format!("registry {login_server:?}: {e}")))?;
+        edgetrain_registry::Registry::new(
+            base,
+            self.http.clone(),
+            credential,
+            self.registry_tokens.clone(),
+            edgetrain_registry::UploadPolicy::default(),
+        )
+        .map_err(|e| Error::registry(format!("registry client for {login_server}"), e))
     }
 }
 

@@ -18,10 +18,7 @@ use edgetrain_api::{
     EdgeComputeTarget, TrainingRun, TrainingRunPhase, TrainingRunStatus,
     conditions::{READY, find, is_true_for},
 };
-use edgetrain_azure::{
-    blob::AccountKey,
-    ml::{MlApi, Workspace},
-};
+use edgetrain_azure::blob::AccountKey;
 use kube::{
     Api, ResourceExt,
     api::DeleteParams,
@@ -137,25 +134,6 @@ fn target(run: &TrainingRun, ctx: &Context) -> Option<Arc<EdgeComputeTarget>> {
 }
 
 /// The Azure ML workspace of the run's target, and its client.
-async fn workspace(ect: &EdgeComputeTarget, ctx: &Context) -> Result<(Arc<dyn MlApi>, Workspace)> {
-    let ns = ect.namespace().unwrap_or_default();
-    let spec = &ect.spec.azure_ml;
-    let workspace = Workspace {
-        subscription_id: spec.subscription_id.clone(),
-        resource_group: spec.resource_group.clone(),
-        name: spec.workspace.clone(),
-    };
-    let identity = ctx
-        .ml_identity(&ns, &spec.credentials_secret_ref.name)
-        .await?;
-    let ml = ctx
-        .factories
-        .ml
-        .azure_ml(&spec.arm_endpoint, workspace.clone(), &identity)
-        .await?;
-    Ok((ml, workspace))
-}
-
 /// The data storage account from `spec.data.credentialsSecretRef`.
 async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
     let ns = run.namespace().unwrap_or_default();
@@ -201,7 +179,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     // target's credentials are not tried again through its runs.
     let in_azure = matches!(target, Target::Ready(_)) || before.job_name.is_some();
     let ml = match &ect {
-        Some(e) if in_azure => Some(workspace(e, ctx).await?),
+        Some(e) if in_azure => Some(ctx.workspace_of(e).await?),
         _ => None,
     };
     let jobs = match &ml {
@@ -351,7 +329,7 @@ async fn cleanup(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     let Some(ect) = target(run, ctx) else {
         return Ok(Action::await_change());
     };
-    let (ml, ws) = workspace(&ect, ctx).await?;
+    let (ml, ws) = ctx.workspace_of(&ect).await?;
     let now = ctx.clock.now();
     let jobs = ctx.job_listings.get(&*ml, &ws, now).await?;
     match decide::decide_cleanup(&status, Some(&jobs)) {

@@ -1,0 +1,407 @@
+//! The ModelRelease controller: pure `desired`/`decide`, thin `observe`/`apply`, and (here) the
+//! reconcile steps and its hooks into the runtime.
+
+pub mod apply;
+pub mod decide;
+pub mod desired;
+pub mod observe;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use edgetrain_api::{ModelRelease, ModelReleaseStatus, TrainingRun, model_release::ModelSpec};
+use edgetrain_azure::ml::MlApi;
+use kube::{
+    ResourceExt,
+    runtime::{Controller, controller::Action, events::EventType, reflector::ObjectRef},
+};
+
+use self::{
+    decide::{Gate, PUSHED, REGISTERED, Registration, Stage},
+    desired::{Lineage, RunState},
+};
+use crate::{
+    Error, Result,
+    context::{Context, ControllerSettings, Settings},
+    runtime::{
+        Reconciler, events,
+        spec::deletion_policy,
+        status::{stamp_progress, write_status},
+        stores::{Shared, Stores, Wiring, changed_only},
+    },
+};
+
+#[async_trait]
+impl Reconciler for ModelRelease {
+    type Status = ModelReleaseStatus;
+
+    fn status(&self) -> Option<&ModelReleaseStatus> {
+        self.status.as_ref()
+    }
+
+    fn settings(settings: &Settings) -> &ControllerSettings {
+        &settings.model_release
+    }
+
+    fn primary(wiring: &Wiring) -> &Shared<Self> {
+        &wiring.model_releases
+    }
+
+    fn watches(controller: Controller<Self>, wiring: &Wiring) -> Controller<Self> {
+        let releases = wiring.model_releases.store();
+        let by_secret = releases.clone();
+        // A run matters when its phase or outputs change, not on every status write.
+        let runs = changed_only(wiring.training_runs.subscribe(), |run: &TrainingRun| {
+            run.status
+                .as_ref()
+                .map(|s| (format!("{:?}", s.phase), s.outputs.clone()))
+        });
+        controller
+            .watches_shared_stream(runs, move |run| {
+                let ns = run.namespace().unwrap_or_default();
+                let name = run.name_any();
+                Stores::select(&releases, &ns, |r| {
+                    r.spec.training_run_ref.as_ref().map(|t| &t.name) == Some(&name)
+                })
+                .iter()
+                .map(|r| ObjectRef::from_obj(&**r))
+                .collect::<Vec<_>>()
+            })
+            .watches_shared_stream(wiring.secrets.subscribe(), move |secret| {
+                let name = secret.name_any();
+                let ns = secret.namespace().unwrap_or_default();
+                Stores::select(&by_secret, &ns, |r| r.referenced_secrets().contains(&name))
+                    .iter()
+                    .map(|r| ObjectRef::from_obj(&**r))
+                    .collect::<Vec<_>>()
+            })
+    }
+
+    fn referenced_secrets(&self) -> Vec<String> {
+        vec![self.spec.registry.credentials_secret_ref.name.clone()]
+    }
+
+    async fn apply(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        apply_release(&obj, &ctx).await
+    }
+
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
+        cleanup_release(&obj, &ctx).await
+    }
+}
+
+/// `namespace/name/uid`: the identity a release leaves on the versions it registers.
+fn released_by(mr: &ModelRelease) -> String {
+    format!(
+        "{}/{}/{}",
+        mr.namespace().unwrap_or_default(),
+        mr.name_any(),
+        mr.uid().unwrap_or_default()
+    )
+}
+
+async fn event(ctx: &Context, mr: &ModelRelease, type_: EventType, reason: &str, note: String) {
+    events::publish(&ctx.recorder, mr, type_, reason, note).await;
+}
+
+/// Writes the conditions of `stage` (and `fill`'s fields) on the stored status.
+async fn record(
+    ctx: &Context,
+    mr: &ModelRelease,
+    stage: &Stage,
+    fill: impl FnOnce(&mut ModelReleaseStatus),
+) -> Result<bool> {
+    let mut status = mr.status.clone().unwrap_or_default();
+    fill(&mut status);
+    let (registered, pushed, progress) = decide::conditions(stage);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let generation = mr.metadata.generation;
+    registered.set(&mut status.conditions, REGISTERED, generation, now);
+    pushed.set(&mut status.conditions, PUSHED, generation, now);
+    stamp_progress(&mut status, &progress, generation);
+    let changed = Some(&status) != mr.status.as_ref();
+    if changed {
+        write_status(ctx, mr, &status).await?;
+    }
+    Ok(changed)
+}
+
+/// Where the model comes from: the workspace and the lineage.
+async fn source(
+    ctx: &Context,
+    mr: &ModelRelease,
+) -> Result<Option<(Arc<dyn MlApi>, Lineage, String)>> {
+    let ns = mr.namespace().unwrap_or_default();
+    if let Some(existing) = &mr.spec.existing_model {
+        let ect = observe::compute_target(ctx, &ns, &existing.compute_target_ref.name)?;
+        let ml = ctx.workspace_of(&ect).await?.0;
+        let found = ml
+            .get_model_version(&existing.name, &existing.version)
+            .await
+            .map_err(|e| Error::azure("reading the existing model", e))?
+            .ok_or_else(|| Error::Blocked {
+                reason: "ModelNotFound",
+                message: format!(
+                    "model {} version {} not found",
+                    existing.name, existing.version
+                ),
+            })?;
+        // The lineage it has: what our properties say, if it was registered by a release.
+        let p = found.properties.properties.clone().unwrap_or_default();
+        let get = |k: &str| p.get(&format!("{}{k}", desired::PREFIX)).cloned();
+        let lineage = Lineage {
+            run_namespace: String::new(),
+            run_name: get("training-run").unwrap_or_default(),
+            run_uid: get("training-run-uid").unwrap_or_default(),
+            job_name: found.properties.job_name.clone().unwrap_or_default(),
+            output_uri: found.properties.model_uri.clone().unwrap_or_default(),
+            code_digest: get("code-digest"),
+            data_fingerprint: get("data-fingerprint"),
+            data_blob_count: get("data-blob-count").and_then(|n| n.parse().ok()),
+        };
+        return Ok(Some((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone())));
+    }
+    let run = observe::training_run(ctx, mr);
+    let state = desired::run_state(run.as_deref(), &mr.spec.model.output_name);
+    match decide::run_gate(&state) {
+        Some(gate @ Gate::Wait { .. }) => {
+            // Not a failure: the TrainingRun watch brings the release back when the run moves.
+            if record(ctx, mr, &Stage::Gated(gate.clone()), |_| {}).await? {
+                let Gate::Wait { reason, message } = gate else {
+                    unreachable!()
+                };
+                event(ctx, mr, EventType::Normal, reason, message).await;
+            }
+            Ok(None)
+        }
+        Some(gate @ Gate::Stall { .. }) => {
+            record(ctx, mr, &Stage::Gated(gate.clone()), |_| {}).await?;
+            let Gate::Stall { reason, message } = gate else {
+                unreachable!()
+            };
+            Err(Error::Blocked { reason, message })
+        }
+        None => {
+            let RunState::Releasable(lineage) = state else {
+                unreachable!("run_gate passes only a releasable run")
+            };
+            let run = run.expect("releasable runs exist");
+            let ect = observe::compute_target(ctx, &ns, &run.spec.compute_target_ref.name)?;
+            let ml = ctx.workspace_of(&ect).await?.0;
+            Ok(Some((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone())))
+        }
+    }
+}
+
+/// The staging directory of one release (model files streamed from the datastore).
+fn staging_dir(mr: &ModelRelease) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "edgetrain-release-{}",
+        mr.uid().unwrap_or_default()
+    ))
+}
+
+async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
+    let ns = mr.namespace().unwrap_or_default();
+    // Released for this generation: version and digests are immutable, nothing to redo.
+    if mr.status.as_ref().is_some_and(|s| {
+        edgetrain_api::conditions::is_true_for(&s.conditions, "Ready", mr.metadata.generation)
+    }) {
+        return Ok(Action::await_change());
+    }
+    // `None`: waiting for the TrainingRun (recorded in status).
+    let Some((ml, lineage, arm_endpoint)) = source(ctx, mr).await? else {
+        return Ok(Action::await_change());
+    };
+    let secret_name = &mr.spec.registry.credentials_secret_ref.name;
+    let secret = ctx
+        .secrets
+        .require(&ctx.client, &ctx.stores, &ns, secret_name)
+        .await?;
+    let creds = observe::registry_credentials(&secret, &arm_endpoint)?;
+    let registry = ctx
+        .factories
+        .registry
+        .registry(&mr.spec.registry.login_server, &creds)
+        .await?;
+
+    let (datastore, path) = observe::datastore_path(&lineage.output_uri)?;
+    let (blob, container) = observe::datastore(ctx, &*ml, datastore).await?;
+    let dir = staging_dir(mr);
+    // A fresh copy each time: a half-written file of an interrupted reconcile never counts.
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let result = release(
+        mr, ctx, &*ml, &registry, &*blob, &container, path, &dir, &lineage,
+    )
+    .await;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn release(
+    mr: &ModelRelease,
+    ctx: &Context,
+    ml: &dyn MlApi,
+    registry: &edgetrain_registry::Registry,
+    blob: &dyn edgetrain_azure::blob::BlobApi,
+    container: &str,
+    path: &str,
+    dir: &std::path::Path,
+    lineage: &Lineage,
+) -> Result<Action> {
+    let spec: &ModelSpec = &mr.spec.model;
+    let files = observe::stage(blob, container, path, dir).await?;
+    // The model's time is the run's end, never the clock: digests stay identical.
+    let created = observe::training_run(ctx, mr)
+        .and_then(|r| r.status.as_ref()?.completion_time.clone())
+        .map_or(0, |t| t.0.as_second());
+    let rel = released_by(mr);
+    let existing = match &mr.spec.existing_model {
+        Some(e) => vec![(e.version.clone(), Default::default())],
+        None => observe::versions(ml, &spec.name).await?,
+    };
+    let mut annotations = lineage.entries();
+    annotations.retain(|_, v| !v.is_empty());
+    let name = mr
+        .spec
+        .existing_model
+        .as_ref()
+        .map_or(spec.name.as_str(), |e| e.name.as_str());
+    // The version enters the artifact, so it is chosen before the digest pass.
+    let version = match &mr.spec.existing_model {
+        Some(e) => e.version.clone(),
+        None => decide::choose_version(
+            spec.version.as_deref(),
+            mr.status.as_ref().and_then(|s| s.model_version.as_deref()),
+            &existing,
+            &rel,
+        ),
+    };
+    let assembled =
+        apply::assemble(&mr.spec, registry, dir, &version, created, annotations).await?;
+    let digests = assembled.digests();
+    let model_id = if mr.spec.existing_model.is_some() {
+        ml.get_model_version(name, &version)
+            .await
+            .map_err(|e| Error::azure("reading the existing model", e))?
+            .and_then(|r| r.id)
+            .unwrap_or_default()
+    } else {
+        let body = desired::model_version(spec, lineage, &digests, &rel);
+        match decide::registration(&version, &body, &existing) {
+            Registration::Conflict(message) => {
+                record(ctx, mr, &Stage::VersionConflict(message.clone()), |_| {}).await?;
+                return Err(Error::Blocked {
+                    reason: "VersionConflict",
+                    message,
+                });
+            }
+            Registration::Adopt => {
+                event(
+                    ctx,
+                    mr,
+                    EventType::Normal,
+                    "Adopted",
+                    format!("model {name} version {version} exists with this content and lineage"),
+                )
+                .await;
+                ml.get_model_version(name, &version)
+                    .await
+                    .map_err(|e| Error::azure("reading the model version", e))?
+                    .and_then(|r| r.id)
+                    .unwrap_or_default()
+            }
+            Registration::Create => {
+                let id = apply::register(ml, name, &version, body).await?;
+                event(
+                    ctx,
+                    mr,
+                    EventType::Normal,
+                    "Registered",
+                    format!(
+                        "model {name} version {version} registered from {} ({files} files)",
+                        lineage.output_uri
+                    ),
+                )
+                .await;
+                id.unwrap_or_default()
+            }
+        }
+    };
+    record(
+        ctx,
+        mr,
+        &Stage::Registered {
+            version: version.clone(),
+        },
+        |s| {
+            s.model_id = Some(model_id.clone());
+            s.model_version = Some(version.clone());
+        },
+    )
+    .await?;
+    let tags = desired::oci_tags(&mr.spec, &version).map_err(Error::InvalidSpec)?;
+    let pushed = apply::push(&mr.spec, registry, &assembled, &tags, lineage, &model_id).await?;
+    event(
+        ctx,
+        mr,
+        EventType::Normal,
+        "Pushed",
+        format!(
+            "artifact {}{}; {} bytes uploaded, {} reused",
+            pushed.artifact,
+            pushed
+                .image
+                .as_deref()
+                .map(|i| format!(", image {i}"))
+                .unwrap_or_default(),
+            pushed.uploaded,
+            pushed.reused
+        ),
+    )
+    .await;
+    let mut latest = mr.clone();
+    latest.status = Some(ModelReleaseStatus {
+        model_id: Some(model_id),
+        model_version: Some(version.clone()),
+        ..mr.status.clone().unwrap_or_default()
+    });
+    record(ctx, &latest, &Stage::Pushed { version }, |s| {
+        s.artifact_digest = Some(pushed.artifact);
+        s.image_digest = pushed.image;
+        s.referrers = pushed.referrers;
+        s.bytes_uploaded = Some(pushed.uploaded);
+        s.bytes_reused = Some(pushed.reused);
+    })
+    .await?;
+    Ok(Action::requeue(ctx.settings.model_release.resync))
+}
+
+/// Deletion never waits on the registry. `Delete` is planned ([`decide::cleanup_plan`]) but
+/// not carried out yet: the registry client has no manifest DELETE and the Azure ML client no
+/// archive; what remains is named in a Warning event.
+async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
+    let policy = deletion_policy(
+        mr.spec.deletion_policy,
+        ctx.settings.model_release.default_deletion_policy,
+    );
+    let _ = tokio::fs::remove_dir_all(staging_dir(mr)).await;
+    let status = mr.status.clone().unwrap_or_default();
+    // Without the version's tags the plan archives nothing; it lists the manifests.
+    let plan = decide::cleanup_plan(policy, &status, None, &released_by(mr));
+    if !plan.is_empty() {
+        event(
+            ctx,
+            mr,
+            EventType::Warning,
+            "DeletionNotImplemented",
+            format!("deletionPolicy Delete is not carried out yet; left in place: {plan:?}"),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
