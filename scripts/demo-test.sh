@@ -3,6 +3,7 @@
 # `cargo build --bins`): in temporary state directories, so it never touches .sandbox/ and can
 # run next to a `make demo`.
 #  1. the demo succeeds: exit 0, Ready=True, controller metrics and the simulator's VM shown,
+#     Ready within 90 Azure requests (the simulator's counts, tokens and metadata included),
 #     no generated client secret in any log or in the output, every process stopped;
 #  2. the demo fails cleanly: with a Ready timeout shorter than the first long-running
 #     operation (the demo config holds each for 1.5 s) it exits 1, prints the logs' tails,
@@ -33,6 +34,12 @@ all_stopped() { # every pid the demo recorded is gone
   # Azurite is the simulator's child, not recorded: find anything still using the directory.
   if grep -lsF -- "$1/" /proc/[0-9]*/cmdline; then echo "  a process still uses $1"; return 1; fi
 }
+within_budget() { # within_budget OUTPUT MAX: the demo's "requests to Ready: N" is at most MAX
+  local n
+  n=$(sed -n 's/^requests to Ready: \([0-9][0-9]*\)$/\1/p' "$1")
+  [ -n "$n" ] || { echo "  no request count in the output"; return 1; }
+  [ "$n" -le "$2" ] || { echo "  $n requests to Ready"; return 1; }
+}
 no_secret_leaked() { # no client secret from the generated config in the logs or the output
   local dir=$1 out=$2 s
   local count=0
@@ -59,6 +66,8 @@ check "simulator inventory shows the VM, Succeeded" \
   has "$WORK/ok.out" '^Succeeded +/subscriptions/.*/Microsoft\.Compute/virtualMachines/edgetrain-demo-factory-gpu-01-vm$'
 check "simulator inventory shows the attached compute" \
   has "$WORK/ok.out" '/workspaces/churn-ws/computes/factory-gpu-01$'
+check "requests by verb shown" has "$WORK/ok.out" '^PUT +[1-9]'
+check "Ready within 90 Azure requests (tokens and metadata included)" within_budget "$WORK/ok.out" 90
 check "no client secret in logs or output" no_secret_leaked "$OK_DIR" "$WORK/ok.out"
 check "every process stopped" all_stopped "$OK_DIR"
 [ "$failures" -eq "$before" ] || { echo "--- demo output"; cat "$WORK/ok.out"; }

@@ -189,6 +189,8 @@ if ! k wait --for=condition=Ready "ect/$TARGET" -n "$NAMESPACE" --timeout="$TIME
   conditions >&2 || true
   fail "ect/$TARGET did not become Ready within $TIMEOUT"
 fi
+# Read at once: the budget is what it took to reach Ready, before later resyncs add to it.
+requests_at_ready=$(curl -sf "$AZURE_URL/_sandbox/requests") || fail "cannot read the simulator's request counts"
 
 say "kubectl get edgetrain -A -o wide"
 k get edgetrain -A -o wide || fail "kubectl get edgetrain failed"
@@ -204,6 +206,15 @@ import json, sys
 for item in json.load(sys.stdin):
     print("%-10s %s" % (item.get("provisioning_state") or "-", item["id"]))
 ' || fail "cannot read the simulator inventory"
+say "Azure requests by verb until ect/$TARGET was Ready ($AZURE_URL/_sandbox/requests)"
+printf '%s' "$requests_at_ready" | python3 -c '
+import json, sys
+counts = json.load(sys.stdin)
+for verb, n in counts.items():
+    if verb not in ("total", "by_kind"):
+        print("%-7s %d" % (verb, n))
+print("requests to Ready: %d" % counts["total"])
+' || fail "cannot read the simulator's request counts"
 
 say "demo OK: ect/$TARGET is Ready"
 if [ "${EDGETRAIN_DEMO_KEEP:-0}" = 1 ]; then

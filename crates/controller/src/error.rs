@@ -81,8 +81,12 @@ pub enum Error {
     },
 
     /// Deletion is under way in Azure; the finalizer stays until every resource reads 404.
-    #[error("waiting for Azure to confirm deletion of {0}")]
-    CleanupPending(String),
+    /// `retry_after`: the running delete operation's `Retry-After`, when one was started.
+    #[error("waiting for Azure to confirm deletion of {what}")]
+    CleanupPending {
+        what: String,
+        retry_after: Option<Duration>,
+    },
 
     /// The finalizer helper failed (wraps apply/cleanup errors and finalizer patches).
     #[error(transparent)]
@@ -119,6 +123,14 @@ pub enum Handling {
 const CLEANUP_POLL: Duration = Duration::from_secs(2);
 
 impl Error {
+    /// Deletion under way without an operation to follow: looked at again after a short poll.
+    pub fn cleanup_pending(what: impl Into<String>) -> Self {
+        Self::CleanupPending {
+            what: what.into(),
+            retry_after: None,
+        }
+    }
+
     pub fn azure(context: impl Into<String>, source: edgetrain_azure::Error) -> Self {
         Self::Azure {
             context: context.into(),
@@ -158,7 +170,7 @@ impl Error {
             },
             Error::Registry { .. } => "registry",
             Error::Kube { .. } => "kube",
-            Error::CleanupPending(_) => "cleanup_pending",
+            Error::CleanupPending { .. } => "cleanup_pending",
             Error::Finalizer(_) => "finalizer",
             Error::SshKey(_) => "ssh_key",
             Error::Internal(_) => "internal",
@@ -192,7 +204,9 @@ impl Error {
                 Fault::Transient { retry_after, .. } => Handling::Retry(retry_after),
             },
             Error::Registry { source, .. } if !source.is_transient() => Handling::AwaitChange,
-            Error::CleanupPending(_) => Handling::Poll(CLEANUP_POLL),
+            Error::CleanupPending { retry_after, .. } => {
+                Handling::Poll(edgetrain_azure::arm::poll_delay(*retry_after, CLEANUP_POLL))
+            }
             _ => Handling::Retry(None),
         }
     }
@@ -225,7 +239,7 @@ impl Error {
                 _ => "RegistryRefused",
             }),
             Error::Kube { .. } => Reason::new("KubernetesError"),
-            Error::CleanupPending(_) => Reason::new("DeletionInProgress"),
+            Error::CleanupPending { .. } => Reason::new("DeletionInProgress"),
             Error::Internal(_) => Reason::new("InternalError"),
             _ => Reason::new("ReconcileError"),
         }
@@ -274,10 +288,20 @@ mod tests {
 
     #[test]
     fn deletion_in_progress_is_polled_not_counted_as_failure() {
-        assert!(matches!(
-            Error::CleanupPending("VM".into()).handling(),
-            Handling::Poll(_)
-        ));
+        assert_eq!(
+            Error::cleanup_pending("VM").handling(),
+            Handling::Poll(CLEANUP_POLL)
+        );
+        // A running delete operation is looked at when its Retry-After says, however long.
+        let after = Duration::from_secs(30);
+        assert_eq!(
+            Error::CleanupPending {
+                what: "VM".into(),
+                retry_after: Some(after)
+            }
+            .handling(),
+            Handling::Poll(after)
+        );
         assert!(matches!(
             Error::Internal("x".into()).handling(),
             Handling::Retry(None)

@@ -157,6 +157,39 @@ async fn retain_keeps_the_ssh_key_secret_of_the_kept_vm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_follow_their_operation_and_its_retry_after() {
+    // Each operation runs 6 s and Azure asks to look again after 7 s: a delete (or the
+    // detach) is then polled once, and the resources are read again only once it ended.
+    // Re-reading every resource on a fixed 2 s beat while it runs costs far more GETs.
+    let w = world_with(6000, |c| c.lro.retry_after_secs = 7).await;
+    let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));
+    create(
+        &w,
+        ect_json(&w, "slow", json!({"deletionPolicy": "Delete"})),
+    )
+    .await;
+    wait_ready(&w, "slow", 180).await;
+    let gets = |w: &World| count(w, "GET", NET) + count(w, "GET", COMPUTE) + count(w, "GET", ML);
+    let deletes = |w: &World| count(w, "DELETE", NET) + count(w, "DELETE", COMPUTE);
+    let (gets_before, deletes_before) = (gets(&w), deletes(&w));
+    delete_and_wait(&w, "slow", 180).await;
+    let (got, deleted) = (gets(&w) - gets_before, deletes(&w) - deletes_before);
+    let left: Vec<_> = inventory(&w)
+        .into_iter()
+        .filter(|(_, id)| id.contains("default-slow-"))
+        .collect();
+    assert!(left.is_empty(), "Delete left: {left:?}");
+    assert!(
+        deleted >= 5,
+        "VM, NIC, public IP, NSG, vnet: {deleted} DELETEs"
+    );
+    // Four steps (detach, VM, NIC, the rest), each one read of every candidate (≤ 8) plus one
+    // poll per operation (36 here); a 2 s beat re-reads the candidates about 3 times a step.
+    assert!(got <= 45, "{got} GETs while deleting");
+    ctl.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_removes_what_an_earlier_spec_created_and_skips_azure_when_nothing_was() {
     let w = world(200).await;
     let ctl = spawn(config(&w, Duration::from_secs(300), Metrics::default()));

@@ -29,6 +29,7 @@ fn router(sh: Arc<Shared>) -> Router {
         .route("/{tenant}/oauth2/token", post(token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
         .route(INVENTORY_PATH, get(inventory))
+        .route(REQUESTS_PATH, get(requests))
         .route(
             &format!("{}/{{*rest}}", crate::mlflow::PREFIX),
             axum::routing::any(crate::mlflow::handle),
@@ -49,6 +50,14 @@ pub const INVENTORY_PATH: &str = "/_sandbox/inventory";
 
 async fn inventory(State(sh): State<Arc<Shared>>) -> Response {
     axum::Json(sh.state().inventory()).into_response()
+}
+
+/// Requests served so far by method (`{"GET": n, ..., "total": n, "by_kind": {...}}`), for the
+/// demo's request budget. Not an Azure surface either; reading it is not counted.
+pub const REQUESTS_PATH: &str = "/_sandbox/requests";
+
+async fn requests(State(sh): State<Arc<Shared>>) -> Response {
+    axum::Json(sh.state().counters.summary()).into_response()
 }
 
 /// Where a workspace's `discoveryUrl` points (no authentication, like Azure ML's).

@@ -137,6 +137,28 @@ impl Counters {
             .sum()
     }
 
+    /// Totals by method, the grand `total`, and `by_kind` (method → provider → count), as
+    /// served at [`crate::server::REQUESTS_PATH`].
+    pub fn summary(&self) -> serde_json::Value {
+        let mut by_verb = BTreeMap::<String, u64>::new();
+        let mut by_kind = BTreeMap::<String, BTreeMap<String, u64>>::new();
+        for ((method, provider), n) in &self.0 {
+            *by_verb.entry(method.clone()).or_default() += n;
+            by_kind
+                .entry(method.clone())
+                .or_default()
+                .insert(provider.clone(), *n);
+        }
+        let total: u64 = by_verb.values().sum();
+        let mut out = serde_json::Map::new();
+        for (method, n) in by_verb {
+            out.insert(method, n.into());
+        }
+        out.insert("total".into(), total.into());
+        out.insert("by_kind".into(), serde_json::json!(by_kind));
+        out.into()
+    }
+
     /// PUT + PATCH + POST + DELETE to a provider.
     pub fn writes(&self, provider: &str) -> u64 {
         ["PUT", "PATCH", "POST", "DELETE"]
@@ -405,6 +427,25 @@ mod tests {
         assert_eq!(vm.body["properties"]["provisioningState"], "Succeeded");
         assert_eq!(vm.power, Some(PowerState::Running));
         assert_eq!(st.inventory().len(), 1);
+    }
+
+    #[test]
+    fn summary_totals_by_verb_and_kind() {
+        let mut st = State::default();
+        st.count("get", "Microsoft.Compute");
+        st.count("GET", "metadata");
+        st.count("PUT", "Microsoft.Compute");
+        st.count("GET", "Microsoft.Compute");
+        assert_eq!(
+            st.counters.summary(),
+            json!({
+                "GET": 3, "PUT": 1, "total": 4,
+                "by_kind": {
+                    "GET": {"Microsoft.Compute": 2, "metadata": 1},
+                    "PUT": {"Microsoft.Compute": 1}
+                }
+            })
+        );
     }
 
     #[test]

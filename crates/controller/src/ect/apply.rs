@@ -130,23 +130,32 @@ pub async fn apply(
 
 /// Starts one cleanup step (deletes are not tracked in status: the next reconcile reads each
 /// resource and sees `Deleting` or 404).
-pub async fn cleanup(clients: &Clients, step: &Cleanup) -> Result<()> {
+/// The action of a cleanup operation kept in status (a delete, or the compute's detach, which
+/// is a DELETE too): the next reconcile follows its operation and its `Retry-After` rather
+/// than re-reading every resource on a fixed beat.
+pub const DELETE: &str = "delete";
+
+/// Starts one cleanup step; the deletes Azure runs asynchronously come back as pollers.
+pub async fn cleanup(clients: &Clients, step: &Cleanup, now: DateTime<Utc>) -> Result<Applied> {
+    let mut applied = Applied::default();
     match step {
         Cleanup::DetachCompute => {
-            clients.compute.detach().await?;
+            let started = clients.compute.detach().await?;
+            applied.record(started, &clients.compute.compute_id()?, DELETE, now)?;
         }
         Cleanup::Delete(ids) => {
             for id in ids {
-                clients
+                let started = clients
                     .hub
                     .delete(id)
                     .await
                     .map_err(|e| Error::azure(format!("DELETE {id}"), e))?;
+                applied.record(started, id, DELETE, now)?;
             }
         }
         Cleanup::Wait(_) | Cleanup::Done => {}
     }
-    Ok(())
+    Ok(applied)
 }
 
 /// Removes this target's ownerReference from its SSH key Secret, so that Kubernetes does not

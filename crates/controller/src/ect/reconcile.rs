@@ -446,6 +446,33 @@ async fn cleanup_azure(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue
         return Ok(Requeue::await_change());
     }
     let clients = clients(ctx, ect).await?;
+    let now = ctx.clock.now();
+    let old = ect.status.clone().unwrap_or_default();
+    let deletes: Vec<_> = old
+        .pending_operations
+        .iter()
+        .filter(|o| o.action == apply::DELETE)
+        .cloned()
+        .collect();
+    if !deletes.is_empty() {
+        // Follow the deletes already started: one poll each, then wait as long as Azure says.
+        let resumed = observe::poll_pending(&clients, &deletes, OPERATION_MAX_AGE, now).await?;
+        let running = resumed.still_pending.len();
+        if running != old.pending_operations.len() {
+            let status = EdgeComputeTargetStatus {
+                pending_operations: resumed.still_pending,
+                ..old.clone()
+            };
+            write_status(ctx, ect, &status).await?;
+        }
+        if running > 0 {
+            return Err(Error::CleanupPending {
+                what: format!("{running} delete operation(s)"),
+                retry_after: resumed.retry_after,
+            });
+        }
+        // Every delete ended (or can no longer be followed): read what remains afresh.
+    }
     let remaining = observe::remaining(
         &clients,
         &candidates,
@@ -469,11 +496,21 @@ async fn cleanup_azure(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue
             .await;
             Ok(Requeue::await_change())
         }
-        Cleanup::Wait(what) => Err(Error::CleanupPending(what.clone())),
+        Cleanup::Wait(what) => Err(Error::cleanup_pending(what.clone())),
         step => {
-            apply::cleanup(&clients, step).await?;
+            let applied = apply::cleanup(&clients, step, now).await?;
             event(ctx, ect, EventType::Normal, "Deleting", format!("{step:?}")).await;
-            Err(Error::CleanupPending(format!("{step:?}")))
+            if !applied.pending.is_empty() {
+                let status = EdgeComputeTargetStatus {
+                    pending_operations: applied.pending,
+                    ..old
+                };
+                write_status(ctx, ect, &status).await?;
+            }
+            Err(Error::CleanupPending {
+                what: format!("{step:?}"),
+                retry_after: applied.retry_after,
+            })
         }
     }
 }

@@ -334,13 +334,13 @@ async fn cleanup(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     let jobs = ctx.job_listings.get(&*ml, &ws, now).await?;
     match decide::decide_cleanup(&status, Some(&jobs)) {
         Cleanup::Done => Ok(Action::await_change()),
-        Cleanup::Wait => Err(Error::CleanupPending(format!(
+        Cleanup::Wait => Err(Error::cleanup_pending(format!(
             "the cancellation of job {}",
             status.job_name.unwrap_or_default()
         ))),
         Cleanup::Cancel { job } => {
             apply::cancel(&*ml, &job).await?;
-            Err(Error::CleanupPending(format!(
+            Err(Error::cleanup_pending(format!(
                 "the cancellation of job {job}"
             )))
         }
