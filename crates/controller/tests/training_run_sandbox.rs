@@ -594,3 +594,192 @@ async fn a_controller_stopped_right_after_submit_and_while_running_leaves_one_jo
     controller.abort();
     w.sim.shutdown().await;
 }
+
+/// The real `edgetrain-controller` binary as a child process, SIGKILLed when dropped.
+struct ControllerProcess {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl ControllerProcess {
+    fn start(w: &World, dir: &std::path::Path, proxy: std::net::SocketAddr, n: usize) -> Self {
+        let kubeconfig = dir.join("controller.kubeconfig");
+        std::fs::write(&kubeconfig, w.kube.kubeconfig_as("controller")).unwrap();
+        let log = dir.join(format!("controller-{n}.log"));
+        let storage = w.sim.storage_endpoints().unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgetrain-controller"))
+            .args(["--metrics-addr", "127.0.0.1:0", "--no-leader-election"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("SSL_CERT_FILE", &storage.ca_pem_path)
+            // Azure ML hands out `{account}.blob.localhost` URLs: the process reaches them
+            // through the test's tunnel (its "DNS"); everything on 127.0.0.1 goes direct.
+            // ALL_PROXY, not HTTPS_PROXY: the Kubernetes client takes the latter as its own.
+            .env("ALL_PROXY", format!("http://{proxy}"))
+            .env("NO_PROXY", "127.0.0.1")
+            .env("RUST_LOG", "info,edgetrain_controller=debug")
+            // The log goes to stdout.
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("the edgetrain-controller binary runs");
+        Self { child, log }
+    }
+
+    /// SIGKILL and reap: the process gets no chance to finish anything it started.
+    fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP CONNECT tunnel that takes `*.blob.localhost` names to loopback and refuses any
+/// other name (test configuration standing in for DNS).
+async fn blob_tunnel() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if inbound.read_exact(&mut byte).await.is_err() || head.len() > 8192 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let port = head
+                    .strip_prefix("CONNECT ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|authority| authority.rsplit_once(':'))
+                    .filter(|(host, _)| host.ends_with(".blob.localhost"))
+                    .and_then(|(_, port)| port.parse::<u16>().ok());
+                let Some(port) = port else {
+                    let _ = inbound.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
+                    return;
+                };
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                else {
+                    let _ = inbound.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                if inbound
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn codes_of(w: &World) -> usize {
+    w.sim
+        .inventory()
+        .iter()
+        .filter(|i| {
+            i.resource_type == "Microsoft.MachineLearningServices/workspaces/codes/versions"
+        })
+        .count()
+}
+
+/// The real controller process SIGKILLed and started again at four of issue 10's points: before
+/// the fingerprint, after the code upload, right after the submit and while the job runs. Each
+/// point is observed in state (status, simulator inventory, job state), not timed. One job for
+/// the one attempt, one code version, and the run succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkilled_controller_process_at_four_points_leaves_one_job_and_succeeds() {
+    let w = world_with(200, |c| c.azurite = true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = blob_tunnel().await;
+    let mut starts = 0;
+    let mut start = |w: &World| {
+        starts += 1;
+        ControllerProcess::start(w, dir.path(), proxy, starts)
+    };
+
+    // 1. Before the fingerprint: the run waits for its target, which is still provisioning.
+    let p = start(&w);
+    create(&w, ect_json(&w, "edge", json!({}))).await;
+    // The job sleeps first, so that "running" is a state the test can see.
+    create_training_run(
+        &w,
+        "restart",
+        &endpoint,
+        json!({"command": "sleep 5 && python3 train.py --data \"${{inputs.training_data}}\" --model ${{outputs.model}}"}),
+    )
+    .await;
+    eventually(120, "restart waiting for its target", || async {
+        let st = run_status(&w, "restart").await?.status?;
+        let ready = edgetrain_api::conditions::find(&st.conditions, "Ready")?;
+        (ready.reason == "ComputeTargetNotReady").then_some(())
+    })
+    .await;
+    let log = p.kill();
+    let st = run_status(&w, "restart").await.unwrap().status.unwrap();
+    assert!(
+        st.data_fingerprint.is_none(),
+        "killed before the fingerprint\n{log}"
+    );
+    assert_eq!(codes_of(&w), 0);
+
+    // 2. After the code upload.
+    let p = start(&w);
+    eventually(180, "the code version at the simulator", || async {
+        (codes_of(&w) > 0).then_some(())
+    })
+    .await;
+    let log = p.kill();
+    assert!(jobs_of(&w).len() <= 1, "{log}");
+
+    // 3. Right after the submit: the job exists (its status write may not).
+    let p = start(&w);
+    let job = eventually(120, "the job at the simulator", || async {
+        jobs_of(&w).into_iter().next()
+    })
+    .await;
+    let job = job.rsplit('/').next().unwrap().to_string();
+    p.kill();
+
+    // 4. While the job runs.
+    let p = start(&w);
+    eventually(120, "the job running", || async {
+        (job_status(&w, &job).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    p.kill();
+
+    let p = start(&w);
+    let run = wait_phase(
+        &w,
+        "restart",
+        &[TrainingRunPhase::Succeeded, TrainingRunPhase::Failed],
+        240,
+    )
+    .await;
+    let st = run.status.unwrap();
+    assert_eq!(st.phase, TrainingRunPhase::Succeeded, "{:?}", st.conditions);
+    assert_eq!(st.attempts, 1);
+    assert_eq!(st.job_name.as_deref(), Some(job.as_str()));
+    assert!(st.data_fingerprint.is_some() && st.code_digest.is_some());
+    assert_eq!(jobs_of(&w).len(), 1, "{:?}", jobs_of(&w));
+    assert_eq!(codes_of(&w), 1);
+
+    drop(p);
+    w.sim.shutdown().await;
+}
