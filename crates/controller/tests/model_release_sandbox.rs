@@ -71,20 +71,7 @@ async fn release_condition(w: &World, name: &str, type_: &str) -> Option<(String
 }
 
 async fn event_for(w: &World, object: &str, reason: &str) -> Event {
-    let events: Api<Event> = Api::namespaced(w.client.clone(), &w.ns);
-    eventually(30, &format!("a {reason} event for {object}"), || async {
-        events
-            .list(&Default::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some(reason)
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
-            })
-    })
-    .await
+    wait_event(w, object, reason, 30).await
 }
 
 #[tokio::test]
