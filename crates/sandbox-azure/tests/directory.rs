@@ -4,29 +4,10 @@
 mod common;
 
 use common::*;
-use edgetrain_sandbox_azure::{AzureSim, Secret, ServicePrincipal, SubscriptionConfig};
-use serde_json::Value;
+use edgetrain_sandbox_azure::{Secret, ServicePrincipal, SubscriptionConfig};
 
 const OTHER_TENANT: &str = "99999999-8888-7777-6666-555555555555";
 const OTHER_SUB: &str = "00000000-0000-0000-0000-0000000000cc";
-
-/// A v1 token for the Stack Hub audience from `tenant`'s token endpoint.
-async fn token_from(sim: &AzureSim, tenant: &str) -> String {
-    let resp = http()
-        .post(format!("{}/{tenant}/oauth2/token", sim.base_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-            ("resource", sim.config().stack_hub_audience.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 fn vm_path(sub: &str) -> String {
     format!(
@@ -72,7 +53,7 @@ async fn tokens_from_another_tenant_are_refused() {
     });
     let foreign = Arm {
         base: sim.base_url().to_owned(),
-        token: token_from(&sim, OTHER_TENANT).await,
+        token: token_in(&sim, OTHER_TENANT, &sim.config().stack_hub_audience).await,
         client: http(),
     };
     let a = foreign.get(&vm_path(SUB)).await;

@@ -70,8 +70,13 @@ pub fn http() -> reqwest::Client {
 
 /// A v2 token for `audience` (client-credentials).
 pub async fn token(sim: &AzureSim, audience: &str) -> String {
+    token_in(sim, TENANT, audience).await
+}
+
+/// A v2 token for `audience` from `tenant`'s token endpoint.
+pub async fn token_in(sim: &AzureSim, tenant: &str, audience: &str) -> String {
     let resp = http()
-        .post(format!("{}/{TENANT}/oauth2/v2.0/token", sim.base_url()))
+        .post(format!("{}/{tenant}/oauth2/v2.0/token", sim.base_url()))
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", CLIENT_ID),
