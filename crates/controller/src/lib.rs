@@ -30,7 +30,7 @@ use crate::{
     metrics::Metrics,
     runtime::{
         controller,
-        factory::{Factories, WorkloadIdentity, http_config_from_env},
+        factory::{ClientSettings, Factories, WorkloadIdentity, http_config_from_env},
         stores::Wiring,
     },
 };
@@ -143,9 +143,11 @@ async fn run_controllers(mut config: Config, ready: server::Readiness) -> Result
         None => Factories::real(
             &config.metrics,
             http_config_from_env(),
-            config.workload_identity.clone(),
-            config.endpoint_policy.clone(),
-            config.stack_hub_rate_limits,
+            ClientSettings {
+                workload: config.workload_identity.clone(),
+                policy: config.endpoint_policy.clone(),
+                stack_hub_limits: config.stack_hub_rate_limits,
+            },
         )?,
     };
     match (&config.leader, elector) {

@@ -213,8 +213,6 @@ async fn unreachable_endpoints_show_the_cause() {
                 read_timeout: Duration::from_secs(1),
                 ..Default::default()
             },
-            None,
-            Default::default(),
             Default::default(),
         )
         .unwrap(),

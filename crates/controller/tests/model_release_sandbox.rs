@@ -240,8 +240,6 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
         edgetrain_controller::runtime::factory::Factories::real(
             &Metrics::default(),
             http,
-            None,
-            Default::default(),
             Default::default(),
         )
         .unwrap(),

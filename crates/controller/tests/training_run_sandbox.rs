@@ -175,13 +175,7 @@ fn spawn_controller(
         )
         .build()
         .unwrap();
-    cfg.factories = Some(Factories::over(
-        &metrics,
-        client,
-        None,
-        Default::default(),
-        Default::default(),
-    ));
+    cfg.factories = Some(Factories::over(&metrics, client, Default::default()));
     spawn(cfg)
 }
 

@@ -152,43 +152,29 @@ pub struct Factories {
     pub registry: Arc<dyn RegistryFactory>,
 }
 
+/// How the real clients authenticate and pace themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    /// Workload identity for Azure ML; `None`: service principals only.
+    pub workload: Option<WorkloadIdentity>,
+    /// Where credentials may go (checked before anything secret is sent).
+    pub policy: EndpointPolicy,
+    /// The client-side token buckets for Stack Hub stamps (Azure ML's public ARM keeps public
+    /// Azure's published numbers).
+    pub stack_hub_limits: RateLimits,
+}
+
 impl Factories {
-    /// The real clients, sharing one HTTP client, token cache, rate limiter and metrics.
-    /// `policy`: where credentials may go (checked before anything secret is sent).
-    /// `stack_hub_limits`: the client-side token buckets for Stack Hub stamps (Azure ML's
-    /// public ARM keeps public Azure's published numbers).
-    pub fn real(
-        metrics: &Metrics,
-        http: HttpConfig,
-        workload: Option<WorkloadIdentity>,
-        policy: EndpointPolicy,
-        stack_hub_limits: RateLimits,
-    ) -> Result<Self> {
-        let clients = Arc::new(AzureClients::new(
-            metrics,
-            http,
-            workload,
-            policy,
-            stack_hub_limits,
-        )?);
-        Ok(Self::of(clients))
+    /// The real clients, sharing one HTTP client, token cache, rate limiters and metrics.
+    pub fn real(metrics: &Metrics, http: HttpConfig, settings: ClientSettings) -> Result<Self> {
+        Ok(Self::of(Arc::new(AzureClients::new(
+            metrics, http, settings,
+        )?)))
     }
 
     /// The real clients over a prepared HTTP client (tests add name-resolution overrides).
-    pub fn over(
-        metrics: &Metrics,
-        http: reqwest::Client,
-        workload: Option<WorkloadIdentity>,
-        policy: EndpointPolicy,
-        stack_hub_limits: RateLimits,
-    ) -> Self {
-        Self::of(Arc::new(AzureClients::from_client(
-            metrics,
-            http,
-            workload,
-            policy,
-            stack_hub_limits,
-        )))
+    pub fn over(metrics: &Metrics, http: reqwest::Client, settings: ClientSettings) -> Self {
+        Self::of(Arc::new(AzureClients::from_client(metrics, http, settings)))
     }
 
     fn of(clients: Arc<AzureClients>) -> Self {
@@ -273,33 +259,20 @@ pub struct AzureClients {
 }
 
 impl AzureClients {
-    pub fn new(
-        metrics: &Metrics,
-        http: HttpConfig,
-        workload: Option<WorkloadIdentity>,
-        policy: EndpointPolicy,
-        stack_hub_limits: RateLimits,
-    ) -> Result<Self> {
+    pub fn new(metrics: &Metrics, http: HttpConfig, settings: ClientSettings) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
         let http = http
             .build()
             .map_err(|e| Error::azure("building the HTTP client", e))?;
-        Ok(Self::from_client(
-            metrics,
-            http,
+        Ok(Self::from_client(metrics, http, settings))
+    }
+
+    pub fn from_client(metrics: &Metrics, http: reqwest::Client, settings: ClientSettings) -> Self {
+        let ClientSettings {
             workload,
             policy,
             stack_hub_limits,
-        ))
-    }
-
-    pub fn from_client(
-        metrics: &Metrics,
-        http: reqwest::Client,
-        workload: Option<WorkloadIdentity>,
-        policy: EndpointPolicy,
-        stack_hub_limits: RateLimits,
-    ) -> Self {
+        } = settings;
         Self {
             http,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
@@ -542,9 +515,10 @@ mod tests {
         let clients = AzureClients::new(
             &Metrics::default(),
             HttpConfig::default(),
-            Some(workload),
-            EndpointPolicy::default(),
-            RateLimits::default(),
+            ClientSettings {
+                workload: Some(workload),
+                ..Default::default()
+            },
         )
         .unwrap();
         let ws = Workspace {
@@ -569,9 +543,7 @@ mod tests {
         let none = AzureClients::new(
             &Metrics::default(),
             HttpConfig::default(),
-            None,
-            EndpointPolicy::default(),
-            RateLimits::default(),
+            Default::default(),
         )
         .unwrap();
         let allowed = MlIdentity::Workload {
