@@ -555,7 +555,7 @@ async fn run(args: &[String]) {
         PathBuf::from(arg(args, "--out").unwrap_or_else(|| "target/bench/results.json".into()));
     let files = num(args, "--files", 4);
     let mib = num(args, "--file-mib", 256);
-    let rounds = num(args, "--rounds", 3).max(1);
+    let rounds = num(args, "--rounds", 5).max(1);
     let rss_files = num(args, "--rss-files", 8);
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
