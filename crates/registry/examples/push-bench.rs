@@ -1,26 +1,31 @@
 //! `make bench` push figures (issue 14): a generated model of four 256 MiB weight files pushed
-//! to an empty sandbox registry by us and by `skopeo copy` from an OCI layout, plus the
-//! registry's ingest bound (the same blobs as monolithic PUTs with precomputed digests, by
-//! curl) and a re-push by a fresh process. Writes `target/bench/results.json` entries
-//! `push`, `push-rss`, `push-bound`, `repush`. Not a test: nothing here fails on a time.
+//! to an empty sandbox registry by us and by `skopeo copy` from an OCI layout, the registry's
+//! ingest bound (the same blobs held in memory, PUT monolithically with precomputed digests by
+//! a bare reqwest client over HTTP/1.1), a re-push by a fresh process, and peak RSS on a 2 GiB
+//! model. Each round starts fresh registries and runs ours and the peers back to back, so a
+//! ratio compares runs under the same load; figures are medians over the rounds. Writes
+//! `target/bench/results.json` entries `push`, `push-rss`, `push-bound`, `repush`. Not a test:
+//! nothing here fails on a time.
 //!
-//! `push-bench run [--out FILE] [--files N] [--file-mib M]`; `push-bench push ...` is the
-//! child process measured for time and peak RSS.
+//! `push-bench run [--out FILE] [--files N] [--file-mib M] [--rounds R] [--rss-files N]`;
+//! `push-bench push ...` is the child process measured for time, CPU and peak RSS.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
+use bytes::Bytes;
 use edgetrain_registry::{
-    Credential, ModelMeta, PackOptions, Registry, Secret, TokenCache, UploadPolicy, files_in_dir,
-    model_artifact,
+    Content, Credential, ModelMeta, PackOptions, READ_BUFFER, Registry, Secret, TokenCache,
+    UploadPolicy, files_in_dir, model_artifact, plan_layers, tar_layer,
 };
 use edgetrain_sandbox_azure::{AzureSim, Config, RegistryConfig, RegistryUser};
 use futures::TryStreamExt;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
@@ -29,6 +34,12 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num(args: &[String], name: &str, default: usize) -> usize {
+    arg(args, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn meta() -> ModelMeta {
@@ -42,68 +53,111 @@ fn meta() -> ModelMeta {
     }
 }
 
-fn http(ca: &Path) -> reqwest::Client {
+fn http_config(ca: &Path) -> edgetrain_azure::transport::HttpConfig {
     edgetrain_azure::transport::HttpConfig {
         extra_ca_bundle: Some(ca.to_owned()),
         ..Default::default()
     }
-    .build()
-    .expect("http client")
 }
 
-/// `--chunk-mib M`: every blob in M MiB chunks (to compare with monolithic PUTs).
-fn policy(args: &[String]) -> UploadPolicy {
-    match arg(args, "--chunk-mib").and_then(|v| v.parse::<u64>().ok()) {
+/// The main client, as the operator builds it (HTTP/2 when the registry offers it).
+fn http(ca: &Path) -> reqwest::Client {
+    http_config(ca).build().expect("http client")
+}
+
+/// The blob client, as the operator builds it: HTTP/1.1 only.
+fn http1(ca: &Path) -> reqwest::Client {
+    http_config(ca)
+        .builder()
+        .expect("http client")
+        .http1_only()
+        .build()
+        .expect("http client")
+}
+
+/// `--chunk-mib M`: every blob in M MiB chunks (to compare with monolithic PUTs);
+/// `--h2-blobs`: blob bodies over the main client (HTTP/2) too.
+fn client(args: &[String], url: &str, ca: &Path) -> Registry {
+    let policy = match arg(args, "--chunk-mib").and_then(|v| v.parse::<u64>().ok()) {
         Some(mib) => UploadPolicy {
             chunked_from: 0,
             chunk_size: mib << 20,
             ..UploadPolicy::default()
         },
         None => UploadPolicy::default(),
-    }
+    };
+    let blob_http = if args.iter().any(|a| a == "--h2-blobs") {
+        http(ca)
+    } else {
+        http1(ca)
+    };
+    Registry::with_blob_http(
+        url.parse().expect("url"),
+        http(ca),
+        blob_http,
+        Credential::Basic {
+            username: USER.into(),
+            password: Secret::new(PASSWORD),
+        },
+        Arc::new(TokenCache::default()),
+        policy,
+    )
+    .expect("client")
 }
 
-/// Child: push the model directory, print `{"secs":…, "bytes_sent":…}`.
+/// Child: push the model directory, print `{"secs", "digest_secs", "bytes_sent"}`.
 async fn push(args: &[String]) {
     let url = arg(args, "--registry").expect("--registry");
     let ca = PathBuf::from(arg(args, "--ca").expect("--ca"));
     let repo = arg(args, "--repo").expect("--repo");
     let model = PathBuf::from(arg(args, "--model").expect("--model"));
     let start = Instant::now();
-    let client = Registry::new(
-        url.parse().expect("url"),
-        http(&ca),
-        Credential::Basic {
-            username: USER.into(),
-            password: Secret::new(PASSWORD),
-        },
-        Arc::new(TokenCache::default()),
-        policy(args),
-    )
-    .expect("client");
+    let client = client(args, &url, &ca);
     let files = files_in_dir(&model).expect("model files");
     let artifact = model_artifact(&files, &meta(), &PackOptions::default())
         .await
         .expect("artifact");
+    let digest_secs = start.elapsed().as_secs_f64();
     client
         .push_artifact(&repo, &artifact, &["1".into()])
         .await
         .expect("push");
     let secs = start.elapsed().as_secs_f64();
+    let sent = client
+        .stats()
+        .bytes_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "{}",
-        json!({"secs": secs, "bytes_sent": client.stats().bytes_sent.load(std::sync::atomic::Ordering::Relaxed)})
+        json!({"secs": secs, "digest_secs": digest_secs, "bytes_sent": sent})
     );
 }
 
-/// Run `cmd` under `/usr/bin/time`; returns (wall seconds, peak RSS MiB, stdout).
-fn measured(cmd: &mut Command) -> Result<(f64, f64, String), String> {
+/// One measured push.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    /// Wall seconds of the push.
+    secs: f64,
+    /// Peak RSS (MiB) of the pushing process (0 when measured in-process).
+    rss: f64,
+    /// CPU seconds (user + sys) of the pushing process (0 when in-process).
+    cpu: f64,
+    /// CPU seconds the registry process spent meanwhile.
+    registry_cpu: f64,
+    /// Seconds of our digest pass (ours only).
+    digest_secs: f64,
+    /// Blob bytes sent (ours only).
+    bytes: u64,
+}
+
+/// Run `cmd` under `/usr/bin/time`; returns (wall seconds, peak RSS MiB, CPU seconds, stdout).
+fn measured(cmd: &mut Command) -> Result<(f64, f64, f64, String), String> {
     let prog = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let start = Instant::now();
     let out = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("__RSS_KIB__ %M")
+        .arg("__TIME__ %M %U %S")
         .arg(&prog)
         .args(&args)
         .output()
@@ -113,25 +167,29 @@ fn measured(cmd: &mut Command) -> Result<(f64, f64, String), String> {
     if !out.status.success() {
         return Err(format!("{prog:?} failed: {stderr}"));
     }
-    let kib: f64 = stderr
+    let v: Vec<f64> = stderr
         .lines()
-        .filter_map(|l| l.strip_prefix("__RSS_KIB__ "))
+        .filter_map(|l| l.strip_prefix("__TIME__ "))
         .next_back()
-        .and_then(|v| v.trim().parse().ok())
-        .expect("rss line");
+        .expect("time line")
+        .split_whitespace()
+        .map(|v| v.parse().expect("number"))
+        .collect();
     Ok((
         secs,
-        kib / 1024.0,
+        v[0] / 1024.0,
+        v[1] + v[2],
         String::from_utf8_lossy(&out.stdout).into_owned(),
     ))
 }
 
-fn generate_model(dir: &Path, files: usize, mib: usize) {
+/// Files `first..first + files` of `mib` MiB of incompressible bytes each.
+fn generate_model(dir: &Path, first: usize, files: usize, mib: usize) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut buf = vec![0u8; 1 << 20];
-    for i in 0..files {
+    for i in first..first + files {
         use std::io::Write;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ ((i as u64 + 1) << 32);
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(dir.join(format!("model-{i:05}.safetensors"))).unwrap(),
         );
@@ -147,7 +205,18 @@ fn generate_model(dir: &Path, files: usize, mib: usize) {
     }
 }
 
-/// An OCI image layout with the same uncompressed tar layers (what skopeo and curl send).
+/// The blob contents of our artifact's layers, without the digest pass.
+fn layer_contents(model: &Path) -> Vec<Content> {
+    let files = files_in_dir(model).unwrap();
+    let m = meta();
+    plan_layers(&files, &m, &PackOptions::default())
+        .unwrap()
+        .iter()
+        .map(|p| tar_layer(&p.files, m.created as u64).unwrap())
+        .collect()
+}
+
+/// An OCI image layout with the same uncompressed tar layers (what skopeo sends).
 async fn write_layout(layout: &Path, model: &Path) -> Vec<(String, PathBuf, u64)> {
     let files = files_in_dir(model).unwrap();
     let artifact = model_artifact(&files, &meta(), &PackOptions::default())
@@ -214,10 +283,40 @@ async fn sandbox(dir: &Path) -> AzureSim {
     .expect("sandbox with registry")
 }
 
-fn ours(sim: &AzureSim, model: &Path, repo: &str, extra: &[&str]) -> (f64, f64, u64) {
+/// CPU seconds (user + sys) the registry process of `sim` has used so far, from /proc.
+fn registry_cpu(sim: &AzureSim) -> f64 {
+    let reg = sim.registry().unwrap();
+    let config_dir = reg
+        .log_path
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ticks = |stat: &str| -> Option<f64> {
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.contains("serve") && cmd.contains(&config_dir))
+                .then(|| std::fs::read_to_string(e.path().join("stat")).ok())
+                .flatten()
+                .and_then(|s| ticks(&s))
+        })
+        // USER_HZ is 100 on Linux.
+        .map_or(f64::NAN, |t| t / 100.0)
+}
+
+fn ours(sim: &AzureSim, model: &Path, repo: &str, extra: &[&str]) -> Run {
     let reg = sim.registry().unwrap();
     let me = std::env::current_exe().unwrap();
-    let (_, rss, out) = measured(
+    let c0 = registry_cpu(sim);
+    let (_, rss, cpu, out) = measured(
         Command::new(me)
             .args(["push", "--registry", &reg.url, "--ca"])
             .arg(&reg.ca_pem_path)
@@ -227,25 +326,29 @@ fn ours(sim: &AzureSim, model: &Path, repo: &str, extra: &[&str]) -> (f64, f64, 
     )
     .expect("our push");
     let v: Value = serde_json::from_str(out.trim()).expect("child output");
-    (
-        v["secs"].as_f64().unwrap(),
+    Run {
+        secs: v["secs"].as_f64().unwrap(),
         rss,
-        v["bytes_sent"].as_u64().unwrap(),
-    )
+        cpu,
+        registry_cpu: registry_cpu(sim) - c0,
+        digest_secs: v["digest_secs"].as_f64().unwrap(),
+        bytes: v["bytes_sent"].as_u64().unwrap(),
+    }
 }
 
 /// skopeo's chunked upload now and then meets a 500 from distribution 2.8 on a loaded machine;
 /// one retry keeps the bench going (and is reported).
-fn skopeo(sim: &AzureSim, layout: &Path, repo: &str) -> (f64, f64) {
+fn skopeo(sim: &AzureSim, layout: &Path, repo: &str) -> Run {
     skopeo_once(sim, layout, repo).unwrap_or_else(|e| {
         eprintln!("skopeo failed once ({e}); retrying");
         skopeo_once(sim, layout, repo).expect("skopeo")
     })
 }
 
-fn skopeo_once(sim: &AzureSim, layout: &Path, repo: &str) -> Result<(f64, f64), String> {
+fn skopeo_once(sim: &AzureSim, layout: &Path, repo: &str) -> Result<Run, String> {
     let reg = sim.registry().unwrap();
-    let (secs, rss, _) = measured(
+    let c0 = registry_cpu(sim);
+    let (secs, rss, cpu, _) = measured(
         Command::new("skopeo")
             .args(["copy", "--quiet", "--dest-cert-dir"])
             .arg(&reg.cert_dir)
@@ -253,14 +356,19 @@ fn skopeo_once(sim: &AzureSim, layout: &Path, repo: &str) -> Result<(f64, f64), 
             .arg(format!("oci:{}:img", layout.display()))
             .arg(format!("docker://{}/{repo}:1", reg.host)),
     )?;
-    Ok((secs, rss))
+    Ok(Run {
+        secs,
+        rss,
+        cpu,
+        registry_cpu: registry_cpu(sim) - c0,
+        ..Run::default()
+    })
 }
 
-/// curl PUTs of the layer files with precomputed digests, all at once.
-async fn bound(sim: &AzureSim, layers: &[(String, PathBuf, u64)], repo: &str) -> f64 {
+/// A push token for `repo` from the sandbox token service.
+async fn token(sim: &AzureSim, http: &reqwest::Client, repo: &str) -> String {
     let reg = sim.registry().unwrap();
-    let client = http(&reg.ca_pem_path);
-    let token: Value = client
+    let token: Value = http
         .get(format!("{}/oauth2/token", sim.base_url()))
         .query(&[
             ("service", reg.host.as_str()),
@@ -273,48 +381,125 @@ async fn bound(sim: &AzureSim, layers: &[(String, PathBuf, u64)], repo: &str) ->
         .json()
         .await
         .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
-    let mut locations = Vec::new();
-    for _ in layers {
-        let r = client
-            .post(format!("{}/v2/{repo}/blobs/uploads/", reg.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 202);
-        let loc = r.headers()["location"].to_str().unwrap().to_owned();
-        locations.push(loc);
+    token["token"].as_str().unwrap().to_owned()
+}
+
+/// `POST …/blobs/uploads/` → the session URL.
+async fn session(sim: &AzureSim, http: &reqwest::Client, token: &str, repo: &str) -> String {
+    let reg = sim.registry().unwrap();
+    let r = http
+        .post(format!("{}/v2/{repo}/blobs/uploads/", reg.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let loc = r.headers()["location"].to_str().unwrap();
+    if loc.starts_with('/') {
+        format!("{}{loc}", reg.url)
+    } else {
+        loc.to_owned()
     }
-    let headers = reg.cert_dir.parent().unwrap().join("bench-curl-headers");
-    std::fs::write(
-        &headers,
-        format!("Authorization: Bearer {token}\nContent-Type: application/octet-stream\nExpect:\n"),
-    )
-    .unwrap();
+}
+
+fn with_digest(session: &str, digest: &str) -> String {
+    let sep = if session.contains('?') { '&' } else { '?' };
+    format!("{session}{sep}digest={digest}")
+}
+
+/// The registry's ingest bound: the layer blobs already in memory, digests precomputed, one
+/// monolithic PUT each, all at once over separate HTTP/1.1 connections; no auth round trips
+/// (token and sessions obtained before the clock starts).
+async fn bound(sim: &AzureSim, layers: &[(String, PathBuf, u64)], repo: &str) -> Run {
+    let reg = sim.registry().unwrap();
+    let http = http1(&reg.ca_pem_path);
+    let token = token(sim, &http, repo).await;
+    let mut puts = Vec::new();
+    for (d, path, _) in layers {
+        let body = Bytes::from(std::fs::read(path).unwrap());
+        puts.push((
+            with_digest(&session(sim, &http, &token, repo).await, d),
+            body,
+        ));
+    }
+    let c0 = registry_cpu(sim);
     let start = Instant::now();
-    let children: Vec<_> = layers
-        .iter()
-        .zip(&locations)
-        .map(|((d, path, _), loc)| {
-            let sep = if loc.contains('?') { '&' } else { '?' };
-            Command::new("curl")
-                .args(["-sS", "--fail", "-X", "PUT", "--cacert"])
-                .arg(&reg.ca_pem_path)
-                // Headers from a file: the token stays off the command line.
-                .arg("-H")
-                .arg(format!("@{}", headers.display()))
-                .arg("-T")
-                .arg(path)
-                .arg(format!("{loc}{sep}digest={d}"))
-                .spawn()
-                .expect("curl")
-        })
-        .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success(), "curl PUT failed");
+    // Handed over in read-buffer-sized slices of the one allocation (no copy): one 256 MiB
+    // body chunk measured slower than streaming here.
+    let sends = puts.into_iter().map(|(url, body)| {
+        let len = body.len();
+        let slices = (0..len)
+            .step_by(READ_BUFFER)
+            .map(move |i| Ok::<_, std::io::Error>(body.slice(i..len.min(i + READ_BUFFER))));
+        http.put(url)
+            .bearer_auth(&token)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", len.to_string())
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(slices)))
+            .send()
+    });
+    for r in futures::future::join_all(sends).await {
+        assert_eq!(r.unwrap().status().as_u16(), 201, "bound PUT");
     }
-    start.elapsed().as_secs_f64()
+    Run {
+        secs: start.elapsed().as_secs_f64(),
+        registry_cpu: registry_cpu(sim) - c0,
+        ..Run::default()
+    }
+}
+
+/// The single-pass alternative to our digest pass + upload, in-process: each layer streamed
+/// from the model files once, hashed on the way (`POST`, one streamed `PATCH`, `PUT
+/// ?digest=`), all layers at once over HTTP/1.1, starting from the same token as `bound`.
+/// Not in results.json: it is what the README's two-pass choice is measured against.
+async fn single_pass(sim: &AzureSim, model: &Path, repo: &str) -> Run {
+    let reg = sim.registry().unwrap();
+    let http = http1(&reg.ca_pem_path);
+    let c0 = registry_cpu(sim);
+    let start = Instant::now();
+    let token = token(sim, &http, repo).await;
+    let uploads = layer_contents(model).into_iter().map(|content| {
+        let (http, token) = (&http, &token);
+        async move {
+            let url = session(sim, http, token, repo).await;
+            let hasher = Arc::new(Mutex::new(sha2::Sha256::new()));
+            let h = hasher.clone();
+            let body = content
+                .stream_from(0)
+                .inspect_ok(move |b| h.lock().unwrap().update(b));
+            let r = http
+                .patch(&url)
+                .bearer_auth(token)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", content.size().to_string())
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202, "single-pass PATCH");
+            let loc = r.headers()["location"].to_str().unwrap();
+            let loc = if loc.starts_with('/') {
+                format!("{}{loc}", reg.url)
+            } else {
+                loc.to_owned()
+            };
+            let digest = format!("sha256:{:x}", hasher.lock().unwrap().clone().finalize());
+            let r = http
+                .put(with_digest(&loc, &digest))
+                .bearer_auth(token)
+                .header("Content-Length", "0")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201, "single-pass PUT");
+        }
+    });
+    futures::future::join_all(uploads).await;
+    Run {
+        secs: start.elapsed().as_secs_f64(),
+        registry_cpu: registry_cpu(sim) - c0,
+        ..Run::default()
+    }
 }
 
 fn entry(
@@ -330,91 +515,173 @@ fn entry(
     json!({"name": name, "ours": r(ours), "peer": r(peer), "peer_name": peer_name, "unit": unit, "ratio": r(ratio), "input": input})
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn show(what: &str, r: &Run, mib: f64) {
+    eprintln!(
+        "  {what:<28} {:6.2} s {:7.1} MiB/s  rss {:5.1} MiB  cpu {:5.2} s  registry cpu {:5.2} s{}",
+        r.secs,
+        mib / r.secs,
+        r.rss,
+        r.cpu,
+        r.registry_cpu,
+        if r.digest_secs > 0.0 {
+            format!(
+                "  (digest pass {:.2} s, {} bytes sent)",
+                r.digest_secs, r.bytes
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
 async fn run(args: &[String]) {
     let out =
         PathBuf::from(arg(args, "--out").unwrap_or_else(|| "target/bench/results.json".into()));
-    let files: usize = arg(args, "--files")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let mib: usize = arg(args, "--file-mib")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let files = num(args, "--files", 4);
+    let mib = num(args, "--file-mib", 256);
+    let rounds = num(args, "--rounds", 5).max(1);
+    let rss_files = num(args, "--rss-files", 8);
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
-    generate_model(&model, files, mib);
+    generate_model(&model, 0, files, mib);
     let layout = tmp.path().join("layout");
     let layers = write_layout(&layout, &model).await;
     let total_mib = layers.iter().map(|l| l.2).sum::<u64>() as f64 / (1 << 20) as f64;
-    let input = format!(
-        "{files} x {mib} MiB weight files ({total_mib:.0} MiB), local sandbox registry (distribution 2.8, TLS, token auth), empty registry per run"
-    );
+    let load_before = load();
 
-    // Each measurement gets a fresh (empty) registry.
-    let sim = sandbox(&tmp.path().join("s1")).await;
-    let (our_secs, our_rss, sent) = ours(&sim, &model, "bench/model", &[]);
-    eprintln!("ours: {our_secs:.2} s, {our_rss:.0} MiB RSS, {sent} bytes");
-    let (re_secs, _, re_sent) = ours(&sim, &model, "bench/model", &[]);
-    eprintln!("ours re-push: {re_secs:.2} s, {re_sent} bytes");
+    // Every push meets an empty registry; ours and the peers take turns within a round.
+    let mut rows: Vec<[Run; 6]> = Vec::new();
+    for round in 0..rounds {
+        eprintln!("round {} (load average {})", round + 1, load());
+        let dir = |n: &str| tmp.path().join(format!("r{round}-{n}"));
+        let sim = sandbox(&dir("ours")).await;
+        let first = ours(&sim, &model, "bench/model", &[]);
+        show("ours", &first, total_mib);
+        let again = ours(&sim, &model, "bench/model", &[]);
+        show("ours, re-push", &again, total_mib);
+        sim.shutdown().await;
+
+        let sim = sandbox(&dir("skopeo")).await;
+        let sk = skopeo(&sim, &layout, "bench/skopeo");
+        show("skopeo", &sk, total_mib);
+        let sk_again = skopeo(&sim, &layout, "bench/skopeo");
+        show("skopeo, re-push", &sk_again, total_mib);
+        sim.shutdown().await;
+
+        let sim = sandbox(&dir("bound")).await;
+        let b = bound(&sim, &layers, "bench/bound").await;
+        show("bound (PUTs from memory)", &b, total_mib);
+        sim.shutdown().await;
+
+        let sim = sandbox(&dir("single")).await;
+        let sp = single_pass(&sim, &model, "bench/single").await;
+        show("single pass (hash while sending)", &sp, total_mib);
+        sim.shutdown().await;
+        rows.push([first, again, sk, sk_again, b, sp]);
+    }
+
+    // Not results.json figures: what the defaults (monolithic PUTs, HTTP/1.1 blobs) rest on.
+    for (what, extra) in [
+        ("ours, 64 MiB chunks", &["--chunk-mib", "64"][..]),
+        ("ours, blobs over HTTP/2", &["--h2-blobs"][..]),
+    ] {
+        let sim = sandbox(&tmp.path().join(what.replace([' ', ','], "-"))).await;
+        let r = ours(&sim, &model, "bench/variant", extra);
+        show(what, &r, total_mib);
+        sim.shutdown().await;
+    }
+
+    // Peak RSS on a bigger model (the issue's 2 GiB case): the same files plus more.
+    let big = tmp.path().join("model-big");
+    std::fs::create_dir_all(&big).unwrap();
+    for e in std::fs::read_dir(&model).unwrap().flatten() {
+        std::fs::hard_link(e.path(), big.join(e.file_name())).unwrap();
+    }
+    generate_model(&big, files, rss_files.saturating_sub(files), mib);
+    let big_layout = tmp.path().join("layout-big");
+    let big_mib = write_layout(&big_layout, &big)
+        .await
+        .iter()
+        .map(|l| l.2)
+        .sum::<u64>() as f64
+        / (1 << 20) as f64;
+    let sim = sandbox(&tmp.path().join("rss-ours")).await;
+    let big_ours = ours(&sim, &big, "bench/big", &[]);
+    show("ours, big model", &big_ours, big_mib);
+    sim.shutdown().await;
+    let sim = sandbox(&tmp.path().join("rss-skopeo")).await;
+    let big_sk = skopeo(&sim, &big_layout, "bench/big");
+    show("skopeo, big model", &big_sk, big_mib);
     sim.shutdown().await;
 
-    // Not a results.json figure: what the monolithic/chunked default rests on.
-    let sim = sandbox(&tmp.path().join("s1c")).await;
-    let (ch_secs, ch_rss, _) = ours(&sim, &model, "bench/chunked", &["--chunk-mib", "64"]);
-    eprintln!(
-        "ours, 64 MiB chunks: {ch_secs:.2} s ({:.0} MiB/s), {ch_rss:.0} MiB RSS",
-        total_mib / ch_secs
-    );
-    sim.shutdown().await;
-
-    let sim = sandbox(&tmp.path().join("s2")).await;
-    let (sk_secs, sk_rss) = skopeo(&sim, &layout, "bench/skopeo");
-    eprintln!("skopeo: {sk_secs:.2} s, {sk_rss:.0} MiB RSS");
-    let (sk_re_secs, _) = skopeo(&sim, &layout, "bench/skopeo");
-    eprintln!("skopeo re-push: {sk_re_secs:.2} s");
-    sim.shutdown().await;
-
-    let sim = sandbox(&tmp.path().join("s3")).await;
-    let bound_secs = bound(&sim, &layers, "bench/bound").await;
-    eprintln!("curl bound: {bound_secs:.2} s");
-    sim.shutdown().await;
-
+    let col = |i: usize, f: fn(&Run) -> f64| median(rows.iter().map(|r| f(&r[i])).collect());
+    let pair = |i: usize, j: usize, f: fn(&Run) -> f64| {
+        median(rows.iter().map(|r| f(&r[j]) / f(&r[i]).max(1e-3)).collect())
+    };
+    let secs = |r: &Run| r.secs;
+    let rss = |r: &Run| r.rss;
     let mibs = |s: f64| total_mib / s;
+    let input = format!(
+        "{files} x {mib} MiB weight files ({total_mib:.0} MiB), local sandbox registry (distribution 2.8, TLS, token auth), empty registry per push; median of {rounds} rounds, ours and peer in turn; load average {load_before} before, {} after",
+        load()
+    );
+    let sent_again = rows.iter().map(|r| r[1].bytes).max().unwrap_or(0);
     let figures = vec![
         entry(
             "push",
-            mibs(our_secs),
-            mibs(sk_secs),
+            mibs(col(0, secs)),
+            mibs(col(2, secs)),
             "skopeo copy (oci layout)",
             "MiB/s",
-            sk_secs / our_secs,
+            pair(0, 2, secs),
             &input,
         ),
         entry(
             "push-rss",
-            our_rss,
-            sk_rss,
+            big_ours.rss,
+            big_sk.rss,
             "skopeo copy (oci layout)",
             "MiB",
-            sk_rss / our_rss,
-            &input,
+            big_sk.rss / big_ours.rss,
+            &format!(
+                "{rss_files} x {mib} MiB weight files ({big_mib:.0} MiB), one push each; peak RSS of the pushing process ({total_mib:.0} MiB model: ours {:.1} MiB, skopeo {:.1} MiB)",
+                col(0, rss),
+                col(2, rss)
+            ),
         ),
         entry(
             "push-bound",
-            mibs(our_secs),
-            mibs(bound_secs),
-            "curl monolithic PUTs, digests precomputed, 4 at once",
+            mibs(col(0, secs)),
+            mibs(col(4, secs)),
+            "registry ingest bound: blobs in memory, monolithic PUTs with precomputed digests, 4 HTTP/1.1 connections at once",
             "MiB/s",
-            bound_secs / our_secs,
+            pair(0, 4, secs),
             &input,
         ),
         entry(
             "repush",
-            re_secs,
-            sk_re_secs,
-            "skopeo copy (oci layout), second run",
+            col(1, secs),
+            col(3, secs),
+            "skopeo copy (oci layout), second run (with its blob-info cache in /var/lib/containers/cache)",
             "s",
-            sk_re_secs / re_secs.max(1e-3),
-            &format!("{input}; ours sent {re_sent} blob bytes"),
+            pair(1, 3, secs),
+            &format!("{input}; fresh process, no local cache; ours sent {sent_again} blob bytes"),
         ),
     ];
     let mut all: Vec<Value> = std::fs::read(&out)
@@ -442,7 +709,7 @@ async fn main() {
         Some("run") | None => run(&args).await,
         Some(other) => {
             eprintln!(
-                "usage: push-bench run [--out FILE] [--files N] [--file-mib M] | push --registry URL --ca PEM --repo R --model DIR (got {other})"
+                "usage: push-bench run [--out FILE] [--files N] [--file-mib M] [--rounds R] [--rss-files N] | push --registry URL --ca PEM --repo R --model DIR [--chunk-mib M] [--h2-blobs] (got {other})"
             );
             std::process::exit(2);
         }

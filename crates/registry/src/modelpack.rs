@@ -3,9 +3,8 @@
 //! are the layer digests. Every timestamp comes from the input, so the same files give the same
 //! digests on any day.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
 use crate::{
@@ -229,24 +228,43 @@ pub async fn model_artifact(
     let plans = plan_layers(files, meta, opts)?;
     let mtime = u64::try_from(meta.created)
         .map_err(|_| Error::Invalid("created must not be before 1970".into()))?;
-    let layers: Vec<Blob> = futures::stream::iter(plans)
-        .map(|plan| async move {
-            let content = tar_layer(&plan.files, mtime)?;
+    // One task per layer, so the hashing runs on every core: futures combined in one task
+    // (`buffered`) are polled by that task alone and shared one core (the digest pass took
+    // as long in wall time as in CPU time). Dropping the set (an error, a cancelled caller)
+    // aborts the remaining tasks.
+    let permits = Arc::new(tokio::sync::Semaphore::new(DIGEST_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = plans.len();
+    for (index, plan) in plans.into_iter().enumerate() {
+        let content = tar_layer(&plan.files, mtime)?;
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::Invalid(format!("digest pass: {e}")))?;
             let digest = content.digest().await?;
-            Ok::<_, Error>(Blob {
-                descriptor: descriptor(
-                    plan.media_type,
-                    &digest,
-                    content.size(),
-                    &plan.annotations,
-                )?,
-                content,
-            })
-        })
-        .buffered(DIGEST_CONCURRENCY)
-        .try_collect()
-        .await?;
-    assemble(layers, meta)
+            let descriptor =
+                descriptor(plan.media_type, &digest, content.size(), &plan.annotations)?;
+            Ok::<_, Error>((
+                index,
+                Blob {
+                    descriptor,
+                    content,
+                },
+            ))
+        });
+    }
+    let mut layers: Vec<Option<Blob>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, blob) = match joined {
+            Ok(done) => done?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(Error::Invalid(format!("digest pass: {e}"))),
+        };
+        layers[index] = Some(blob);
+    }
+    assemble(layers.into_iter().flatten().collect(), meta)
 }
 
 /// Config and manifest around digested layers. Pure.
@@ -297,6 +315,8 @@ pub fn assemble(layers: Vec<Blob>, meta: &ModelMeta) -> Result<ModelArtifact> {
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+
     use super::*;
 
     fn meta() -> ModelMeta {
@@ -369,6 +389,37 @@ mod tests {
             ..PackOptions::default()
         };
         assert!(plan_layers(&[mf("x.onnx", 1)], &meta(), &opts).is_err());
+    }
+
+    #[tokio::test]
+    async fn layers_keep_their_order_and_a_failing_layer_fails_the_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, name) in ["c.onnx", "a.onnx", "b.onnx", "d.onnx", "e.onnx"]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(dir.path().join(name), vec![i as u8; 1000 + i]).unwrap();
+        }
+        let files = files_in_dir(dir.path()).unwrap();
+        let a = model_artifact(&files, &meta(), &PackOptions::default())
+            .await
+            .unwrap();
+        let titles: Vec<&str> = a
+            .layers
+            .iter()
+            .map(|l| l.descriptor.annotations().as_ref().unwrap()[ANNOTATION_TITLE].as_str())
+            .collect();
+        assert_eq!(titles, ["a.onnx", "b.onnx", "c.onnx", "d.onnx", "e.onnx"]);
+        for l in &a.layers {
+            assert_eq!(l.digest(), l.content.digest().await.unwrap());
+        }
+        // A file that grew after listing: the error comes back from its digest task.
+        std::fs::write(dir.path().join("d.onnx"), vec![0u8; 5000]).unwrap();
+        let err = model_artifact(&files, &meta(), &PackOptions::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected"), "{err}");
     }
 
     #[tokio::test]

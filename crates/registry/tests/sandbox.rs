@@ -70,13 +70,25 @@ impl Env {
         self.sim.registry().unwrap()
     }
 
-    fn http(&self) -> reqwest::Client {
+    fn http_config(&self) -> edgetrain_azure::transport::HttpConfig {
         edgetrain_azure::transport::HttpConfig {
             extra_ca_bundle: Some(self.reg().ca_pem_path.clone()),
             ..Default::default()
         }
-        .build()
-        .unwrap()
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http_config().build().unwrap()
+    }
+
+    /// What the operator passes for blob bodies: HTTP/1.1 only.
+    fn blob_http(&self) -> reqwest::Client {
+        self.http_config()
+            .builder()
+            .unwrap()
+            .http1_only()
+            .build()
+            .unwrap()
     }
 
     fn aad(&self, (client_id, secret): (&str, &str)) -> Credential {
@@ -112,9 +124,10 @@ impl Env {
     }
 
     fn client(&self, base: &str, credential: Credential, policy: UploadPolicy) -> Registry {
-        Registry::new(
+        Registry::with_blob_http(
             Url::parse(base).unwrap(),
             self.http(),
+            self.blob_http(),
             credential,
             Arc::new(TokenCache::default()),
             policy,
@@ -155,17 +168,23 @@ impl Env {
 
     /// Lines of the registry's access log for blob upload requests (POST/PATCH/PUT).
     async fn upload_requests_logged(&self) -> usize {
+        self.logged_requests(
+            &["\"PATCH /v2/", "\"PUT /v2/", "\"POST /v2/"],
+            "/blobs/uploads/",
+        )
+        .await
+        .len()
+    }
+
+    /// Access-log lines of requests starting with one of `starts` whose path contains `part`.
+    async fn logged_requests(&self, starts: &[&str], part: &str) -> Vec<String> {
         self.log_barrier().await;
         std::fs::read_to_string(&self.reg().log_path)
             .unwrap()
             .lines()
-            .filter(|l| {
-                ["\"PATCH /v2/", "\"PUT /v2/", "\"POST /v2/"]
-                    .iter()
-                    .any(|m| l.contains(m))
-                    && l.contains("/blobs/uploads/")
-            })
-            .count()
+            .filter(|l| starts.iter().any(|m| l.contains(m)) && l.contains(part))
+            .map(str::to_owned)
+            .collect()
     }
 
     fn skopeo(&self, args: &[&str]) -> std::process::Output {
@@ -440,6 +459,22 @@ async fn second_push_uploads_nothing_and_digests_ignore_clock_and_file_times() {
     assert!(first.stats().bytes_sent.load(Ordering::Relaxed) > 3 << 20);
     let logged = env.upload_requests_logged().await;
     assert!(logged > 0);
+    // Blob bodies went through the HTTP/1.1 blob client, manifests through the main one
+    // (HTTP/2 by ALPN with this registry).
+    let blob_puts = env
+        .logged_requests(&["\"PUT /v2/"], "/blobs/uploads/")
+        .await;
+    assert!(!blob_puts.is_empty());
+    assert!(
+        blob_puts.iter().all(|l| l.contains(" HTTP/1.1\"")),
+        "{blob_puts:#?}"
+    );
+    let manifest_puts = env.logged_requests(&["\"PUT /v2/"], "/manifests/").await;
+    assert!(!manifest_puts.is_empty());
+    assert!(
+        manifest_puts.iter().all(|l| l.contains(" HTTP/2.0\"")),
+        "{manifest_puts:#?}"
+    );
 
     // A fresh client (no cache), files rewritten with mtimes days apart: same digests, no bytes.
     let second = env.pusher();

@@ -245,6 +245,8 @@ impl VmAccess for ArmVmAccess {
 /// per credential.
 pub struct AzureClients {
     http: reqwest::Client,
+    /// HTTP/1.1-only twin of `http` for registry blob bodies (see `Registry::with_blob_http`).
+    blob_http: reqwest::Client,
     tokens: Arc<TokenCache>,
     /// Stack Hub stamps' budget and public Azure's differ by two orders of magnitude.
     stack_hub_limiter: Arc<RateLimiter>,
@@ -261,10 +263,21 @@ pub struct AzureClients {
 impl AzureClients {
     pub fn new(metrics: &Metrics, http: HttpConfig, settings: ClientSettings) -> Result<Self> {
         edgetrain_azure::transport::install_crypto_provider();
+        let blob_http = http
+            .builder()
+            .and_then(|b| {
+                b.http1_only()
+                    .build()
+                    .map_err(|e| edgetrain_azure::Error::ClientSetup(e.to_string()))
+            })
+            .map_err(|e| Error::azure("building the HTTP client", e))?;
         let http = http
             .build()
             .map_err(|e| Error::azure("building the HTTP client", e))?;
-        Ok(Self::from_client(metrics, http, settings))
+        Ok(Self {
+            blob_http,
+            ..Self::from_client(metrics, http, settings)
+        })
     }
 
     pub fn from_client(metrics: &Metrics, http: reqwest::Client, settings: ClientSettings) -> Self {
@@ -274,6 +287,7 @@ impl AzureClients {
             stack_hub_limits,
         } = settings;
         Self {
+            blob_http: http.clone(),
             http,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(300))),
             stack_hub_limiter: Arc::new(RateLimiter::new(stack_hub_limits)),
@@ -491,9 +505,10 @@ impl RegistryFactory for AzureClients {
         let base = format!("https://{login_server}")
             .parse()
             .map_err(|e| Error::InvalidSpec(format!("registry {login_server:?}: {e}")))?;
-        edgetrain_registry::Registry::new(
+        edgetrain_registry::Registry::with_blob_http(
             base,
             self.http.clone(),
+            self.blob_http.clone(),
             credential,
             self.registry_tokens.clone(),
             edgetrain_registry::UploadPolicy::default(),
