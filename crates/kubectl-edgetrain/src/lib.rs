@@ -4,11 +4,12 @@
 //! hand them to the pure functions in [`view`].
 
 pub mod logs;
+mod provenance;
 pub mod view;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use edgetrain_api::{EdgeComputeTarget, ModelRelease, TrainingRun};
-use edgetrain_controller::runtime::factory::MlFactory;
+use edgetrain_controller::runtime::factory::AzureClients;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Client, Config, Resource,
@@ -62,9 +63,9 @@ pub enum Error {
         job: String,
     },
     #[error(
-        "could not read the Azure ML credentials Secret {namespace}/{name} with your kubeconfig \
-         ({reason}): `logs` signs in to Azure ML with the Secret the run's EdgeComputeTarget names, \
-         so you need `get` on it"
+        "could not read the credentials Secret {namespace}/{name} with your kubeconfig \
+         ({reason}): `logs` signs in to Azure ML with the Secret the run's EdgeComputeTarget names \
+         and `lineage` to the registry with the release's, so you need `get` on it"
     )]
     SecretUnreadable {
         namespace: String,
@@ -82,10 +83,12 @@ pub enum Error {
     #[error("Azure: {context}: {source}")]
     Azure {
         context: String,
-        source: edgetrain_azure::Error,
+        source: Box<edgetrain_azure::Error>,
     },
     #[error("{0}")]
     Usage(String),
+    #[error("registry: {0}")]
+    Registry(#[from] edgetrain_registry::Error),
     #[error("writing the output: {0}")]
     Output(std::io::Error),
     #[error("lineage of {release} does not check out:\n  {}", .mismatches.join("\n  "))]
@@ -100,15 +103,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     fn azure(context: impl Into<String>) -> impl FnOnce(edgetrain_azure::Error) -> Self {
         let context = context.into();
-        move |source| Self::Azure { context, source }
+        move |source| Self::Azure {
+            context,
+            source: Box::new(source),
+        }
     }
 }
 
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-edgetrain",
-    about = "Inspect edgetrain resources: status, lineage, failure explanations",
-    after_help = "Not available yet: reading the provenance referrer from the registry in `lineage` — lineage is read and cross-checked from the ModelRelease and TrainingRun status only."
+    about = "Inspect edgetrain resources: status, lineage, failure explanations"
 )]
 pub struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
@@ -143,11 +148,15 @@ pub enum Command {
         all_namespaces: bool,
     },
     /// image digest -> model version -> job -> code digest -> data fingerprint of a
-    /// ModelRelease, cross-checked between its status and its TrainingRun's. Exits 2 on a
-    /// mismatch.
+    /// ModelRelease, cross-checked between its status, its TrainingRun's and the provenance
+    /// referrers in the registry (read with the release's registry Secret, which you need
+    /// `get` on). Exits 2 on a mismatch.
     Lineage {
         /// The ModelRelease.
         modelrelease: String,
+        /// Check status only; do not read the provenance from the registry.
+        #[arg(long)]
+        no_registry: bool,
     },
     /// The log of a TrainingRun's Azure ML job (`user_logs/std_log.txt` in the workspace
     /// datastore), also of a failed run. Signs in to Azure ML with the credentials Secret the
@@ -205,6 +214,25 @@ fn render<T: Serialize>(
     }
 }
 
+/// A Secret read with the user's kubeconfig: the plugin signs in to Azure with the same
+/// credentials the operator uses, so only a user who may read them can.
+pub(crate) async fn secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<k8s_openapi::api::core::v1::Secret> {
+    let unreadable = |reason: String| Error::SecretUnreadable {
+        namespace: ns.into(),
+        name: name.into(),
+        reason,
+    };
+    Api::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?
+        .ok_or_else(|| unreadable("not found".into()))
+}
+
 pub(crate) async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -236,13 +264,13 @@ where
     Ok(api.list(&Default::default()).await?.items)
 }
 
-/// Runs the command, writing what it prints on stdout to `out`. `azure_ml` builds Azure ML
-/// clients for `logs` (the operator's own factory).
+/// Runs the command, writing what it prints on stdout to `out`. `azure` builds the Azure ML
+/// and registry clients for `logs` and `lineage` (the operator's own factory).
 pub async fn run(
     cli: &Cli,
     client: &Client,
     ns: &str,
-    azure_ml: &dyn MlFactory,
+    azure: &AzureClients,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<()> {
     let now = Timestamp::now();
@@ -261,7 +289,10 @@ pub async fn run(
             }
             render(cli.output, &rows, || view::status_table(&rows))?
         }
-        Command::Lineage { modelrelease } => {
+        Command::Lineage {
+            modelrelease,
+            no_registry,
+        } => {
             let release: ModelRelease = get(client, ns, modelrelease).await?;
             let run = match &release.spec.training_run_ref {
                 Some(r) => {
@@ -271,7 +302,18 @@ pub async fn run(
                 }
                 None => None,
             };
-            let l = view::lineage(&release, run.as_ref());
+            let mut l = view::lineage(&release, run.as_ref());
+            let st = release.status.clone().unwrap_or_default();
+            let pushed = st.artifact_digest.is_some() || st.image_digest.is_some();
+            if !no_registry && pushed {
+                match provenance::read(client, ns, azure, &release, run.as_ref()).await? {
+                    Some(found) => view::check_registry(&mut l, &st, found),
+                    None => l.mismatches.push(
+                        "the registry's provenance was not read: the release's target is unknown"
+                            .into(),
+                    ),
+                }
+            }
             let text = render(cli.output, &l, || view::lineage_text(&l))?;
             if !l.mismatches.is_empty() {
                 // The chain is still printed: a user needs to see what disagrees with what.
@@ -290,7 +332,7 @@ pub async fn run(
         } => {
             let w = logs::Workspaces {
                 kube: client,
-                factory: azure_ml,
+                factory: azure,
             };
             let failure = if *follow {
                 if cli.output != Format::Table {

@@ -13,7 +13,6 @@ use edgetrain_controller::{
     runtime::{factory::MlFactory, secrets::MlIdentity},
     training_run::observe::job_view,
 };
-use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use serde::Serialize;
 
@@ -93,19 +92,7 @@ impl Workspaces<'_> {
             get(self.kube, ns, &run.spec.compute_target_ref.name).await?;
         let spec = &target.spec.azure_ml;
         let secret_name = &spec.credentials_secret_ref.name;
-        let secret = Api::<Secret>::namespaced(self.kube.clone(), ns)
-            .get_opt(secret_name)
-            .await
-            .map_err(|e| Error::SecretUnreadable {
-                namespace: ns.into(),
-                name: secret_name.clone(),
-                reason: e.to_string(),
-            })?
-            .ok_or_else(|| Error::SecretUnreadable {
-                namespace: ns.into(),
-                name: secret_name.clone(),
-                reason: "not found".into(),
-            })?;
+        let secret = crate::secret(self.kube, ns, secret_name).await?;
         let identity = MlIdentity::from_secret(&secret)?;
         if matches!(identity, MlIdentity::Workload { .. }) {
             return Err(Error::WorkloadIdentity {

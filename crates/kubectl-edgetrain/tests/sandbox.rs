@@ -135,7 +135,8 @@ async fn seed(w: &World) {
     };
     let released = json!({
         "modelId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws1/models/churn/versions/3",
-        "modelVersion": "3", "artifactDigest": DIGEST_A, "imageDigest": DIGEST_I,
+        "modelVersion": "3", "artifactDigest": format!("r.example/m/churn@{DIGEST_A}"),
+        "imageDigest": format!("r.example/m/churn@{DIGEST_I}"),
         "referrers": [{"artifactType": "application/vnd.in-toto+json", "digest": "sha256:cc", "subject": DIGEST_I}],
         "conditions": [cond("Ready", "True", "Pushed", "")]
     });
@@ -187,17 +188,20 @@ async fn plugin_commands_against_the_sandbox() {
     let r = tokio::task::block_in_place(|| plugin(w, &["status", "-n", "elsewhere"]));
     assert_eq!(r.stdout.lines().count(), 1, "only the header: {}", r.stdout);
 
-    // lineage: consistent chain, yaml output.
-    let r = tokio::task::block_in_place(|| plugin(w, &["lineage", "churn", "-o", "yaml"]));
+    // lineage: consistent chain, yaml output (status only: r.example is no registry; the
+    // registry side is in the test below).
+    let r = tokio::task::block_in_place(|| {
+        plugin(w, &["lineage", "churn", "-o", "yaml", "--no-registry"])
+    });
     assert_eq!(r.code, 0, "{}", r.stderr);
     let l: Value = serde_yaml::from_str(&r.stdout).unwrap();
-    assert_eq!(l["imageDigest"], DIGEST_I);
+    assert_eq!(l["imageDigest"], format!("r.example/m/churn@{DIGEST_I}"));
     assert_eq!(l["jobName"], "job-train-1");
     assert_eq!(l["dataFingerprint"], "sha256:da7a");
     assert_eq!(l["mismatches"], json!([]));
 
     // lineage of a release from a failed run: printed, but loud and non-zero.
-    let r = tokio::task::block_in_place(|| plugin(w, &["lineage", "bad"]));
+    let r = tokio::task::block_in_place(|| plugin(w, &["lineage", "bad", "--no-registry"]));
     assert_eq!(r.code, 2);
     assert!(r.stdout.contains("job-broken-1"), "{}", r.stdout);
     assert!(r.stderr.contains("LINEAGE MISMATCH"), "{}", r.stderr);
@@ -251,7 +255,8 @@ async fn plugin_commands_against_the_sandbox() {
     assert!(r.stderr.contains("kubeconfig"), "{}", r.stderr);
 }
 
-// ---- `logs`: real jobs run by the operator against the Azure simulator (with Azurite) ----
+// ---- `logs` and `lineage`: real jobs and releases by the operator against the Azure
+// simulator (with Azurite and the registry) ----
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -340,7 +345,7 @@ async fn plugin_in_process(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn logs_of_real_jobs_follow_a_run_and_show_a_failed_one() {
+async fn logs_and_lineage_of_real_runs_and_releases() {
     use edgetrain_controller::{
         metrics::Metrics,
         runtime::factory::{AzureClients, Factories, http_config_from_env},
@@ -365,6 +370,10 @@ async fn logs_of_real_jobs_follow_a_run_and_show_a_failed_one() {
             fail_resource_names: vec![],
         },
         allowed_vm_sizes: vec!["Standard_DS2_v2".into()],
+        registry: edgetrain_sandbox_azure::RegistryConfig {
+            enabled: true,
+            ..Default::default()
+        },
         workspaces: vec![WorkspaceConfig {
             subscription_id: SUB.into(),
             resource_group: "rg1".into(),
@@ -481,7 +490,8 @@ async fn logs_of_real_jobs_follow_a_run_and_show_a_failed_one() {
             "edge",
             &data,
             &format!(
-                "echo first line; while [ ! -e {} ]; do sleep 0.2; done; echo second line",
+                "echo first line; while [ ! -e {} ]; do sleep 0.2; done; echo second line; \
+                 mkdir -p ${{{{outputs.model}}}} && echo weights > ${{{{outputs.model}}}}/model.onnx",
                 gate.display()
             ),
         ),
@@ -551,6 +561,84 @@ async fn logs_of_real_jobs_follow_a_run_and_show_a_failed_one() {
             .ends_with("/artifacts/user_logs/std_log.txt"),
         "{v}"
     );
+
+    // lineage of a real release of that run: status and the registry's provenance agree.
+    let reg = sim.registry().unwrap().clone();
+    let (_, _, base_digest) = reg.base_images[0].clone();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "acr"},
+                "stringData": {"tenantId": TENANT, "clientId": PRINCIPALS[1].1,
+                               "clientSecret": PRINCIPALS[1].2}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    apply::<ModelRelease>(
+        &client,
+        json!({
+            "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
+            "metadata": {"name": "release"},
+            "spec": {
+                "trainingRunRef": {"name": "ok"},
+                "model": {"name": "churn"},
+                "registry": {"loginServer": reg.host, "repository": "models/churn",
+                             "credentialsSecretRef": {"name": "acr"}},
+                "image": {"base": format!("{}/base/tiny@{base_digest}", reg.host)}
+            }
+        }),
+    )
+    .await;
+    let releases: Api<ModelRelease> = Api::namespaced(client.clone(), "default");
+    let released = eventually(180, "release Ready", || async {
+        let st = releases.get_opt("release").await.unwrap()?.status?;
+        let ready = edgetrain_api::conditions::find(&st.conditions, "Ready")
+            .is_some_and(|c| c.status == "True");
+        ready.then_some(st)
+    })
+    .await;
+    let (result, out) =
+        plugin_in_process(&client, &azure, &["lineage", "release", "-o", "json"]).await;
+    result.unwrap();
+    let l: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(l["mismatches"], json!([]), "{l:#}");
+    let provenance = l["registryProvenance"].as_array().unwrap();
+    assert_eq!(
+        provenance.len(),
+        2,
+        "artifact and image each carry one: {l:#}"
+    );
+    let ok = run_status(&client, "ok").await.unwrap();
+    assert_eq!(provenance[1]["dataFingerprint"], json!(ok.data_fingerprint));
+    assert_eq!(provenance[1]["codeDigest"], json!(ok.code_digest));
+    assert_eq!(provenance[1]["jobName"], json!(ok.job_name));
+    let (result, out) = plugin_in_process(&client, &azure, &["lineage", "release"]).await;
+    result.unwrap();
+    assert!(out.contains("(checked)"), "{out}");
+    // Status that no longer matches the registry: printed, and a mismatch.
+    let mut referrers = serde_json::to_value(&released.referrers).unwrap();
+    referrers[0]["digest"] = json!(DIGEST_A);
+    releases
+        .patch_status(
+            "release",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"referrers": referrers}})),
+        )
+        .await
+        .unwrap();
+    let (result, out) = plugin_in_process(&client, &azure, &["lineage", "release"]).await;
+    assert!(out.contains("STEP"), "the chain is still printed: {out}");
+    match result {
+        Err(kubectl_edgetrain::Error::LineageMismatch { mismatches, .. }) => assert_eq!(
+            mismatches,
+            [format!(
+                "status records referrer {DIGEST_A} of {}, which the registry does not list",
+                released.referrers[0].subject
+            )]
+        ),
+        other => panic!("expected a lineage mismatch, got {other:?}"),
+    }
 
     // A failed run: its log, then an error that says so.
     eventually(240, "run fails Failed", || async {
