@@ -666,6 +666,74 @@ pub const HINTS: &[(&str, &str)] = &[
         "Azure ML could not attach the VM: check SSH reachability from Azure ML to the VM address and the allowed SSH sources.",
     ),
     (
+        "NotOwned",
+        "Azure resources with the target's names exist but are not tagged as this target's: annotate the target as the message says to adopt them, or change the names.",
+    ),
+    (
+        "ProvisioningFailed",
+        "Stack Hub could not provision the VM: read the Azure code in the message; fix the spec (size, image, network) and apply again.",
+    ),
+    (
+        "NoPublicAddress",
+        "azureML.reachVia is Public but the VM has no public IP: set vm.publicIP, or reachVia Private with a route from Azure ML.",
+    ),
+    (
+        "WorkspaceNotFound",
+        "The Azure ML workspace in spec.azureML does not exist or the principal cannot see it: check subscription, resource group and name.",
+    ),
+    (
+        "ComputeTargetNotFound",
+        "The EdgeComputeTarget the spec names does not exist in this namespace: create it or fix computeTargetRef.",
+    ),
+    (
+        "NoInputData",
+        "No blobs under the data container and prefix: upload the data set, or fix spec.data.container/prefix.",
+    ),
+    (
+        "BackoffLimitExceeded",
+        "Every attempt's job failed: read the log tail in the message or `kubectl edgetrain logs tr/NAME`, fix the code or data, and create a new run.",
+    ),
+    (
+        "DeadlineExceeded",
+        "The run took longer than activeDeadlineSeconds and was canceled: raise the deadline or make the job faster.",
+    ),
+    (
+        "JobCanceled",
+        "Someone canceled the job in Azure ML: create a new run to train again.",
+    ),
+    (
+        "DataExfiltration",
+        "The job wrote a copy of an input blob to its outputs: training data must not leave the premises. Fix the script; no model is released from this run.",
+    ),
+    (
+        "OutputPolicyViolation",
+        "The job's outputs break spec.outputPolicy (size or allowed files): fix the script or the policy.",
+    ),
+    (
+        "TrainingRunNotSucceeded",
+        "The release waits for its TrainingRun to succeed: see `kubectl edgetrain explain-failure tr/NAME`.",
+    ),
+    (
+        "RunNotReleasable",
+        "The TrainingRun ended without a releasable model (failed, canceled or blocked): release from another run.",
+    ),
+    (
+        "OutputNotFound",
+        "The run succeeded but has no such output: check the release's spec.model.outputName against the run's outputs.",
+    ),
+    (
+        "VersionConflict",
+        "That model version already exists with other content: pick another version, or leave the version unset.",
+    ),
+    (
+        "ModelNotFound",
+        "The existing model version the release names does not exist in the workspace: fix spec.existingModel.",
+    ),
+    (
+        "UnsupportedOutputUri",
+        "The model's URI is not an azureml://datastores/.../paths/... URI the operator can read.",
+    ),
+    (
         "KubernetesError",
         "The Kubernetes API refused a request: check the operator's RBAC and API server health.",
     ),

@@ -655,6 +655,27 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
             .starts_with("TrainingRun default/fails Failed (job "),
         "{e}"
     );
+    // explain-failure of the same real run: the operator's reason and what to do.
+    let (result, out) = plugin_in_process(
+        &client,
+        &azure,
+        &["explain-failure", "tr/fails", "-o", "json"],
+    )
+    .await;
+    result.unwrap();
+    let e: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(e["reason"], "BackoffLimitExceeded", "{e:#}");
+    assert!(
+        e["message"].as_str().unwrap().contains("about to fail"),
+        "the log tail is in the message: {e:#}"
+    );
+    assert!(
+        e["hint"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl edgetrain logs"),
+        "{e:#}"
+    );
 
     controller.abort();
     sim.shutdown().await;
