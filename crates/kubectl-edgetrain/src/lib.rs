@@ -50,6 +50,8 @@ pub enum Error {
         "job {job} ({status}) has not written a log yet: try again, or `logs --follow` to wait for it"
     )]
     NoLogYet { job: String, status: String },
+    #[error("job {job} ended {status} without a log in the workspace datastore")]
+    NoLog { job: String, status: String },
     #[error("job {0} is not in the Azure ML workspace (deleted there?)")]
     JobGone(String),
     #[error(

@@ -146,14 +146,13 @@ async fn job_state(
     Ok(view.status)
 }
 
-/// The log bytes past `offset` (empty when none, or when the job wrote no log yet).
-async fn read_past(source: &LogSource, offset: u64) -> Result<bytes::Bytes> {
-    Ok(source
+/// The log bytes past `offset`; `None` while the job has written no log.
+async fn read_past(source: &LogSource, offset: u64) -> Result<Option<bytes::Bytes>> {
+    source
         .client
         .read_from(&source.container, &source.blob, offset)
         .await
-        .map_err(Error::azure("reading the job log"))?
-        .unwrap_or_default())
+        .map_err(Error::azure("reading the job log"))
 }
 
 fn status_name(s: &JobStatus) -> String {
@@ -189,13 +188,21 @@ pub async fn once(w: &Workspaces<'_>, ns: &str, name: &str) -> Result<(JobLog, O
     let (ml, ws_id) = w.open(ns, &run).await?;
     let mut source = None;
     let status = job_state(&*ml, &ws_id, &job, &mut source).await?;
-    let Some(src) = &source else {
-        return Err(Error::NoLogYet {
-            job,
-            status: status_name(&status),
-        });
+    let no_log = |job: String| {
+        let name = status_name(&status);
+        if status.is_terminal() {
+            Error::NoLog { job, status: name }
+        } else {
+            Error::NoLogYet { job, status: name }
+        }
     };
-    let log = String::from_utf8_lossy(&read_past(src, 0).await?).into_owned();
+    let Some(src) = &source else {
+        return Err(no_log(job));
+    };
+    let Some(log) = read_past(src, 0).await? else {
+        return Err(no_log(job));
+    };
+    let log = String::from_utf8_lossy(&log).into_owned();
     let failure = failed(ns, name, &run, &job);
     Ok((
         JobLog {
@@ -227,7 +234,7 @@ pub async fn follow(
     loop {
         let status = job_state(&*ml, &ws_id, &job, &mut source).await?;
         if let Some(src) = &source {
-            let new = read_past(src, offset).await?;
+            let new = read_past(src, offset).await?.unwrap_or_default();
             offset += new.len() as u64;
             out.write_all(&new).map_err(Error::Output)?;
             out.flush().map_err(Error::Output)?;

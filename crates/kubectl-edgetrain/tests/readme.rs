@@ -36,7 +36,9 @@ fn properties(schema: &Value) -> Vec<(String, Value)> {
 #[test]
 fn readme_fields_section_names_every_spec_field() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let start = readme.find("### Fields").expect("README has a ### Fields section");
+    let start = readme
+        .find("### Fields")
+        .expect("README has a ### Fields section");
     let end = readme[start + 1..]
         .find("\n#")
         .map_or(readme.len(), |e| start + 1 + e);
@@ -61,5 +63,8 @@ fn readme_fields_section_names_every_spec_field() {
         }
     }
     assert!(checked > 50, "the CRDs were not read: {checked} fields");
-    assert!(missing.is_empty(), "not in README's ### Fields: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "not in README's ### Fields: {missing:#?}"
+    );
 }
