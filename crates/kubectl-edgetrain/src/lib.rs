@@ -115,7 +115,14 @@ impl Error {
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-edgetrain",
-    about = "Inspect edgetrain resources: status, lineage, failure explanations"
+    about = "Inspect edgetrain resources: status, lineage, job logs, failure explanations",
+    after_help = "Credentials: `logs` and `lineage` sign in to Azure ML and the registry with the \
+                  Secrets the operator uses (the run's EdgeComputeTarget's \
+                  spec.azureML.credentialsSecretRef; the release's \
+                  spec.registry.credentialsSecretRef), read from the resource's namespace with \
+                  your kubeconfig: you need `get` on them. Workload-identity Secrets (no \
+                  clientSecret) only work for the operator. SSL_CERT_FILE adds trusted CA \
+                  certificates (e.g. a Stack Hub stamp's); HTTPS_PROXY/NO_PROXY apply."
 )]
 pub struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
