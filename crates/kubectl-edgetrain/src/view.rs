@@ -682,6 +682,10 @@ pub const HINTS: &[(&str, &str)] = &[
         "The Azure ML workspace in spec.azureML does not exist or the principal cannot see it: check subscription, resource group and name.",
     ),
     (
+        "ComputeTargetNotReady",
+        "The run waits for its EdgeComputeTarget: `kubectl edgetrain explain-failure ect/NAME` shows why the target is not Ready.",
+    ),
+    (
         "ComputeTargetNotFound",
         "The EdgeComputeTarget the spec names does not exist in this namespace: create it or fix computeTargetRef.",
     ),
