@@ -13,7 +13,7 @@ use edgetrain_controller::{
     runtime::{factory::MlFactory, secrets::MlIdentity},
     training_run::observe::job_view,
 };
-use kube::{Api, Client};
+use kube::Client;
 use serde::Serialize;
 
 use crate::{Error, Result, get};
@@ -66,9 +66,8 @@ pub struct JobLog {
     pub training_run: String,
     pub job: String,
     pub job_status: String,
-    /// `azureml://datastores/{store}/paths/{artifacts}user_logs/std_log.txt`; `None` when the
-    /// job has no artifacts output yet.
-    pub log_uri: Option<String>,
+    /// `azureml://datastores/{store}/paths/{artifacts}user_logs/std_log.txt`.
+    pub log_uri: String,
     pub log: String,
 }
 
@@ -209,7 +208,7 @@ pub async fn once(w: &Workspaces<'_>, ns: &str, name: &str) -> Result<(JobLog, O
             training_run: format!("{ns}/{name}"),
             job,
             job_status: status_name(&status),
-            log_uri: Some(src.uri.clone()),
+            log_uri: src.uri.clone(),
             log,
         },
         failure,
@@ -225,7 +224,6 @@ pub async fn follow(
     poll: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Option<Error>> {
-    let runs: Api<TrainingRun> = Api::namespaced(w.kube.clone(), ns);
     let run: TrainingRun = get(w.kube, ns, name).await?;
     let mut job = job_of(ns, name, &run)?;
     let (ml, ws_id) = w.open(ns, &run).await?;
@@ -239,11 +237,7 @@ pub async fn follow(
             out.write_all(&new).map_err(Error::Output)?;
             out.flush().map_err(Error::Output)?;
         }
-        let run = runs.get_opt(name).await?.ok_or_else(|| Error::NotFound {
-            kind: "TrainingRun".into(),
-            namespace: ns.into(),
-            name: name.into(),
-        })?;
+        let run: TrainingRun = get(w.kube, ns, name).await?;
         match next(&job, &status, &run.status.clone().unwrap_or_default()) {
             Follow::Stop => return Ok(failed(ns, name, &run, &job)),
             Follow::Switch(other) => {
