@@ -362,3 +362,41 @@ async fn code_upload_goes_through_pending_upload_sas_into_azurite() {
         1
     );
 }
+
+#[tokio::test]
+async fn read_from_an_offset_follows_a_growing_blob() {
+    let (az, c) = setup().await;
+    create_container(&az, "logs").await;
+    assert_eq!(c.read_from("logs", "std_log.txt", 0).await.unwrap(), None);
+    c.put("logs", "std_log.txt", Bytes::from_static(b"line 1\n"), None)
+        .await
+        .unwrap();
+    let first = c
+        .read_from("logs", "std_log.txt", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"line 1\n");
+    // Nothing past the end: empty, not an error.
+    let none = c
+        .read_from("logs", "std_log.txt", 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // The blob grew (a job uploads its log again): only the new bytes come back.
+    c.put(
+        "logs",
+        "std_log.txt",
+        Bytes::from_static(b"line 1\nline 2\n"),
+        None,
+    )
+    .await
+    .unwrap();
+    let more = c
+        .read_from("logs", "std_log.txt", 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&more[..], b"line 2\n");
+}

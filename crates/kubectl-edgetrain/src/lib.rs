@@ -3,10 +3,13 @@
 //! The commands read the objects through the Kubernetes API (kube-rs, the user's kubeconfig) and
 //! hand them to the pure functions in [`view`].
 
+pub mod logs;
+mod provenance;
 pub mod view;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use edgetrain_api::{EdgeComputeTarget, ModelRelease, TrainingRun};
+use edgetrain_controller::runtime::factory::AzureClients;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Client, Config, Resource,
@@ -34,6 +37,62 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("could not render output: {0}")]
     Render(String),
+    #[error(
+        "TrainingRun {namespace}/{name} has no Azure ML job yet (phase {phase}), so there is no log: \
+         `kubectl edgetrain explain-failure tr/{name}` shows what it waits for"
+    )]
+    NoJob {
+        namespace: String,
+        name: String,
+        phase: String,
+    },
+    #[error(
+        "job {job} ({status}) has not written a log yet: try again, or `logs --follow` to wait for it"
+    )]
+    NoLogYet { job: String, status: String },
+    #[error("job {job} ended {status} without a log in the workspace datastore")]
+    NoLog { job: String, status: String },
+    #[error("job {0} is not in the Azure ML workspace (deleted there?)")]
+    JobGone(String),
+    #[error(
+        "TrainingRun {namespace}/{name} {phase} (job {job}; its log is above): \
+         `kubectl edgetrain explain-failure tr/{name}` for the reason and what to do"
+    )]
+    RunFailed {
+        namespace: String,
+        name: String,
+        phase: String,
+        job: String,
+    },
+    #[error(
+        "could not read the credentials Secret {namespace}/{name} with your kubeconfig \
+         ({reason}): `logs` signs in to Azure ML with the Secret the run's EdgeComputeTarget names \
+         and `lineage` to the registry with the release's, so you need `get` on it"
+    )]
+    SecretUnreadable {
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "the Azure ML credentials Secret {namespace}/{name} holds no clientSecret (workload \
+         identity): only the operator's service account can sign in as that identity, so `logs` \
+         cannot; read the log in Azure ML studio (the run's status.studioURL)"
+    )]
+    WorkloadIdentity { namespace: String, name: String },
+    #[error("{0}")]
+    Operator(#[from] edgetrain_controller::Error),
+    #[error("Azure: {context}: {source}")]
+    Azure {
+        context: String,
+        source: Box<edgetrain_azure::Error>,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("registry: {0}")]
+    Registry(#[from] edgetrain_registry::Error),
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
     #[error("lineage of {release} does not check out:\n  {}", .mismatches.join("\n  "))]
     LineageMismatch {
         release: String,
@@ -43,11 +102,27 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    fn azure(context: impl Into<String>) -> impl FnOnce(edgetrain_azure::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Azure {
+            context,
+            source: Box::new(source),
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-edgetrain",
-    about = "Inspect edgetrain resources: status, lineage, failure explanations",
-    after_help = "Not available yet: `logs <trainingrun>` (the job log from the workspace datastore), and reading the provenance referrer from the registry in `lineage` — lineage is read and cross-checked from the ModelRelease and TrainingRun status only."
+    about = "Inspect edgetrain resources: status, lineage, job logs, failure explanations",
+    after_help = "Credentials: `logs` and `lineage` sign in to Azure ML and the registry with the \
+                  Secrets the operator uses (the run's EdgeComputeTarget's \
+                  spec.azureML.credentialsSecretRef; the release's \
+                  spec.registry.credentialsSecretRef), read from the resource's namespace with \
+                  your kubeconfig: you need `get` on them. Workload-identity Secrets (no \
+                  clientSecret) only work for the operator. SSL_CERT_FILE adds trusted CA \
+                  certificates (e.g. a Stack Hub stamp's); HTTPS_PROXY/NO_PROXY apply."
 )]
 pub struct Cli {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
@@ -82,11 +157,28 @@ pub enum Command {
         all_namespaces: bool,
     },
     /// image digest -> model version -> job -> code digest -> data fingerprint of a
-    /// ModelRelease, cross-checked between its status and its TrainingRun's. Exits 2 on a
-    /// mismatch.
+    /// ModelRelease, cross-checked between its status, its TrainingRun's and the provenance
+    /// referrers in the registry (read with the release's registry Secret, which you need
+    /// `get` on). Exits 2 on a mismatch.
     Lineage {
         /// The ModelRelease.
         modelrelease: String,
+        /// Check status only; do not read the provenance from the registry.
+        #[arg(long)]
+        no_registry: bool,
+    },
+    /// The log of a TrainingRun's Azure ML job (`user_logs/std_log.txt` in the workspace
+    /// datastore), also of a failed run. Signs in to Azure ML with the credentials Secret the
+    /// run's EdgeComputeTarget names, read with your kubeconfig (you need `get` on it).
+    Logs {
+        /// The TrainingRun.
+        trainingrun: String,
+        /// Keep printing while the run is active (and its next attempts); stop when it ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Seconds between polls with --follow.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        poll_seconds: u64,
     },
     /// The last failing condition of a resource (`kind/name` or a name), the Azure code and
     /// request id in it, and what to do.
@@ -131,7 +223,26 @@ fn render<T: Serialize>(
     }
 }
 
-async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<K>
+/// A Secret read with the user's kubeconfig: the plugin signs in to Azure with the same
+/// credentials the operator uses, so only a user who may read them can.
+pub(crate) async fn secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<k8s_openapi::api::core::v1::Secret> {
+    let unreadable = |reason: String| Error::SecretUnreadable {
+        namespace: ns.into(),
+        name: name.into(),
+        reason,
+    };
+    Api::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?
+        .ok_or_else(|| unreadable("not found".into()))
+}
+
+pub(crate) async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -162,10 +273,17 @@ where
     Ok(api.list(&Default::default()).await?.items)
 }
 
-/// Runs the command and returns what it prints on stdout.
-pub async fn run(cli: &Cli, client: &Client, ns: &str) -> Result<String> {
+/// Runs the command, writing what it prints on stdout to `out`. `azure` builds the Azure ML
+/// and registry clients for `logs` and `lineage` (the operator's own factory).
+pub async fn run(
+    cli: &Cli,
+    client: &Client,
+    ns: &str,
+    azure: &AzureClients,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<()> {
     let now = Timestamp::now();
-    let stdout = match &cli.command {
+    let text = match &cli.command {
         Command::Status { all_namespaces } => {
             let scope = (!all_namespaces).then_some(ns);
             let mut rows = Vec::new();
@@ -180,7 +298,10 @@ pub async fn run(cli: &Cli, client: &Client, ns: &str) -> Result<String> {
             }
             render(cli.output, &rows, || view::status_table(&rows))?
         }
-        Command::Lineage { modelrelease } => {
+        Command::Lineage {
+            modelrelease,
+            no_registry,
+        } => {
             let release: ModelRelease = get(client, ns, modelrelease).await?;
             let run = match &release.spec.training_run_ref {
                 Some(r) => {
@@ -190,11 +311,22 @@ pub async fn run(cli: &Cli, client: &Client, ns: &str) -> Result<String> {
                 }
                 None => None,
             };
-            let l = view::lineage(&release, run.as_ref());
+            let mut l = view::lineage(&release, run.as_ref());
+            let st = release.status.clone().unwrap_or_default();
+            let pushed = st.artifact_digest.is_some() || st.image_digest.is_some();
+            if !no_registry && pushed {
+                match provenance::read(client, ns, azure, &release, run.as_ref()).await? {
+                    Some(found) => view::check_registry(&mut l, &st, found),
+                    None => l.mismatches.push(
+                        "the registry's provenance was not read: the release's target is unknown"
+                            .into(),
+                    ),
+                }
+            }
             let text = render(cli.output, &l, || view::lineage_text(&l))?;
             if !l.mismatches.is_empty() {
                 // The chain is still printed: a user needs to see what disagrees with what.
-                print!("{text}");
+                write_out(out, &text)?;
                 return Err(Error::LineageMismatch {
                     release: l.model_release,
                     mismatches: l.mismatches,
@@ -202,12 +334,44 @@ pub async fn run(cli: &Cli, client: &Client, ns: &str) -> Result<String> {
             }
             text
         }
+        Command::Logs {
+            trainingrun,
+            follow,
+            poll_seconds,
+        } => {
+            let w = logs::Workspaces {
+                kube: client,
+                factory: azure,
+            };
+            let failure = if *follow {
+                if cli.output != Format::Table {
+                    return Err(Error::Usage(
+                        "--follow prints the raw log: leave out -o json|yaml".into(),
+                    ));
+                }
+                let poll = std::time::Duration::from_secs(*poll_seconds);
+                logs::follow(&w, ns, trainingrun, poll, out).await?
+            } else {
+                let (log, failure) = logs::once(&w, ns, trainingrun).await?;
+                let text = render(cli.output, &log, || log.log.clone())?;
+                write_out(out, &text)?;
+                failure
+            };
+            // A failed run's log is what its user needs: printed first, then the error.
+            return failure.map_or(Ok(()), Err);
+        }
         Command::ExplainFailure { resource } => {
             let e = explain(client, ns, resource).await?;
             render(cli.output, &e, || view::explanation_text(&e))?
         }
     };
-    Ok(stdout)
+    write_out(out, &text)
+}
+
+fn write_out(out: &mut (dyn std::io::Write + Send), text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::Output)
 }
 
 async fn explain(client: &Client, ns: &str, resource: &str) -> Result<view::Explanation> {

@@ -1,21 +1,31 @@
 //! `kubectl-edgetrain`: found by kubectl on PATH as `kubectl edgetrain`.
 
 use clap::Parser;
-use kubectl_edgetrain::{Cli, connect, run};
+use edgetrain_controller::{
+    metrics::Metrics,
+    runtime::factory::{AzureClients, http_config_from_env},
+};
+use kubectl_edgetrain::{Cli, Error, connect, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match connect(&cli).await {
-        Ok((client, ns)) => run(&cli, &client, &ns).await,
-        Err(e) => Err(e),
+    // The operator's Azure client factory: same sign-in, endpoint checks and `SSL_CERT_FILE`
+    // trust as the operator, with no workload identity (that is the operator's alone).
+    let result = match AzureClients::new(
+        &Metrics::default(),
+        http_config_from_env(),
+        Default::default(),
+    ) {
+        Ok(azure) => match connect(&cli).await {
+            Ok((client, ns)) => run(&cli, &client, &ns, &azure, &mut std::io::stdout()).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(Error::Operator(e)),
     };
     match result {
-        Ok(text) => {
-            print!("{text}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e @ kubectl_edgetrain::Error::LineageMismatch { .. }) => {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e @ Error::LineageMismatch { .. }) => {
             eprintln!("error: LINEAGE MISMATCH: {e}");
             std::process::ExitCode::from(2)
         }

@@ -10,6 +10,7 @@ use edgetrain_api::{
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use kube::ResourceExt;
 use serde::Serialize;
+use serde_json::Value;
 
 /// One line of `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -219,8 +220,26 @@ pub struct Lineage {
     pub job_name: Option<String>,
     pub code_digest: Option<String>,
     pub data_fingerprint: Option<String>,
-    /// Every disagreement between the two statuses; empty when they tell one story.
+    /// The provenance statements read from the registry (empty when not read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub registry_provenance: Vec<RegistryProvenance>,
+    /// Every disagreement between the two statuses (and the registry's provenance, when
+    /// read); empty when they tell one story.
     pub mismatches: Vec<String>,
+}
+
+/// The digest of a pushed reference: status records `host/repository@sha256:…`.
+pub fn digest_of(reference: &str) -> &str {
+    reference.rsplit_once('@').map_or(reference, |(_, d)| d)
+}
+
+/// The digests a release pushed (artifact, then image).
+fn pushed_digests(st: &edgetrain_api::ModelReleaseStatus) -> Vec<&str> {
+    [&st.artifact_digest, &st.image_digest]
+        .into_iter()
+        .flatten()
+        .map(|r| digest_of(r))
+        .collect()
 }
 
 /// Builds the lineage of `release` and cross-checks it against its TrainingRun (`run` is
@@ -254,12 +273,9 @@ pub fn lineage(release: &ModelRelease, run: Option<&TrainingRun>) -> Lineage {
             st.model_version.as_deref().unwrap_or_default()
         ));
     }
-    let pushed: Vec<&String> = [&st.artifact_digest, &st.image_digest]
-        .into_iter()
-        .flatten()
-        .collect();
+    let pushed = pushed_digests(&st);
     for r in &st.referrers {
-        if !pushed.contains(&&r.subject) {
+        if !pushed.contains(&r.subject.as_str()) {
             mismatches.push(format!(
                 "referrer {} ({}) refers to {}, which this release did not push",
                 r.digest, r.artifact_type, r.subject
@@ -314,8 +330,116 @@ pub fn lineage(release: &ModelRelease, run: Option<&TrainingRun>) -> Lineage {
         job_name: s.job_name,
         code_digest: s.code_digest,
         data_fingerprint: s.data_fingerprint,
+        registry_provenance: Vec::new(),
         mismatches,
     }
+}
+
+/// What one provenance statement in the registry says (the fields the operator writes into
+/// the SLSA predicate's `externalParameters`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryProvenance {
+    /// The digest the statement is attached to.
+    pub attached_to: String,
+    /// The referrer manifest's digest.
+    pub referrer: String,
+    /// `sha256:…` of every subject the statement names.
+    pub subjects: Vec<String>,
+    pub model_id: Option<String>,
+    pub job_name: Option<String>,
+    pub training_run: Option<String>,
+    pub code_digest: Option<String>,
+    pub data_fingerprint: Option<String>,
+}
+
+/// Reads the facts out of an in-toto statement attached to `attached_to`.
+pub fn provenance_facts(
+    attached_to: &str,
+    referrer: &str,
+    statement: &Value,
+) -> RegistryProvenance {
+    let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    let field = |k: &str| params[k].as_str().map(str::to_string);
+    let subjects = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["digest"].as_object())
+        .flat_map(|d| d.iter())
+        .filter_map(|(alg, hex)| hex.as_str().map(|h| format!("{alg}:{h}")))
+        .collect();
+    RegistryProvenance {
+        attached_to: attached_to.to_string(),
+        referrer: referrer.to_string(),
+        subjects,
+        model_id: field("model"),
+        job_name: field("job"),
+        training_run: field("trainingRun"),
+        code_digest: field("codeDigest"),
+        data_fingerprint: field("dataFingerprint"),
+    }
+}
+
+/// Cross-checks the registry's provenance against the chain read from status: every pushed
+/// digest carries a statement, every referrer status records is in the registry, and each
+/// statement names both pushed digests and the same model, job, run, code and data.
+pub fn check_registry(
+    l: &mut Lineage,
+    release_status: &edgetrain_api::ModelReleaseStatus,
+    found: Vec<RegistryProvenance>,
+) {
+    let pushed = pushed_digests(release_status);
+    for d in &pushed {
+        if !found.iter().any(|p| p.attached_to == *d) {
+            l.mismatches
+                .push(format!("the registry holds no provenance attached to {d}"));
+        }
+    }
+    for r in &release_status.referrers {
+        if !found
+            .iter()
+            .any(|p| p.referrer == r.digest && p.attached_to == r.subject)
+        {
+            l.mismatches.push(format!(
+                "status records referrer {} of {}, which the registry does not list",
+                r.digest, r.subject
+            ));
+        }
+    }
+    let run = l.training_run.as_ref().map(|n| {
+        format!(
+            "{}/{n}",
+            l.model_release.split('/').next().unwrap_or_default()
+        )
+    });
+    for p in &found {
+        for d in &pushed {
+            if !p.subjects.iter().any(|s| s == d) {
+                l.mismatches.push(format!(
+                    "provenance {} does not name {d} as a subject",
+                    p.referrer
+                ));
+            }
+        }
+        for (field, status, registry) in [
+            ("model", &l.model_id, &p.model_id),
+            ("job", &l.job_name, &p.job_name),
+            ("trainingRun", &run, &p.training_run),
+            ("codeDigest", &l.code_digest, &p.code_digest),
+            ("dataFingerprint", &l.data_fingerprint, &p.data_fingerprint),
+        ] {
+            if status.is_some() && status != registry {
+                l.mismatches.push(format!(
+                    "provenance {} says {field} {}, status says {}",
+                    p.referrer,
+                    registry.as_deref().unwrap_or("(none)"),
+                    status.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    l.registry_provenance = found;
 }
 
 pub fn lineage_text(l: &Lineage) -> String {
@@ -328,6 +452,12 @@ pub fn lineage_text(l: &Lineage) -> String {
         rows.push(vec![
             "referrer".into(),
             format!("{} {} -> {}", r.artifact_type, r.digest, r.subject),
+        ]);
+    }
+    for p in &l.registry_provenance {
+        rows.push(vec![
+            "registry".into(),
+            format!("provenance {} on {} (checked)", p.referrer, p.attached_to),
         ]);
     }
     rows.extend([
@@ -534,6 +664,78 @@ pub const HINTS: &[(&str, &str)] = &[
     (
         "AttachFailed",
         "Azure ML could not attach the VM: check SSH reachability from Azure ML to the VM address and the allowed SSH sources.",
+    ),
+    (
+        "NotOwned",
+        "Azure resources with the target's names exist but are not tagged as this target's: annotate the target as the message says to adopt them, or change the names.",
+    ),
+    (
+        "ProvisioningFailed",
+        "Stack Hub could not provision the VM: read the Azure code in the message; fix the spec (size, image, network) and apply again.",
+    ),
+    (
+        "NoPublicAddress",
+        "azureML.reachVia is Public but the VM has no public IP: set vm.publicIP, or reachVia Private with a route from Azure ML.",
+    ),
+    (
+        "WorkspaceNotFound",
+        "The Azure ML workspace in spec.azureML does not exist or the principal cannot see it: check subscription, resource group and name.",
+    ),
+    (
+        "ComputeTargetNotReady",
+        "The run waits for its EdgeComputeTarget: `kubectl edgetrain explain-failure ect/NAME` shows why the target is not Ready.",
+    ),
+    (
+        "ComputeTargetNotFound",
+        "The EdgeComputeTarget the spec names does not exist in this namespace: create it or fix computeTargetRef.",
+    ),
+    (
+        "NoInputData",
+        "No blobs under the data container and prefix: upload the data set, or fix spec.data.container/prefix.",
+    ),
+    (
+        "BackoffLimitExceeded",
+        "Every attempt's job failed: read the log tail in the message or `kubectl edgetrain logs tr/NAME`, fix the code or data, and create a new run.",
+    ),
+    (
+        "DeadlineExceeded",
+        "The run took longer than activeDeadlineSeconds and was canceled: raise the deadline or make the job faster.",
+    ),
+    (
+        "JobCanceled",
+        "Someone canceled the job in Azure ML: create a new run to train again.",
+    ),
+    (
+        "DataExfiltration",
+        "The job wrote a copy of an input blob to its outputs: training data must not leave the premises. Fix the script; no model is released from this run.",
+    ),
+    (
+        "OutputPolicyViolation",
+        "The job's outputs break spec.outputPolicy (size or allowed files): fix the script or the policy.",
+    ),
+    (
+        "TrainingRunNotSucceeded",
+        "The release waits for its TrainingRun to succeed: see `kubectl edgetrain explain-failure tr/NAME`.",
+    ),
+    (
+        "RunNotReleasable",
+        "The TrainingRun ended without a releasable model (failed, canceled or blocked): release from another run.",
+    ),
+    (
+        "OutputNotFound",
+        "The run succeeded but has no such output: check the release's spec.model.outputName against the run's outputs.",
+    ),
+    (
+        "VersionConflict",
+        "That model version already exists with other content: pick another version, or leave the version unset.",
+    ),
+    (
+        "ModelNotFound",
+        "The existing model version the release names does not exist in the workspace: fix spec.existingModel.",
+    ),
+    (
+        "UnsupportedOutputUri",
+        "The model's URI is not an azureml://datastores/.../paths/... URI the operator can read.",
     ),
     (
         "KubernetesError",

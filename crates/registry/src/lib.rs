@@ -11,6 +11,7 @@ mod image;
 mod manifest;
 mod modelpack;
 mod provenance;
+mod pull_provenance;
 mod push;
 mod tar;
 
@@ -32,6 +33,7 @@ pub use modelpack::{
     model_artifact, plan_layers,
 };
 pub use provenance::{BuildFacts, IN_TOTO_MEDIA_TYPE, referrers, statement};
+pub use pull_provenance::AttachedStatement;
 pub use tar::{TarFile, tar_layer};
 
 /// Media type constants.

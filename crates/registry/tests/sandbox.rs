@@ -831,3 +831,54 @@ async fn a_chunk_cut_after_part_of_it_went_to_the_registry_still_gives_the_right
     );
     env.sim.shutdown().await;
 }
+
+/// `statements_of` reads back the statement attached to each pushed digest, and refuses a
+/// referrers index that lists a referrer about another subject (here: the artifact's index
+/// filed under the image's digest in the tag schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_statements_read_back_and_a_misfiled_referrer_is_refused() {
+    let env = Env::start(|_| {}).await;
+    let model = write_model(env.dir.path(), 0);
+    let client = env.pusher();
+    let (pushed, _) = push_all(&client, &model).await;
+    for (repo, digest) in [
+        ("models/scorer", &pushed.artifact),
+        ("serving/scorer", &pushed.image),
+    ] {
+        let found = client.statements_of(repo, digest).await.unwrap();
+        assert_eq!(found.len(), 1, "{repo}");
+        let st = &found[0].statement;
+        assert_eq!(
+            st["predicate"]["buildDefinition"]["externalParameters"]["model"],
+            "scorer"
+        );
+        let subjects: Vec<String> = st["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("sha256:{}", s["digest"]["sha256"].as_str().unwrap()))
+            .collect();
+        assert_eq!(subjects, [pushed.artifact.clone(), pushed.image.clone()]);
+        let refs = client.referrers(repo, digest).await.unwrap();
+        assert_eq!(found[0].referrer, refs[0].digest().to_string());
+    }
+    let tag = |d: &str| d.replacen(':', "-", 1);
+    let index = client
+        .get_manifest("models/scorer", &tag(&pushed.artifact))
+        .await
+        .unwrap();
+    client
+        .put_manifest("models/scorer", &tag(&pushed.image), &index, &[])
+        .await
+        .unwrap();
+    let err = client
+        .statements_of("models/scorer", &pushed.image)
+        .await
+        .expect_err("a referrer about another subject is refused");
+    assert!(
+        err.to_string()
+            .contains(&format!("does not name {} as its subject", pushed.image)),
+        "{err}"
+    );
+    env.sim.shutdown().await;
+}

@@ -155,6 +155,46 @@ impl BlobClient {
         &self.endpoint
     }
 
+    /// The blob's bytes from `offset` to its end (`x-ms-range: bytes=OFFSET-`), so that a
+    /// growing blob (a running job's log) is followed without reading it again from the start.
+    /// `None` when the blob does not exist; empty when nothing lies past `offset` (416).
+    pub async fn read_from(
+        &self,
+        container: &str,
+        blob: &str,
+        offset: u64,
+    ) -> Result<Option<Bytes>> {
+        let url = self.endpoint.blob_url(container, blob)?;
+        let resource = url.path().to_string();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ms-range",
+            HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII"),
+        );
+        let resp = self
+            .send(
+                Method::GET,
+                url,
+                h,
+                None,
+                &[StatusCode::NOT_FOUND, StatusCode::RANGE_NOT_SATISFIABLE],
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::RANGE_NOT_SATISFIABLE => Ok(Some(Bytes::new())),
+            _ => resp
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|source| Error::Transport {
+                    method: "GET".into(),
+                    url: resource,
+                    source: source.without_url(),
+                }),
+        }
+    }
+
     fn authorise(&self, req: &mut reqwest::Request) -> Result<()> {
         let h = req.headers_mut();
         h.insert("x-ms-version", HeaderValue::from_static(STORAGE_VERSION));

@@ -27,8 +27,9 @@ fn release() -> ModelRelease {
     mr.status = Some(ModelReleaseStatus {
         model_id: Some("/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w/models/churn/versions/3".into()),
         model_version: Some("3".into()),
-        artifact_digest: Some(ART.into()),
-        image_digest: Some(IMG.into()),
+        // As the operator records them: full references.
+        artifact_digest: Some(format!("r.example/m/churn@{ART}")),
+        image_digest: Some(format!("r.example/m/churn@{IMG}")),
         referrers: vec![Referrer {
             artifact_type: "application/vnd.in-toto+json".into(),
             digest: "sha256:cc".into(),
@@ -179,6 +180,75 @@ fn lineage_flags_a_release_from_an_unfinished_or_missing_run() {
         l.mismatches.iter().any(|m| m.contains("codeDigest")),
         "{:?}",
         l.mismatches
+    );
+}
+
+/// The statement the operator attaches to both digests, as the registry returns it.
+fn statement(data: &str) -> serde_json::Value {
+    edgetrain_registry::statement(
+        &[
+            ("r.example/m/churn@artifact".into(), ART.into()),
+            ("r.example/m/churn@image".into(), IMG.into()),
+        ],
+        &edgetrain_registry::BuildFacts {
+            builder_id: "https://edgetrain.dev/controller".into(),
+            build_type: "https://edgetrain.dev/ModelRelease/v1".into(),
+            external_parameters: json!({
+                "model": release().status.unwrap().model_id,
+                "job": "job-1", "trainingRun": "ml/train",
+                "codeDigest": "sha256:c0de", "dataFingerprint": data,
+            }),
+            resolved_dependencies: vec![],
+            invocation_id: "x".into(),
+        },
+    )
+}
+
+fn found(data: &str) -> Vec<RegistryProvenance> {
+    vec![
+        provenance_facts(ART, "sha256:ca", &statement(data)),
+        provenance_facts(IMG, "sha256:cc", &statement(data)),
+    ]
+}
+
+#[test]
+fn registry_provenance_that_tells_the_same_story_checks_out() {
+    let mr = release();
+    let mut l = lineage(&mr, Some(&run(TrainingRunPhase::Succeeded)));
+    check_registry(&mut l, mr.status.as_ref().unwrap(), found("sha256:da7a"));
+    assert_eq!(l.mismatches, Vec::<String>::new());
+    assert_eq!(l.registry_provenance.len(), 2);
+    assert_eq!(l.registry_provenance[0].subjects, [ART, IMG]);
+    assert!(
+        lineage_text(&l).contains("provenance sha256:cc on"),
+        "{}",
+        lineage_text(&l)
+    );
+}
+
+#[test]
+fn registry_provenance_of_other_data_or_missing_is_a_mismatch() {
+    let mr = release();
+    let mut l = lineage(&mr, Some(&run(TrainingRunPhase::Succeeded)));
+    check_registry(&mut l, mr.status.as_ref().unwrap(), found("sha256:0the4"));
+    assert_eq!(
+        l.mismatches,
+        [
+            "provenance sha256:ca says dataFingerprint sha256:0the4, status says sha256:da7a",
+            "provenance sha256:cc says dataFingerprint sha256:0the4, status says sha256:da7a",
+        ]
+    );
+    // Only the artifact carries a statement, and not the one status records for the image.
+    let mut l = lineage(&mr, Some(&run(TrainingRunPhase::Succeeded)));
+    let mut only_artifact = found("sha256:da7a");
+    only_artifact.truncate(1);
+    check_registry(&mut l, mr.status.as_ref().unwrap(), only_artifact);
+    assert_eq!(
+        l.mismatches,
+        [
+            format!("the registry holds no provenance attached to {IMG}"),
+            format!("status records referrer sha256:cc of {IMG}, which the registry does not list"),
+        ]
     );
 }
 
