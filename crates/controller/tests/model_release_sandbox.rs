@@ -216,9 +216,18 @@ async fn release_status(w: &World, name: &str) -> Option<edgetrain_api::ModelRel
     api.get_opt(name).await.ok()??.status
 }
 
-#[tokio::test]
-async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothing() {
-    let (w, _dir) = world_with_storage_and_registry().await;
+/// A trained model in the datastore, the EdgeComputeTarget `edge`, the Succeeded TrainingRun
+/// `train` and the registry Secret `acr` (the operator's Azure ML principal, which the sandbox
+/// ACR token service accepts). No controller yet.
+struct Trained {
+    w: World,
+    _dir: tempfile::TempDir,
+    reg: edgetrain_sandbox_azure::RegistryEndpoints,
+    model: Vec<u8>,
+}
+
+async fn trained() -> Trained {
+    let (w, dir) = world_with_storage_and_registry().await;
     let storage = w.sim.storage_endpoints().unwrap();
     let reg = w.sim.registry().unwrap().clone();
     let model = b"tiny model weights \x00\x01\x02".repeat(1000);
@@ -231,20 +240,6 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
         )
         .await
         .unwrap();
-    let mut cfg = config(&w, Duration::from_secs(300), Metrics::default());
-    let http = edgetrain_azure::transport::HttpConfig {
-        extra_ca_bundle: Some(reg.ca_pem_path.clone()),
-        ..Default::default()
-    };
-    cfg.factories = Some(
-        edgetrain_controller::runtime::factory::Factories::real(
-            &Metrics::default(),
-            http,
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    let ctl = spawn(cfg);
     create(&w, ect_json(&w, "edge", json!({}))).await;
     create_run(
         &w,
@@ -255,7 +250,6 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
                "codeDigest": "sha256:c0de", "dataFingerprint": "sha256:da7a", "dataBlobCount": 2}),
     )
     .await;
-    // The registry accepts the operator's Azure ML principal (ACR AAD exchange).
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(w.client.clone(), &w.ns);
     let s = serde_json::from_value(json!({
         "metadata": {"name": "acr"},
@@ -263,28 +257,115 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     }))
     .unwrap();
     secrets.create(&PostParams::default(), &s).await.unwrap();
-    let api: Api<ModelRelease> = Api::namespaced(w.client.clone(), &w.ns);
-    for name in ["first", "second"] {
+    Trained {
+        w,
+        _dir: dir,
+        reg,
+        model,
+    }
+}
+
+impl Trained {
+    /// The in-process controller with the real clients, trusting the sandbox CA.
+    fn controller(&self) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+        let mut cfg = config(&self.w, Duration::from_secs(300), Metrics::default());
+        let http = edgetrain_azure::transport::HttpConfig {
+            extra_ca_bundle: Some(self.reg.ca_pem_path.clone()),
+            ..Default::default()
+        };
+        cfg.factories = Some(
+            edgetrain_controller::runtime::factory::Factories::real(
+                &Metrics::default(),
+                http,
+                Default::default(),
+            )
+            .unwrap(),
+        );
+        spawn(cfg)
+    }
+
+    /// Creates release `name` with `spec` plus the registry part (`models/churn`, Secret `acr`).
+    async fn release(&self, name: &str, mut spec: serde_json::Value) {
+        spec["registry"] = json!({"loginServer": self.reg.host, "repository": "models/churn",
+                                  "credentialsSecretRef": {"name": "acr"}});
+        let api: Api<ModelRelease> = Api::namespaced(self.w.client.clone(), &self.w.ns);
         let mr: ModelRelease = serde_json::from_value(json!({
             "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
-            "metadata": {"name": name, "namespace": w.ns},
-            "spec": {
-                "trainingRunRef": {"name": "train"},
-                "model": {"name": "churn", "version": "1"},
-                "registry": {"loginServer": reg.host, "repository": "models/churn",
-                             "credentialsSecretRef": {"name": "acr"}}
-            }
+            "metadata": {"name": name, "namespace": self.w.ns},
+            "spec": spec,
         }))
         .unwrap();
         api.create(&PostParams::default(), &mr).await.unwrap();
-        eventually(90, &format!("{name} Ready"), || async {
-            let c = release_condition(&w, name, "Ready").await?;
+    }
+
+    async fn ready(&self, name: &str, secs: u64) -> edgetrain_api::ModelReleaseStatus {
+        eventually(secs, &format!("{name} Ready"), || async {
+            let c = release_condition(&self.w, name, "Ready").await?;
             (c.0 == "True").then_some(())
         })
         .await;
+        release_status(&self.w, name).await.unwrap()
     }
-    let first = release_status(&w, "first").await.unwrap();
-    let second = release_status(&w, "second").await.unwrap();
+
+    /// A client of the sandbox registry as the pull-only user.
+    fn reader(&self) -> edgetrain_registry::Registry {
+        edgetrain_registry::Registry::new(
+            self.reg.url.parse().unwrap(),
+            edgetrain_azure::transport::HttpConfig {
+                extra_ca_bundle: Some(self.reg.ca_pem_path.clone()),
+                ..Default::default()
+            }
+            .build()
+            .unwrap(),
+            edgetrain_registry::Credential::Basic {
+                username: "skopeo".into(),
+                password: edgetrain_registry::Secret::new("skopeo-password"),
+            },
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap()
+    }
+
+    /// `skopeo` as the pull-only user, trusting the sandbox CA; panics on failure. Async: the
+    /// token service it calls runs on this test's runtime.
+    async fn skopeo(&self, args: &[&str]) -> Vec<u8> {
+        let cert_dir = self.reg.cert_dir.display().to_string();
+        let out = tokio::process::Command::new("skopeo")
+            .args(args)
+            .args(match args[0] {
+                "copy" => ["--src-cert-dir", &cert_dir, "--src-creds", SKOPEO_CREDS],
+                _ => ["--cert-dir", &cert_dir, "--creds", SKOPEO_CREDS],
+            })
+            .output()
+            .await
+            .expect("skopeo installed (scripts/install-tools.sh)");
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+const SKOPEO_CREDS: &str = "skopeo:skopeo-password";
+
+#[tokio::test]
+async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothing() {
+    let t = trained().await;
+    let (w, reg, model) = (&t.w, &t.reg, &t.model);
+    let ctl = t.controller();
+    let mut statuses = Vec::new();
+    for name in ["first", "second"] {
+        t.release(
+            name,
+            json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"}}),
+        )
+        .await;
+        statuses.push(t.ready(name, 90).await);
+    }
+    let (first, second) = (&statuses[0], &statuses[1]);
     assert_eq!(first.model_version.as_deref(), Some("1"));
     let artifact = first.artifact_digest.clone().unwrap();
     assert!(
@@ -304,22 +385,7 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
 
     // What the registry holds at that digest hashes to it (read back as a pull-only user).
     let digest = artifact.rsplit_once('@').unwrap().1;
-    let reader = edgetrain_registry::Registry::new(
-        reg.url.parse().unwrap(),
-        edgetrain_azure::transport::HttpConfig {
-            extra_ca_bundle: Some(reg.ca_pem_path.clone()),
-            ..Default::default()
-        }
-        .build()
-        .unwrap(),
-        edgetrain_registry::Credential::Basic {
-            username: "skopeo".into(),
-            password: edgetrain_registry::Secret::new("skopeo-password"),
-        },
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let reader = t.reader();
     let m = reader
         .get_manifest("models/churn", "churn-1")
         .await
@@ -334,18 +400,11 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
                "outputs": {"model": "azureml://datastores/workspaceblobstore/paths/azureml/job-1/model/"}}),
     )
     .await;
-    let mr: ModelRelease = serde_json::from_value(json!({
-        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
-        "metadata": {"name": "conflict", "namespace": w.ns},
-        "spec": {
-            "trainingRunRef": {"name": "train2"},
-            "model": {"name": "churn", "version": "1"},
-            "registry": {"loginServer": reg.host, "repository": "models/churn",
-                         "credentialsSecretRef": {"name": "acr"}}
-        }
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &mr).await.unwrap();
+    t.release(
+        "conflict",
+        json!({"trainingRunRef": {"name": "train2"}, "model": {"name": "churn", "version": "1"}}),
+    )
+    .await;
     let (_, reason, message) = eventually(60, "Stalled VersionConflict", || async {
         let c = release_condition(&w, "conflict", "Stalled").await?;
         (c.0 == "True").then_some(c)
@@ -365,4 +424,203 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
 async fn ev_ok(w: &World, object: &str, reason: &str) {
     let ev = event_for(w, object, reason).await;
     assert_eq!(ev.type_.as_deref(), Some("Normal"));
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    edgetrain_registry::sha256_digest(bytes)
+}
+
+/// The sandbox's built-in base, pinned by digest.
+fn tiny_base(reg: &edgetrain_sandbox_azure::RegistryEndpoints) -> (String, String) {
+    let (_, _, digest) = reg
+        .base_images
+        .iter()
+        .find(|(r, t, _)| {
+            r == edgetrain_sandbox_azure::TINY_BASE_REPOSITORY
+                && t == edgetrain_sandbox_azure::TINY_BASE_TAG
+        })
+        .expect("the built-in base is loaded")
+        .clone();
+    (
+        format!(
+            "{}/{}@{digest}",
+            reg.host,
+            edgetrain_sandbox_azure::TINY_BASE_REPOSITORY
+        ),
+        digest,
+    )
+}
+
+#[tokio::test]
+async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_with_provenance() {
+    let t = trained().await;
+    let (w, reg) = (&t.w, &t.reg);
+    let ctl = t.controller();
+    let (base, base_digest) = tiny_base(reg);
+    t.release(
+        "served",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"},
+               "image": {"base": base, "modelPath": "/opt/model"}}),
+    )
+    .await;
+    let st = t.ready("served", 90).await;
+    let artifact = st.artifact_digest.clone().unwrap();
+    let image = st.image_digest.clone().expect("the image digest in status");
+    let digest_of = |r: &str| r.rsplit_once('@').unwrap().1.to_string();
+    let (artifact_digest, image_digest) = (digest_of(&artifact), digest_of(&image));
+    assert!(image.starts_with(&format!("{}/models/churn@sha256:", reg.host)));
+
+    // skopeo (no code shared with us) reads the bytes at the digests status names.
+    let raw = |d: &str| format!("docker://{}/models/churn@{d}", reg.host);
+    let artifact_raw = t
+        .skopeo(&["inspect", "--raw", &raw(&artifact_digest)])
+        .await;
+    let image_raw = t.skopeo(&["inspect", "--raw", &raw(&image_digest)]).await;
+    assert_eq!(sha256(&artifact_raw), artifact_digest);
+    assert_eq!(sha256(&image_raw), image_digest);
+    let artifact_m: serde_json::Value = serde_json::from_slice(&artifact_raw).unwrap();
+    let image_m: serde_json::Value = serde_json::from_slice(&image_raw).unwrap();
+    let base_m: serde_json::Value = serde_json::from_slice(
+        &t.skopeo(&["inspect", "--raw", &format!("docker://{base}")])
+            .await,
+    )
+    .unwrap();
+    let layer_digests = |m: &serde_json::Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The image: the base's layers, then the model's one layer (the artifact's own blob).
+    let (image_layers, base_layers) = (layer_digests(&image_m), layer_digests(&base_m));
+    assert_eq!(image_layers.len(), base_layers.len() + 1, "{image_m}");
+    assert_eq!(image_layers[..base_layers.len()], base_layers[..]);
+    assert_eq!(
+        layer_digests(&artifact_m),
+        image_layers[base_layers.len()..]
+    );
+    // Base layers were mounted from base/tiny, never uploaded again.
+    let log = std::fs::read_to_string(&reg.log_path).unwrap();
+    for layer in &base_layers {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("\"PUT /v2/") && l.contains(layer.as_str())),
+            "base layer {layer} was uploaded"
+        );
+    }
+    let config: serde_json::Value = serde_json::from_slice(
+        &t.skopeo(&["inspect", "--config", &format!("docker://{image}")])
+            .await,
+    )
+    .unwrap();
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.version"], "1", "{config}");
+    assert_eq!(labels["org.opencontainers.image.title"], "churn");
+    assert_eq!(labels["edgetrain.dev/job-name"], "job-1");
+    assert_eq!(labels["edgetrain.dev/code-digest"], "sha256:c0de");
+    assert_eq!(labels["edgetrain.dev/data-fingerprint"], "sha256:da7a");
+
+    // Copied to an OCI layout and unpacked: the model at modelPath, the base's files intact.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    t.skopeo(&[
+        "copy",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ])
+    .await;
+    let bundle = dir.path().join("bundle");
+    let out = tokio::process::Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .await
+        .expect("umoci installed (scripts/install-tools.sh)");
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read(rootfs.join("opt/model/model.onnx")).unwrap(),
+        t.model
+    );
+    assert!(
+        std::fs::read_to_string(rootfs.join("etc/os-release"))
+            .unwrap()
+            .contains("edgetrain tiny base")
+    );
+    assert!(rootfs.join("bin/serve").is_file());
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert!(
+        runtime["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "AZUREML_MODEL_DIR=/opt/model"),
+        "{runtime}"
+    );
+
+    // One provenance referrer per digest, found from each (tag-schema fallback here); its
+    // statement names both digests, the model version, job, code digest and data fingerprint.
+    let reader = t.reader();
+    assert_eq!(st.referrers.len(), 2);
+    for subject in [&artifact_digest, &image_digest] {
+        let refs = reader.referrers("models/churn", subject).await.unwrap();
+        assert_eq!(refs.len(), 1, "{subject}");
+        let referrer = refs[0].digest().to_string();
+        assert!(
+            st.referrers
+                .iter()
+                .any(|r| r.digest == referrer && &r.subject == subject),
+            "{referrer} of {subject} not in status {:?}",
+            st.referrers
+        );
+        let m: serde_json::Value = serde_json::from_slice(
+            &reader
+                .get_manifest("models/churn", &referrer)
+                .await
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+        assert_eq!(m["subject"]["digest"], subject.as_str());
+        let statement: serde_json::Value = serde_json::from_slice(
+            &reader
+                .get_small_blob("models/churn", m["layers"][0]["digest"].as_str().unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let names: Vec<&str> = statement["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [artifact.as_str(), image.as_str()]);
+        let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
+        assert_eq!(params["model"], st.model_id.clone().unwrap().as_str());
+        assert!(
+            params["model"]
+                .as_str()
+                .unwrap()
+                .ends_with("/models/churn/versions/1")
+        );
+        assert_eq!(params["job"], "job-1");
+        assert_eq!(params["codeDigest"], "sha256:c0de");
+        assert_eq!(params["dataFingerprint"], "sha256:da7a");
+        let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
+        assert!(
+            deps.contains(base_digest.trim_start_matches("sha256:")),
+            "{deps}"
+        );
+    }
+    ev_ok(w, "served", "Pushed").await;
+    ctl.abort();
 }

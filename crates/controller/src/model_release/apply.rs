@@ -102,11 +102,23 @@ pub async fn assemble(
                 .read_base(repo, digest)
                 .await
                 .map_err(reg("reading the base image"))?;
+            // The image says where its model is (Azure ML's scoring convention) and what it
+            // is: the same name, version and lineage the artifact's annotations carry.
+            let mut env =
+                BTreeMap::from([("AZUREML_MODEL_DIR".to_string(), format!("/{}", opts.prefix))]);
+            env.extend(img.env.clone());
+            let mut labels = meta.annotations.clone();
+            labels.insert(
+                "org.opencontainers.image.title".into(),
+                spec.model.name.clone(),
+            );
+            labels.insert("org.opencontainers.image.version".into(), version.into());
             let serving = serving_image(
                 &base,
                 &artifact.layers,
                 &ServingOptions {
-                    env: img.env.clone(),
+                    env,
+                    labels,
                     entrypoint: (!img.entrypoint.is_empty()).then(|| img.entrypoint.clone()),
                     created,
                     ..Default::default()
