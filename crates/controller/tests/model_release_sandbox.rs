@@ -460,7 +460,7 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
     t.release(
         "served",
         json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"},
-               "image": {"base": base, "modelPath": "/opt/model"}}),
+               "image": {"base": base, "modelPath": "/opt/model"}, "deletionPolicy": "Delete"}),
     )
     .await;
     let st = t.ready("served", 90).await;
@@ -622,5 +622,108 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
         );
     }
     ev_ok(w, "served", "Pushed").await;
+
+    // Another release of the same repository (version 2, Retain): deleting `served` must
+    // leave it, and the base, alone.
+    t.release(
+        "keeper",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "2"}}),
+    )
+    .await;
+    let keeper = t.ready("keeper", 90).await;
+    let keeper_artifact = keeper.artifact_digest.clone().unwrap();
+
+    // Deleting with a pull-only credential fails: a condition and a Warning event, and the
+    // object stays (finalizer) with everything in place.
+    set_secret(
+        w,
+        "pull-only",
+        json!({"username": "skopeo", "password": "skopeo-password"}),
+    )
+    .await;
+    let api: Api<ModelRelease> = Api::namespaced(w.client.clone(), &w.ns);
+    api.patch(
+        "served",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"registry": {"credentialsSecretRef": {"name": "pull-only"}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    api.delete("served", &Default::default()).await.unwrap();
+    let ev = event_for(w, "served", "RegistryPushDenied").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    let (_, reason, _) = eventually(30, "served Stalled on the refused delete", || async {
+        let c = release_condition(w, "served", "Stalled").await?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "RegistryPushDenied");
+    assert!(api.get_opt("served").await.unwrap().is_some());
+    t.skopeo(&["inspect", "--raw", &raw(&image_digest)]).await;
+
+    // With a credential that may delete, the cleanup completes and the object goes.
+    api.patch(
+        "served",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"registry": {"credentialsSecretRef": {"name": "acr"}}}})),
+    )
+    .await
+    .unwrap();
+    eventually(60, "served deleted", || async {
+        api.get_opt("served").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    ev_ok(w, "served", "Deleted").await;
+    ev_ok(w, "served", "Archived").await;
+    // Its manifests, tags and referrers are gone...
+    for d in [&artifact_digest, &image_digest] {
+        assert!(matches!(
+            reader.get_manifest("models/churn", d).await,
+            Err(edgetrain_registry::Error::NotFound { .. })
+        ));
+        assert_eq!(reader.referrers("models/churn", d).await.unwrap(), vec![]);
+    }
+    for r in &st.referrers {
+        assert!(
+            reader
+                .get_manifest("models/churn", &r.digest)
+                .await
+                .is_err()
+        );
+    }
+    for tag in ["churn-1", "churn-1-serving"] {
+        assert!(
+            matches!(
+                reader.get_manifest("models/churn", tag).await,
+                Err(edgetrain_registry::Error::NotFound { .. })
+            ),
+            "{tag}"
+        );
+    }
+    // ...what it did not push is intact: the base, and the other release's artifact.
+    t.skopeo(&["inspect", "--raw", &format!("docker://{base}")])
+        .await;
+    t.skopeo(&["inspect", "--raw", &format!("docker://{keeper_artifact}")])
+        .await;
+    assert_eq!(
+        reader
+            .get_manifest("models/churn", "churn-2")
+            .await
+            .unwrap()
+            .digest,
+        keeper_artifact.rsplit_once('@').unwrap().1
+    );
+    // Version 1 is archived (kept: versions are immutable), version 2 is not.
+    let version = |id: &str| w.sim.resource(id).expect("the version is kept");
+    assert_eq!(
+        version(st.model_id.as_deref().unwrap())["properties"]["isArchived"],
+        true
+    );
+    assert_ne!(
+        version(keeper.model_id.as_deref().unwrap())["properties"]["isArchived"],
+        true
+    );
     ctl.abort();
 }

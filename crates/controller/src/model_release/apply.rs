@@ -146,6 +146,29 @@ pub async fn register(
     Ok(created.id)
 }
 
+/// Archives `version` (Azure ML keeps versions; archiving hides it from listings and new
+/// deployments). The version is read and PUT back with `isArchived`, as `azure-ai-ml` does;
+/// a version already archived or gone needs nothing.
+pub async fn archive(ml: &dyn MlApi, name: &str, version: &str) -> Result<()> {
+    let what = || format!("archiving model {name} version {version}");
+    let Some(found) = ml
+        .get_model_version(name, version)
+        .await
+        .map_err(|e| Error::azure(what(), e))?
+    else {
+        return Ok(());
+    };
+    if found.properties.is_archived == Some(true) {
+        return Ok(());
+    }
+    let mut body = found.properties;
+    body.is_archived = Some(true);
+    ml.put_model_version(name, version, &Resource::new(body))
+        .await
+        .map_err(|e| Error::azure(what(), e))?;
+    Ok(())
+}
+
 /// What a push reports into status.
 pub struct Pushed {
     pub artifact: String,
