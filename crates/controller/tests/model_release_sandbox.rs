@@ -418,7 +418,83 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     );
     let ev = event_for(&w, "conflict", "VersionConflict").await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
+
+    // An existing Azure ML model version, without a TrainingRun: shipped with the lineage its
+    // properties carry.
+    let existing = |version: &str| {
+        json!({"existingModel": {"name": "churn", "version": version,
+                                 "computeTargetRef": {"name": "edge"}},
+               "model": {"name": "churn"}})
+    };
+    t.release("existing", existing("1")).await;
+    let shipped = t.ready("existing", 90).await;
+    assert_eq!(shipped.model_id, first.model_id);
+    assert_eq!(shipped.model_version.as_deref(), Some("1"));
+    let shipped_artifact = shipped.artifact_digest.clone().unwrap();
+    let m: serde_json::Value = serde_json::from_slice(
+        &reader
+            .get_manifest("models/churn", digest_of(&shipped_artifact))
+            .await
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    let a = &m["annotations"];
+    assert_eq!(
+        a["edgetrain.dev/training-run"],
+        format!("{}/train", w.ns),
+        "{m}"
+    );
+    assert_eq!(a["edgetrain.dev/job-name"], "job-1");
+    assert_eq!(a["edgetrain.dev/code-digest"], "sha256:c0de");
+    assert_eq!(a["edgetrain.dev/data-fingerprint"], "sha256:da7a");
+    let refs = reader
+        .referrers("models/churn", digest_of(&shipped_artifact))
+        .await
+        .unwrap();
+    assert_eq!(refs.len(), 1);
+    let referrer = reader
+        .get_manifest("models/churn", refs[0].digest().as_ref())
+        .await
+        .unwrap();
+    let referrer: serde_json::Value = serde_json::from_slice(&referrer.bytes).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(
+        &reader
+            .get_small_blob(
+                "models/churn",
+                referrer["layers"][0]["digest"].as_str().unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    assert_eq!(params["job"], "job-1");
+    assert_eq!(params["trainingRun"], format!("{}/train", w.ns));
+    assert_eq!(params["codeDigest"], "sha256:c0de");
+    assert_eq!(params["model"], first.model_id.clone().unwrap().as_str());
+    // Still one version: an existing model is never registered again.
+    let versions = w
+        .sim
+        .inventory()
+        .iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .count();
+    assert_eq!(versions, 1);
+    // A version that does not exist is a clear stall.
+    t.release("missing", existing("9")).await;
+    let (_, reason, message) = eventually(60, "Stalled ModelNotFound", || async {
+        let c = release_condition(&w, "missing", "Stalled").await?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "ModelNotFound");
+    assert!(message.contains("version 9"), "{message}");
     ctl.abort();
+}
+
+fn digest_of(reference: &str) -> &str {
+    reference.rsplit_once('@').unwrap().1
 }
 
 async fn ev_ok(w: &World, object: &str, reason: &str) {

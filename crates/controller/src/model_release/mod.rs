@@ -155,9 +155,12 @@ async fn source(
         // The lineage it has: what our properties say, if it was registered by a release.
         let p = found.properties.properties.clone().unwrap_or_default();
         let get = |k: &str| p.get(&format!("{}{k}", desired::PREFIX)).cloned();
+        // `training-run` is `namespace/name` (see `Lineage::entries`).
+        let run = get("training-run").unwrap_or_default();
+        let (run_namespace, run_name) = run.split_once('/').unwrap_or(("", &run));
         let lineage = Lineage {
-            run_namespace: String::new(),
-            run_name: get("training-run").unwrap_or_default(),
+            run_namespace: run_namespace.to_string(),
+            run_name: run_name.to_string(),
             run_uid: get("training-run-uid").unwrap_or_default(),
             job_name: found.properties.job_name.clone().unwrap_or_default(),
             output_uri: found.properties.model_uri.clone().unwrap_or_default(),
