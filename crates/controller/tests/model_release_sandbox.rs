@@ -803,3 +803,108 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
     );
     ctl.abort();
 }
+
+/// `PUT …/blobs/uploads/…?digest=…` lines of the registry's access log (completed blob
+/// uploads), as the digests they carry.
+fn uploads_in(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"PUT /v2/models/churn/blobs/uploads/"))
+        .filter_map(|l| {
+            let d = l.split("digest=").nth(1)?;
+            let d = d.split(|c: char| c == ' ' || c == '&' || c == '"').next()?;
+            Some(d.replace("%3A", ":"))
+        })
+        .collect()
+}
+
+/// The controller process SIGKILLed in the middle of the push, after some blobs reached the
+/// registry and while others were still being sent: the restarted process sends none of the
+/// finished blobs again, ends with the digests planned (and registered) before the kill, and
+/// there is one model version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_version() {
+    let t = trained().await;
+    let w = &t.w;
+    let storage = w.sim.storage_endpoints().unwrap();
+    // A large weight file: its upload is still running when a small blob has finished.
+    let big: Vec<u8> = (0..96u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    w.sim
+        .seed_blob(
+            &storage.datastore_account,
+            &storage.datastore_container,
+            "azureml/job-1/model/weights.bin",
+            big,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = blob_tunnel().await;
+    let process = ControllerProcess::start(w, dir.path(), proxy, 1);
+    // No version in the spec: the restarted process must find the one it registered.
+    t.release(
+        "killed",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn"}}),
+    )
+    .await;
+    let log_path = t.reg.log_path.clone();
+    let before = eventually(120, "a first blob upload completed", || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        async move { (!uploads_in(&log).is_empty()).then_some(log) }
+    })
+    .await;
+    let controller_log = process.kill();
+    let done_before = uploads_in(&before);
+    let registered = release_status(w, "killed").await.unwrap_or_default();
+    assert!(
+        release_condition(w, "killed", "Ready").await.map(|c| c.0) != Some("True".into()),
+        "the push was not finished at the kill:\n{controller_log}"
+    );
+    let cut = before.len();
+
+    let process = ControllerProcess::start(w, dir.path(), proxy, 2);
+    let st = t.ready("killed", 180).await;
+    drop(process);
+    let after = std::fs::read_to_string(&log_path).unwrap();
+    let done_after = uploads_in(&after[cut.min(after.len())..]);
+    // The kill came mid-push: something was still to be uploaded after the restart...
+    assert!(
+        !done_after.is_empty(),
+        "nothing was left to upload: {done_before:?}"
+    );
+    // ...and nothing that had reached the registry was sent again.
+    for d in &done_before {
+        assert!(
+            !done_after.contains(d),
+            "{d} uploaded again after the restart"
+        );
+    }
+    assert!(st.bytes_reused.unwrap() > 0, "{st:?}");
+    // One version, and the digests are the ones planned and registered before the kill.
+    let versions: Vec<_> = w
+        .sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(st.model_version.as_deref(), Some("1"));
+    let version = w.sim.resource(&versions[0].id).unwrap();
+    assert_eq!(
+        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
+        digest_of(st.artifact_digest.as_deref().unwrap())
+    );
+    if let Some(v) = registered.model_version {
+        assert_eq!(Some(v), st.model_version);
+    }
+    let m = t
+        .reader()
+        .get_manifest(
+            "models/churn",
+            digest_of(st.artifact_digest.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.digest, digest_of(st.artifact_digest.as_deref().unwrap()));
+}
