@@ -379,9 +379,9 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     assert_eq!(second.model_id, first.model_id);
     assert_eq!(second.bytes_uploaded, Some(0));
     assert!(second.bytes_reused.unwrap() >= model.len() as i64);
-    ev_ok(&w, "first", "Registered").await;
-    ev_ok(&w, "second", "Adopted").await;
-    ev_ok(&w, "first", "Pushed").await;
+    ev_ok(w, "first", "Registered").await;
+    ev_ok(w, "second", "Adopted").await;
+    ev_ok(w, "first", "Pushed").await;
 
     // What the registry holds at that digest hashes to it (read back as a pull-only user).
     let digest = artifact.rsplit_once('@').unwrap().1;
@@ -394,7 +394,7 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
 
     // A different run under the same version is a conflict, never Ready.
     create_run(
-        &w,
+        w,
         "train2",
         json!({"phase": "Succeeded", "jobName": "job-2",
                "outputs": {"model": "azureml://datastores/workspaceblobstore/paths/azureml/job-1/model/"}}),
@@ -406,17 +406,17 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     )
     .await;
     let (_, reason, message) = eventually(60, "Stalled VersionConflict", || async {
-        let c = release_condition(&w, "conflict", "Stalled").await?;
+        let c = release_condition(w, "conflict", "Stalled").await?;
         (c.0 == "True").then_some(c)
     })
     .await;
     assert_eq!(reason, "VersionConflict");
     assert!(message.contains("jobName"), "{message}");
     assert_eq!(
-        release_condition(&w, "conflict", "Ready").await.unwrap().0,
+        release_condition(w, "conflict", "Ready").await.unwrap().0,
         "False"
     );
-    let ev = event_for(&w, "conflict", "VersionConflict").await;
+    let ev = event_for(w, "conflict", "VersionConflict").await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
 
     // An existing Azure ML model version, without a TrainingRun: shipped with the lineage its
@@ -484,7 +484,7 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     // A version that does not exist is a clear stall.
     t.release("missing", existing("9")).await;
     let (_, reason, message) = eventually(60, "Stalled ModelNotFound", || async {
-        let c = release_condition(&w, "missing", "Stalled").await?;
+        let c = release_condition(w, "missing", "Stalled").await?;
         (c.0 == "True").then_some(c)
     })
     .await;
@@ -811,7 +811,7 @@ fn uploads_in(log: &str) -> Vec<String> {
         .filter(|l| l.contains("\"PUT /v2/models/churn/blobs/uploads/"))
         .filter_map(|l| {
             let d = l.split("digest=").nth(1)?;
-            let d = d.split(|c: char| c == ' ' || c == '&' || c == '"').next()?;
+            let d = d.split([' ', '&', '"']).next()?;
             Some(d.replace("%3A", ":"))
         })
         .collect()

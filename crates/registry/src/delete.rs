@@ -74,3 +74,29 @@ impl Registry {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_digests_are_deleted_never_tags() {
+        // No server behind it: the refusal comes before any request.
+        let r = Registry::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            edgetrain_azure::transport::HttpConfig::default()
+                .build()
+                .unwrap(),
+            crate::Credential::Anonymous,
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap();
+        for reference in ["latest", "churn-1", "sha512:abc"] {
+            assert!(matches!(
+                r.delete_manifest("models/churn", reference).await,
+                Err(Error::Invalid(_))
+            ));
+        }
+    }
+}
