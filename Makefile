@@ -58,6 +58,7 @@ chart-test: tools ## helm lint, render the chart, render deploy/ with kustomize,
 	! helm template edgetrain charts/edgetrain --set defaultDeletionPolicy=Destroy >/dev/null 2>&1
 	kubectl kustomize deploy/ >/dev/null
 	kubectl kustomize examples/ >/dev/null
+	kubectl kustomize examples/deploy/ >/dev/null
 	lua5.4 charts/edgetrain/argocd/health_test.lua
 
 .PHONY: unit

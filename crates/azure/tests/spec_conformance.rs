@@ -248,6 +248,7 @@ fn model_version() -> ml::Resource<ml::ModelVersion> {
         description: Some("d".into()),
         tags: Some(tags()),
         properties: Some(tags()),
+        is_archived: None,
         provisioning_state: None,
     })
 }

@@ -216,9 +216,18 @@ async fn release_status(w: &World, name: &str) -> Option<edgetrain_api::ModelRel
     api.get_opt(name).await.ok()??.status
 }
 
-#[tokio::test]
-async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothing() {
-    let (w, _dir) = world_with_storage_and_registry().await;
+/// A trained model in the datastore, the EdgeComputeTarget `edge`, the Succeeded TrainingRun
+/// `train` and the registry Secret `acr` (the operator's Azure ML principal, which the sandbox
+/// ACR token service accepts). No controller yet.
+struct Trained {
+    w: World,
+    _dir: tempfile::TempDir,
+    reg: edgetrain_sandbox_azure::RegistryEndpoints,
+    model: Vec<u8>,
+}
+
+async fn trained() -> Trained {
+    let (w, dir) = world_with_storage_and_registry().await;
     let storage = w.sim.storage_endpoints().unwrap();
     let reg = w.sim.registry().unwrap().clone();
     let model = b"tiny model weights \x00\x01\x02".repeat(1000);
@@ -231,20 +240,6 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
         )
         .await
         .unwrap();
-    let mut cfg = config(&w, Duration::from_secs(300), Metrics::default());
-    let http = edgetrain_azure::transport::HttpConfig {
-        extra_ca_bundle: Some(reg.ca_pem_path.clone()),
-        ..Default::default()
-    };
-    cfg.factories = Some(
-        edgetrain_controller::runtime::factory::Factories::real(
-            &Metrics::default(),
-            http,
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    let ctl = spawn(cfg);
     create(&w, ect_json(&w, "edge", json!({}))).await;
     create_run(
         &w,
@@ -255,7 +250,6 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
                "codeDigest": "sha256:c0de", "dataFingerprint": "sha256:da7a", "dataBlobCount": 2}),
     )
     .await;
-    // The registry accepts the operator's Azure ML principal (ACR AAD exchange).
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(w.client.clone(), &w.ns);
     let s = serde_json::from_value(json!({
         "metadata": {"name": "acr"},
@@ -263,28 +257,115 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     }))
     .unwrap();
     secrets.create(&PostParams::default(), &s).await.unwrap();
-    let api: Api<ModelRelease> = Api::namespaced(w.client.clone(), &w.ns);
-    for name in ["first", "second"] {
+    Trained {
+        w,
+        _dir: dir,
+        reg,
+        model,
+    }
+}
+
+impl Trained {
+    /// The in-process controller with the real clients, trusting the sandbox CA.
+    fn controller(&self) -> tokio::task::JoinHandle<edgetrain_controller::Result<()>> {
+        let mut cfg = config(&self.w, Duration::from_secs(300), Metrics::default());
+        let http = edgetrain_azure::transport::HttpConfig {
+            extra_ca_bundle: Some(self.reg.ca_pem_path.clone()),
+            ..Default::default()
+        };
+        cfg.factories = Some(
+            edgetrain_controller::runtime::factory::Factories::real(
+                &Metrics::default(),
+                http,
+                Default::default(),
+            )
+            .unwrap(),
+        );
+        spawn(cfg)
+    }
+
+    /// Creates release `name` with `spec` plus the registry part (`models/churn`, Secret `acr`).
+    async fn release(&self, name: &str, mut spec: serde_json::Value) {
+        spec["registry"] = json!({"loginServer": self.reg.host, "repository": "models/churn",
+                                  "credentialsSecretRef": {"name": "acr"}});
+        let api: Api<ModelRelease> = Api::namespaced(self.w.client.clone(), &self.w.ns);
         let mr: ModelRelease = serde_json::from_value(json!({
             "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
-            "metadata": {"name": name, "namespace": w.ns},
-            "spec": {
-                "trainingRunRef": {"name": "train"},
-                "model": {"name": "churn", "version": "1"},
-                "registry": {"loginServer": reg.host, "repository": "models/churn",
-                             "credentialsSecretRef": {"name": "acr"}}
-            }
+            "metadata": {"name": name, "namespace": self.w.ns},
+            "spec": spec,
         }))
         .unwrap();
         api.create(&PostParams::default(), &mr).await.unwrap();
-        eventually(90, &format!("{name} Ready"), || async {
-            let c = release_condition(&w, name, "Ready").await?;
+    }
+
+    async fn ready(&self, name: &str, secs: u64) -> edgetrain_api::ModelReleaseStatus {
+        eventually(secs, &format!("{name} Ready"), || async {
+            let c = release_condition(&self.w, name, "Ready").await?;
             (c.0 == "True").then_some(())
         })
         .await;
+        release_status(&self.w, name).await.unwrap()
     }
-    let first = release_status(&w, "first").await.unwrap();
-    let second = release_status(&w, "second").await.unwrap();
+
+    /// A client of the sandbox registry as the pull-only user.
+    fn reader(&self) -> edgetrain_registry::Registry {
+        edgetrain_registry::Registry::new(
+            self.reg.url.parse().unwrap(),
+            edgetrain_azure::transport::HttpConfig {
+                extra_ca_bundle: Some(self.reg.ca_pem_path.clone()),
+                ..Default::default()
+            }
+            .build()
+            .unwrap(),
+            edgetrain_registry::Credential::Basic {
+                username: "skopeo".into(),
+                password: edgetrain_registry::Secret::new("skopeo-password"),
+            },
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap()
+    }
+
+    /// `skopeo` as the pull-only user, trusting the sandbox CA; panics on failure. Async: the
+    /// token service it calls runs on this test's runtime.
+    async fn skopeo(&self, args: &[&str]) -> Vec<u8> {
+        let cert_dir = self.reg.cert_dir.display().to_string();
+        let out = tokio::process::Command::new("skopeo")
+            .args(args)
+            .args(match args[0] {
+                "copy" => ["--src-cert-dir", &cert_dir, "--src-creds", SKOPEO_CREDS],
+                _ => ["--cert-dir", &cert_dir, "--creds", SKOPEO_CREDS],
+            })
+            .output()
+            .await
+            .expect("skopeo installed (scripts/install-tools.sh)");
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+const SKOPEO_CREDS: &str = "skopeo:skopeo-password";
+
+#[tokio::test]
+async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothing() {
+    let t = trained().await;
+    let (w, reg, model) = (&t.w, &t.reg, &t.model);
+    let ctl = t.controller();
+    let mut statuses = Vec::new();
+    for name in ["first", "second"] {
+        t.release(
+            name,
+            json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"}}),
+        )
+        .await;
+        statuses.push(t.ready(name, 90).await);
+    }
+    let (first, second) = (&statuses[0], &statuses[1]);
     assert_eq!(first.model_version.as_deref(), Some("1"));
     let artifact = first.artifact_digest.clone().unwrap();
     assert!(
@@ -298,28 +379,13 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     assert_eq!(second.model_id, first.model_id);
     assert_eq!(second.bytes_uploaded, Some(0));
     assert!(second.bytes_reused.unwrap() >= model.len() as i64);
-    ev_ok(&w, "first", "Registered").await;
-    ev_ok(&w, "second", "Adopted").await;
-    ev_ok(&w, "first", "Pushed").await;
+    ev_ok(w, "first", "Registered").await;
+    ev_ok(w, "second", "Adopted").await;
+    ev_ok(w, "first", "Pushed").await;
 
     // What the registry holds at that digest hashes to it (read back as a pull-only user).
     let digest = artifact.rsplit_once('@').unwrap().1;
-    let reader = edgetrain_registry::Registry::new(
-        reg.url.parse().unwrap(),
-        edgetrain_azure::transport::HttpConfig {
-            extra_ca_bundle: Some(reg.ca_pem_path.clone()),
-            ..Default::default()
-        }
-        .build()
-        .unwrap(),
-        edgetrain_registry::Credential::Basic {
-            username: "skopeo".into(),
-            password: edgetrain_registry::Secret::new("skopeo-password"),
-        },
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let reader = t.reader();
     let m = reader
         .get_manifest("models/churn", "churn-1")
         .await
@@ -328,41 +394,517 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
 
     // A different run under the same version is a conflict, never Ready.
     create_run(
-        &w,
+        w,
         "train2",
         json!({"phase": "Succeeded", "jobName": "job-2",
                "outputs": {"model": "azureml://datastores/workspaceblobstore/paths/azureml/job-1/model/"}}),
     )
     .await;
-    let mr: ModelRelease = serde_json::from_value(json!({
-        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
-        "metadata": {"name": "conflict", "namespace": w.ns},
-        "spec": {
-            "trainingRunRef": {"name": "train2"},
-            "model": {"name": "churn", "version": "1"},
-            "registry": {"loginServer": reg.host, "repository": "models/churn",
-                         "credentialsSecretRef": {"name": "acr"}}
-        }
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &mr).await.unwrap();
+    t.release(
+        "conflict",
+        json!({"trainingRunRef": {"name": "train2"}, "model": {"name": "churn", "version": "1"}}),
+    )
+    .await;
     let (_, reason, message) = eventually(60, "Stalled VersionConflict", || async {
-        let c = release_condition(&w, "conflict", "Stalled").await?;
+        let c = release_condition(w, "conflict", "Stalled").await?;
         (c.0 == "True").then_some(c)
     })
     .await;
     assert_eq!(reason, "VersionConflict");
     assert!(message.contains("jobName"), "{message}");
     assert_eq!(
-        release_condition(&w, "conflict", "Ready").await.unwrap().0,
+        release_condition(w, "conflict", "Ready").await.unwrap().0,
         "False"
     );
-    let ev = event_for(&w, "conflict", "VersionConflict").await;
+    let ev = event_for(w, "conflict", "VersionConflict").await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
+
+    // An existing Azure ML model version, without a TrainingRun: shipped with the lineage its
+    // properties carry.
+    let existing = |version: &str| {
+        json!({"existingModel": {"name": "churn", "version": version,
+                                 "computeTargetRef": {"name": "edge"}},
+               "model": {"name": "churn"}})
+    };
+    t.release("existing", existing("1")).await;
+    let shipped = t.ready("existing", 90).await;
+    assert_eq!(shipped.model_id, first.model_id);
+    assert_eq!(shipped.model_version.as_deref(), Some("1"));
+    let shipped_artifact = shipped.artifact_digest.clone().unwrap();
+    let m: serde_json::Value = serde_json::from_slice(
+        &reader
+            .get_manifest("models/churn", digest_of(&shipped_artifact))
+            .await
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    let a = &m["annotations"];
+    assert_eq!(
+        a["edgetrain.dev/training-run"],
+        format!("{}/train", w.ns),
+        "{m}"
+    );
+    assert_eq!(a["edgetrain.dev/job-name"], "job-1");
+    assert_eq!(a["edgetrain.dev/code-digest"], "sha256:c0de");
+    assert_eq!(a["edgetrain.dev/data-fingerprint"], "sha256:da7a");
+    let refs = reader
+        .referrers("models/churn", digest_of(&shipped_artifact))
+        .await
+        .unwrap();
+    assert_eq!(refs.len(), 1);
+    let referrer = reader
+        .get_manifest("models/churn", refs[0].digest().as_ref())
+        .await
+        .unwrap();
+    let referrer: serde_json::Value = serde_json::from_slice(&referrer.bytes).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(
+        &reader
+            .get_small_blob(
+                "models/churn",
+                referrer["layers"][0]["digest"].as_str().unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    assert_eq!(params["job"], "job-1");
+    assert_eq!(params["trainingRun"], format!("{}/train", w.ns));
+    assert_eq!(params["codeDigest"], "sha256:c0de");
+    assert_eq!(params["model"], first.model_id.clone().unwrap().as_str());
+    // Still one version: an existing model is never registered again.
+    let versions = w
+        .sim
+        .inventory()
+        .iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .count();
+    assert_eq!(versions, 1);
+    // A version that does not exist is a clear stall.
+    t.release("missing", existing("9")).await;
+    let (_, reason, message) = eventually(60, "Stalled ModelNotFound", || async {
+        let c = release_condition(w, "missing", "Stalled").await?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "ModelNotFound");
+    assert!(message.contains("version 9"), "{message}");
     ctl.abort();
+}
+
+fn digest_of(reference: &str) -> &str {
+    reference.rsplit_once('@').unwrap().1
 }
 
 async fn ev_ok(w: &World, object: &str, reason: &str) {
     let ev = event_for(w, object, reason).await;
     assert_eq!(ev.type_.as_deref(), Some("Normal"));
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    edgetrain_registry::sha256_digest(bytes)
+}
+
+/// The sandbox's built-in base, pinned by digest.
+fn tiny_base(reg: &edgetrain_sandbox_azure::RegistryEndpoints) -> (String, String) {
+    let (_, _, digest) = reg
+        .base_images
+        .iter()
+        .find(|(r, t, _)| {
+            r == edgetrain_sandbox_azure::TINY_BASE_REPOSITORY
+                && t == edgetrain_sandbox_azure::TINY_BASE_TAG
+        })
+        .expect("the built-in base is loaded")
+        .clone();
+    (
+        format!(
+            "{}/{}@{digest}",
+            reg.host,
+            edgetrain_sandbox_azure::TINY_BASE_REPOSITORY
+        ),
+        digest,
+    )
+}
+
+#[tokio::test]
+async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_with_provenance() {
+    let t = trained().await;
+    let (w, reg) = (&t.w, &t.reg);
+    let ctl = t.controller();
+    let (base, base_digest) = tiny_base(reg);
+    t.release(
+        "served",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"},
+               "image": {"base": base, "modelPath": "/opt/model"}, "deletionPolicy": "Delete"}),
+    )
+    .await;
+    let st = t.ready("served", 90).await;
+    let artifact = st.artifact_digest.clone().unwrap();
+    let image = st.image_digest.clone().expect("the image digest in status");
+    let digest_of = |r: &str| r.rsplit_once('@').unwrap().1.to_string();
+    let (artifact_digest, image_digest) = (digest_of(&artifact), digest_of(&image));
+    assert!(image.starts_with(&format!("{}/models/churn@sha256:", reg.host)));
+
+    // skopeo (no code shared with us) reads the bytes at the digests status names.
+    let raw = |d: &str| format!("docker://{}/models/churn@{d}", reg.host);
+    let artifact_raw = t
+        .skopeo(&["inspect", "--raw", &raw(&artifact_digest)])
+        .await;
+    let image_raw = t.skopeo(&["inspect", "--raw", &raw(&image_digest)]).await;
+    assert_eq!(sha256(&artifact_raw), artifact_digest);
+    assert_eq!(sha256(&image_raw), image_digest);
+    let artifact_m: serde_json::Value = serde_json::from_slice(&artifact_raw).unwrap();
+    let image_m: serde_json::Value = serde_json::from_slice(&image_raw).unwrap();
+    let base_m: serde_json::Value = serde_json::from_slice(
+        &t.skopeo(&["inspect", "--raw", &format!("docker://{base}")])
+            .await,
+    )
+    .unwrap();
+    let layer_digests = |m: &serde_json::Value| -> Vec<String> {
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The image: the base's layers, then the model's one layer (the artifact's own blob).
+    let (image_layers, base_layers) = (layer_digests(&image_m), layer_digests(&base_m));
+    assert_eq!(image_layers.len(), base_layers.len() + 1, "{image_m}");
+    assert_eq!(image_layers[..base_layers.len()], base_layers[..]);
+    assert_eq!(
+        layer_digests(&artifact_m),
+        image_layers[base_layers.len()..]
+    );
+    // Base layers were mounted from base/tiny, never uploaded again.
+    let log = std::fs::read_to_string(&reg.log_path).unwrap();
+    for layer in &base_layers {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("\"PUT /v2/") && l.contains(layer.as_str())),
+            "base layer {layer} was uploaded"
+        );
+    }
+    let config: serde_json::Value = serde_json::from_slice(
+        &t.skopeo(&["inspect", "--config", &format!("docker://{image}")])
+            .await,
+    )
+    .unwrap();
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.version"], "1", "{config}");
+    assert_eq!(labels["org.opencontainers.image.title"], "churn");
+    assert_eq!(labels["edgetrain.dev/job-name"], "job-1");
+    assert_eq!(labels["edgetrain.dev/code-digest"], "sha256:c0de");
+    assert_eq!(labels["edgetrain.dev/data-fingerprint"], "sha256:da7a");
+
+    // Copied to an OCI layout and unpacked: the model at modelPath, the base's files intact.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    t.skopeo(&[
+        "copy",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ])
+    .await;
+    let bundle = dir.path().join("bundle");
+    let out = tokio::process::Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .await
+        .expect("umoci installed (scripts/install-tools.sh)");
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read(rootfs.join("opt/model/model.onnx")).unwrap(),
+        t.model
+    );
+    assert!(
+        std::fs::read_to_string(rootfs.join("etc/os-release"))
+            .unwrap()
+            .contains("edgetrain tiny base")
+    );
+    assert!(rootfs.join("bin/serve").is_file());
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert!(
+        runtime["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "AZUREML_MODEL_DIR=/opt/model"),
+        "{runtime}"
+    );
+
+    // One provenance referrer per digest, found from each (tag-schema fallback here); its
+    // statement names both digests, the model version, job, code digest and data fingerprint.
+    let reader = t.reader();
+    assert_eq!(st.referrers.len(), 2);
+    for subject in [&artifact_digest, &image_digest] {
+        let refs = reader.referrers("models/churn", subject).await.unwrap();
+        assert_eq!(refs.len(), 1, "{subject}");
+        let referrer = refs[0].digest().to_string();
+        assert!(
+            st.referrers
+                .iter()
+                .any(|r| r.digest == referrer && &r.subject == subject),
+            "{referrer} of {subject} not in status {:?}",
+            st.referrers
+        );
+        let m: serde_json::Value = serde_json::from_slice(
+            &reader
+                .get_manifest("models/churn", &referrer)
+                .await
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+        assert_eq!(m["subject"]["digest"], subject.as_str());
+        let statement: serde_json::Value = serde_json::from_slice(
+            &reader
+                .get_small_blob("models/churn", m["layers"][0]["digest"].as_str().unwrap())
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let names: Vec<&str> = statement["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [artifact.as_str(), image.as_str()]);
+        let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
+        assert_eq!(params["model"], st.model_id.clone().unwrap().as_str());
+        assert!(
+            params["model"]
+                .as_str()
+                .unwrap()
+                .ends_with("/models/churn/versions/1")
+        );
+        assert_eq!(params["job"], "job-1");
+        assert_eq!(params["codeDigest"], "sha256:c0de");
+        assert_eq!(params["dataFingerprint"], "sha256:da7a");
+        let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
+        assert!(
+            deps.contains(base_digest.trim_start_matches("sha256:")),
+            "{deps}"
+        );
+    }
+    ev_ok(w, "served", "Pushed").await;
+
+    // Another release of the same repository (version 2, Retain): deleting `served` must
+    // leave it, and the base, alone.
+    t.release(
+        "keeper",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "2"}}),
+    )
+    .await;
+    let keeper = t.ready("keeper", 90).await;
+    let keeper_artifact = keeper.artifact_digest.clone().unwrap();
+
+    // Deleting with a pull-only credential fails: a condition and a Warning event, and the
+    // object stays (finalizer) with everything in place.
+    set_secret(
+        w,
+        "pull-only",
+        json!({"username": "skopeo", "password": "skopeo-password"}),
+    )
+    .await;
+    let api: Api<ModelRelease> = Api::namespaced(w.client.clone(), &w.ns);
+    api.patch(
+        "served",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"registry": {"credentialsSecretRef": {"name": "pull-only"}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    api.delete("served", &Default::default()).await.unwrap();
+    let ev = event_for(w, "served", "RegistryPushDenied").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    let (_, reason, _) = eventually(30, "served Stalled on the refused delete", || async {
+        let c = release_condition(w, "served", "Stalled").await?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "RegistryPushDenied");
+    assert!(api.get_opt("served").await.unwrap().is_some());
+    t.skopeo(&["inspect", "--raw", &raw(&image_digest)]).await;
+
+    // With a credential that may delete, the cleanup completes and the object goes.
+    api.patch(
+        "served",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"registry": {"credentialsSecretRef": {"name": "acr"}}}})),
+    )
+    .await
+    .unwrap();
+    eventually(60, "served deleted", || async {
+        api.get_opt("served").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    ev_ok(w, "served", "Deleted").await;
+    ev_ok(w, "served", "Archived").await;
+    // Its manifests, tags and referrers are gone...
+    for d in [&artifact_digest, &image_digest] {
+        assert!(matches!(
+            reader.get_manifest("models/churn", d).await,
+            Err(edgetrain_registry::Error::NotFound { .. })
+        ));
+        assert_eq!(reader.referrers("models/churn", d).await.unwrap(), vec![]);
+    }
+    for r in &st.referrers {
+        assert!(
+            reader
+                .get_manifest("models/churn", &r.digest)
+                .await
+                .is_err()
+        );
+    }
+    for tag in ["churn-1", "churn-1-serving"] {
+        assert!(
+            matches!(
+                reader.get_manifest("models/churn", tag).await,
+                Err(edgetrain_registry::Error::NotFound { .. })
+            ),
+            "{tag}"
+        );
+    }
+    // ...what it did not push is intact: the base, and the other release's artifact.
+    t.skopeo(&["inspect", "--raw", &format!("docker://{base}")])
+        .await;
+    t.skopeo(&["inspect", "--raw", &format!("docker://{keeper_artifact}")])
+        .await;
+    assert_eq!(
+        reader
+            .get_manifest("models/churn", "churn-2")
+            .await
+            .unwrap()
+            .digest,
+        keeper_artifact.rsplit_once('@').unwrap().1
+    );
+    // Version 1 is archived (kept: versions are immutable), version 2 is not.
+    let version = |id: &str| w.sim.resource(id).expect("the version is kept");
+    assert_eq!(
+        version(st.model_id.as_deref().unwrap())["properties"]["isArchived"],
+        true
+    );
+    assert_ne!(
+        version(keeper.model_id.as_deref().unwrap())["properties"]["isArchived"],
+        true
+    );
+    ctl.abort();
+}
+
+/// `PUT …/blobs/uploads/…?digest=…` lines of the registry's access log (completed blob
+/// uploads), as the digests they carry.
+fn uploads_in(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"PUT /v2/models/churn/blobs/uploads/"))
+        .filter_map(|l| {
+            let d = l.split("digest=").nth(1)?;
+            let d = d.split([' ', '&', '"']).next()?;
+            Some(d.replace("%3A", ":"))
+        })
+        .collect()
+}
+
+/// The controller process SIGKILLed in the middle of the push, after some blobs reached the
+/// registry and while others were still being sent: the restarted process sends none of the
+/// finished blobs again, ends with the digests planned (and registered) before the kill, and
+/// there is one model version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_version() {
+    let t = trained().await;
+    let w = &t.w;
+    let storage = w.sim.storage_endpoints().unwrap();
+    // A large weight file: its upload is still running when a small blob has finished.
+    let big: Vec<u8> = (0..96u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    w.sim
+        .seed_blob(
+            &storage.datastore_account,
+            &storage.datastore_container,
+            "azureml/job-1/model/weights.bin",
+            big,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = blob_tunnel().await;
+    let process = ControllerProcess::start(w, dir.path(), proxy, 1);
+    // No version in the spec: the restarted process must find the one it registered.
+    t.release(
+        "killed",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn"}}),
+    )
+    .await;
+    let log_path = t.reg.log_path.clone();
+    let before = eventually(120, "a first blob upload completed", || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        async move { (!uploads_in(&log).is_empty()).then_some(log) }
+    })
+    .await;
+    let controller_log = process.kill();
+    let done_before = uploads_in(&before);
+    let registered = release_status(w, "killed").await.unwrap_or_default();
+    assert!(
+        release_condition(w, "killed", "Ready").await.map(|c| c.0) != Some("True".into()),
+        "the push was not finished at the kill:\n{controller_log}"
+    );
+    let cut = before.len();
+
+    let process = ControllerProcess::start(w, dir.path(), proxy, 2);
+    let st = t.ready("killed", 180).await;
+    drop(process);
+    let after = std::fs::read_to_string(&log_path).unwrap();
+    let done_after = uploads_in(&after[cut.min(after.len())..]);
+    // The kill came mid-push: something was still to be uploaded after the restart...
+    assert!(
+        !done_after.is_empty(),
+        "nothing was left to upload: {done_before:?}"
+    );
+    // ...and nothing that had reached the registry was sent again.
+    for d in &done_before {
+        assert!(
+            !done_after.contains(d),
+            "{d} uploaded again after the restart"
+        );
+    }
+    assert!(st.bytes_reused.unwrap() > 0, "{st:?}");
+    // One version, and the digests are the ones planned and registered before the kill.
+    let versions: Vec<_> = w
+        .sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(st.model_version.as_deref(), Some("1"));
+    let version = w.sim.resource(&versions[0].id).unwrap();
+    assert_eq!(
+        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
+        digest_of(st.artifact_digest.as_deref().unwrap())
+    );
+    if let Some(v) = registered.model_version {
+        assert_eq!(Some(v), st.model_version);
+    }
+    let m = t
+        .reader()
+        .get_manifest(
+            "models/churn",
+            digest_of(st.artifact_digest.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.digest, digest_of(st.artifact_digest.as_deref().unwrap()));
 }

@@ -159,7 +159,7 @@ struct Inner {
 }
 
 /// A request body that can be built again for a retry.
-enum Body<'a> {
+pub(crate) enum Body<'a> {
     Empty,
     Bytes(Bytes),
     /// `len` bytes of `content` from `offset`.
@@ -242,14 +242,14 @@ impl Registry {
         self.inner.auth.token_requests.load(Ordering::Relaxed)
     }
 
-    fn target(&self, repository: &str) -> Target {
+    pub(crate) fn target(&self, repository: &str) -> Target {
         Target {
             registry: self.inner.name.clone(),
             repository: repository.to_owned(),
         }
     }
 
-    fn url(&self, path: &str) -> Result<Url> {
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
         self.inner
             .base
             .join(path)
@@ -258,7 +258,7 @@ impl Registry {
 
     /// Send with auth; on a 401 get a fresh token once and retry once. A second 401 is an
     /// error naming registry, repository and scope: never a loop.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         repository: &str,
         scopes: &[String],
@@ -336,7 +336,12 @@ impl Registry {
         }
     }
 
-    async fn fail(&self, repository: &str, operation: &str, resp: reqwest::Response) -> Error {
+    pub(crate) async fn fail(
+        &self,
+        repository: &str,
+        operation: &str,
+        resp: reqwest::Response,
+    ) -> Error {
         let status = resp.status().as_u16();
         let detail = error_detail(&resp.bytes().await.unwrap_or_default());
         let target = self.target(repository);

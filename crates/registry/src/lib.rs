@@ -6,6 +6,7 @@
 mod auth;
 mod client;
 mod content;
+mod delete;
 mod error;
 mod image;
 mod manifest;

@@ -78,6 +78,21 @@ pub fn prepare(
             Ok(Prepared::default())
         }
         "microsoft.machinelearningservices/workspaces/models/versions" => {
+            if let Some(existing) = existing {
+                // A version's content is immutable: an update changes only what the spec
+                // marks updatable (`isArchived`) and the mutable metadata (tags, description,
+                // stage), the way `azure-ai-ml`'s archive re-PUTs the version it read.
+                let mut updated = existing.body.clone();
+                for field in ["tags", "description", "stage", "isArchived"] {
+                    if let Some(v) = body["properties"].get(field) {
+                        updated["properties"][field] = v.clone();
+                    }
+                }
+                return Ok(Prepared {
+                    store_as_is: Some(updated),
+                    ..Prepared::default()
+                });
+            }
             // The service always answers with an object here; `azure-ai-ml` fails without it.
             fill_defaults(body, &[("flavors", json!({}))]);
             Ok(Prepared::default())
@@ -326,7 +341,8 @@ pub fn list_filter(req: &Req<'_>, res: &Resource) -> bool {
             }
             None => true,
         },
-        "microsoft.machinelearningservices/workspaces/jobs" => {
+        "microsoft.machinelearningservices/workspaces/jobs"
+        | "microsoft.machinelearningservices/workspaces/models/versions" => {
             let archived = res.body["properties"]["isArchived"] == json!(true);
             match req.query("listViewType").unwrap_or("ActiveOnly") {
                 "ArchivedOnly" => archived,

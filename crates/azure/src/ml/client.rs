@@ -293,7 +293,11 @@ impl MlApi for MlClient {
         name: &str,
         next: Option<&str>,
     ) -> Result<Page<Resource<ModelVersion>>> {
-        let first = self.url(&self.workspace.model_versions_id(name)?, &[])?;
+        // Archived versions too: their numbers stay taken.
+        let first = self.url(
+            &self.workspace.model_versions_id(name)?,
+            &[("listViewType", "All")],
+        )?;
         self.page(first, next).await
     }
 

@@ -385,6 +385,10 @@ pub struct ModelVersion {
     pub tags: Option<Map>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<Map>,
+    /// Archived versions are hidden from default listings; with tags and description the
+    /// only thing an update of a version may change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_archived: Option<bool>,
     #[serde(default, skip_serializing)]
     pub provisioning_state: Option<String>,
 }

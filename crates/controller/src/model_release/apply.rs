@@ -102,11 +102,23 @@ pub async fn assemble(
                 .read_base(repo, digest)
                 .await
                 .map_err(reg("reading the base image"))?;
+            // The image says where its model is (Azure ML's scoring convention) and what it
+            // is: the same name, version and lineage the artifact's annotations carry.
+            let mut env =
+                BTreeMap::from([("AZUREML_MODEL_DIR".to_string(), format!("/{}", opts.prefix))]);
+            env.extend(img.env.clone());
+            let mut labels = meta.annotations.clone();
+            labels.insert(
+                "org.opencontainers.image.title".into(),
+                spec.model.name.clone(),
+            );
+            labels.insert("org.opencontainers.image.version".into(), version.into());
             let serving = serving_image(
                 &base,
                 &artifact.layers,
                 &ServingOptions {
-                    env: img.env.clone(),
+                    env,
+                    labels,
                     entrypoint: (!img.entrypoint.is_empty()).then(|| img.entrypoint.clone()),
                     created,
                     ..Default::default()
@@ -132,6 +144,29 @@ pub async fn register(
         .await
         .map_err(|e| Error::azure(format!("registering model {name} version {version}"), e))?;
     Ok(created.id)
+}
+
+/// Archives `version` (Azure ML keeps versions; archiving hides it from listings and new
+/// deployments). The version is read and PUT back with `isArchived`, as `azure-ai-ml` does;
+/// a version already archived or gone needs nothing.
+pub async fn archive(ml: &dyn MlApi, name: &str, version: &str) -> Result<()> {
+    let what = || format!("archiving model {name} version {version}");
+    let Some(found) = ml
+        .get_model_version(name, version)
+        .await
+        .map_err(|e| Error::azure(what(), e))?
+    else {
+        return Ok(());
+    };
+    if found.properties.is_archived == Some(true) {
+        return Ok(());
+    }
+    let mut body = found.properties;
+    body.is_archived = Some(true);
+    ml.put_model_version(name, version, &Resource::new(body))
+        .await
+        .map_err(|e| Error::azure(what(), e))?;
+    Ok(())
 }
 
 /// What a push reports into status.

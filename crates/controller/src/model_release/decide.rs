@@ -149,6 +149,9 @@ pub fn conditions(stage: &Stage) -> (ConditionState, ConditionState, Progress) {
 /// One step of deleting a release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CleanupStep {
+    /// Delete a provenance referrer this release pushed, and drop it from its subject's
+    /// tag-schema index.
+    DeleteReferrer { digest: String, subject: String },
     /// Delete a manifest this release pushed (by digest; its tags go with it).
     DeleteManifest(String),
     /// Archive the model version this release registered.
@@ -156,29 +159,42 @@ pub enum CleanupStep {
 }
 
 /// `Retain`: nothing. `Delete`: referrers first (they point at the others), then the image and
-/// the artifact from status, then archive the version — only if this release registered it
-/// (`released_by` tag), never one it adopted from elsewhere or an `existingModel`.
+/// the artifact — only the digests status recorded as pushed by this release, and none that
+/// another release of the same repository still lists (`in_use`: identical content gives
+/// identical digests, so a second release of one version shares them). Then archive the
+/// version — only if this release registered it (`released_by` tag), never one it adopted
+/// from elsewhere or an `existingModel`, and not while another release ships it (its model
+/// id in `in_use`).
 pub fn cleanup_plan(
     policy: DeletionPolicy,
     status: &ModelReleaseStatus,
     version_tags: Option<&std::collections::BTreeMap<String, String>>,
     released_by: &str,
+    in_use: &std::collections::BTreeSet<String>,
 ) -> Vec<CleanupStep> {
     if policy == DeletionPolicy::Retain {
         return vec![];
     }
+    let free = |d: &str| !in_use.contains(d);
     let mut steps: Vec<CleanupStep> = status
         .referrers
         .iter()
-        .map(|r| CleanupStep::DeleteManifest(r.digest.clone()))
+        .filter(|r| free(&r.digest))
+        .map(|r| CleanupStep::DeleteReferrer {
+            digest: r.digest.clone(),
+            subject: r.subject.clone(),
+        })
         .collect();
     steps.extend(
         [&status.image_digest, &status.artifact_digest]
             .into_iter()
             .flatten()
-            .map(|d| CleanupStep::DeleteManifest(super::desired::digest_of(d).to_string())),
+            .map(|d| super::desired::digest_of(d).to_string())
+            .filter(|d| free(d))
+            .map(CleanupStep::DeleteManifest),
     );
     if let Some(v) = &status.model_version
+        && status.model_id.as_deref().is_none_or(free)
         && version_tags
             .and_then(|t| t.get(RELEASED_BY))
             .map(String::as_str)
@@ -187,4 +203,18 @@ pub fn cleanup_plan(
         steps.push(CleanupStep::Archive(v.clone()));
     }
     steps
+}
+
+/// Whether the model version `model_id` (an ARM id) lives in the workspace
+/// `subscription/resource_group/workspace` (ARM ids compare case-insensitively).
+pub fn in_workspace(
+    model_id: &str,
+    subscription: &str,
+    resource_group: &str,
+    workspace: &str,
+) -> bool {
+    let prefix = format!(
+        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}/"
+    );
+    model_id.len() > prefix.len() && model_id[..prefix.len()].eq_ignore_ascii_case(&prefix)
 }

@@ -157,6 +157,7 @@ pub fn model_version(
         description: spec.description.clone(),
         tags: Some(tags),
         properties: Some(properties),
+        is_archived: None,
         provisioning_state: None,
     }
 }

@@ -12,7 +12,10 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use edgetrain_api::{ModelRelease, ModelReleaseStatus, TrainingRun, model_release::ModelSpec};
+use edgetrain_api::{
+    DeletionPolicy, EdgeComputeTarget, ModelRelease, ModelReleaseStatus, TrainingRun,
+    model_release::ModelSpec,
+};
 use edgetrain_azure::ml::MlApi;
 use kube::{
     ResourceExt,
@@ -152,9 +155,12 @@ async fn source(
         // The lineage it has: what our properties say, if it was registered by a release.
         let p = found.properties.properties.clone().unwrap_or_default();
         let get = |k: &str| p.get(&format!("{}{k}", desired::PREFIX)).cloned();
+        // `training-run` is `namespace/name` (see `Lineage::entries`).
+        let run = get("training-run").unwrap_or_default();
+        let (run_namespace, run_name) = run.split_once('/').unwrap_or(("", &run));
         let lineage = Lineage {
-            run_namespace: String::new(),
-            run_name: get("training-run").unwrap_or_default(),
+            run_namespace: run_namespace.to_string(),
+            run_name: run_name.to_string(),
             run_uid: get("training-run-uid").unwrap_or_default(),
             job_name: found.properties.job_name.clone().unwrap_or_default(),
             output_uri: found.properties.model_uri.clone().unwrap_or_default(),
@@ -381,9 +387,10 @@ async fn release(
     Ok(Action::requeue(ctx.settings.model_release.resync))
 }
 
-/// Deletion never waits on the registry. `Delete` is planned ([`decide::cleanup_plan`]) but
-/// not carried out yet: the registry client has no manifest DELETE and the Azure ML client no
-/// archive; what remains is named in a Warning event.
+/// `Delete` takes back what this release shipped ([`decide::cleanup_plan`]): its referrers,
+/// image and artifact manifests, and the model version it registered is archived. A failure
+/// is returned (condition + event by the runtime) and the finalizer stays until a retry
+/// succeeds; every step tolerates having been done already.
 async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
     let policy = deletion_policy(
         mr.spec.deletion_policy,
@@ -391,17 +398,153 @@ async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
     );
     let _ = tokio::fs::remove_dir_all(staging_dir(mr)).await;
     let status = mr.status.clone().unwrap_or_default();
-    // Without the version's tags the plan archives nothing; it lists the manifests.
-    let plan = decide::cleanup_plan(policy, &status, None, &released_by(mr));
-    if !plan.is_empty() {
+    let shipped = status.model_id.is_some()
+        || !decide::cleanup_plan(policy, &status, None, "", &Default::default()).is_empty();
+    if policy == DeletionPolicy::Retain || !shipped {
+        return Ok(Action::await_change());
+    }
+    let ns = mr.namespace().unwrap_or_default();
+    let in_use = in_use_elsewhere(ctx, mr);
+    // The version's tags say who registered it: read them from its workspace.
+    let workspace = match &status.model_id {
+        Some(id) => Some(model_workspace(ctx, &ns, id).await?),
+        None => None,
+    };
+    let tags = match (&workspace, &status.model_version) {
+        (Some((_, ml, name)), Some(v)) => ml
+            .get_model_version(name, v)
+            .await
+            .map_err(|e| Error::azure("reading the model version to archive", e))?
+            .and_then(|r| r.properties.tags),
+        _ => None,
+    };
+    let plan = decide::cleanup_plan(policy, &status, tags.as_ref(), &released_by(mr), &in_use);
+    let secret = ctx
+        .secrets
+        .require(
+            &ctx.client,
+            &ctx.stores,
+            &ns,
+            &mr.spec.registry.credentials_secret_ref.name,
+        )
+        .await?;
+    let arm_endpoint = workspace
+        .as_ref()
+        .map(|(ect, _, _)| ect.spec.azure_ml.arm_endpoint.clone())
+        .unwrap_or_default();
+    let creds = observe::registry_credentials(&secret, &arm_endpoint)?;
+    let registry = ctx
+        .factories
+        .registry
+        .registry(&mr.spec.registry.login_server, &creds)
+        .await?;
+    let repo = &mr.spec.registry.repository;
+    let mut done = Vec::new();
+    for step in &plan {
+        match step {
+            decide::CleanupStep::DeleteReferrer { digest, subject } => {
+                registry
+                    .delete_manifest(repo, digest)
+                    .await
+                    .map_err(|e| Error::registry(format!("deleting referrer {digest}"), e))?;
+                registry
+                    .unlist_referrer(repo, subject, digest)
+                    .await
+                    .map_err(|e| {
+                        Error::registry(format!("unlisting referrer {digest} of {subject}"), e)
+                    })?;
+                done.push(digest.clone());
+            }
+            decide::CleanupStep::DeleteManifest(digest) => {
+                registry
+                    .delete_manifest(repo, digest)
+                    .await
+                    .map_err(|e| Error::registry(format!("deleting manifest {digest}"), e))?;
+                done.push(digest.clone());
+            }
+            decide::CleanupStep::Archive(version) => {
+                let (_, ml, name) = workspace
+                    .as_ref()
+                    .expect("archive is planned from the version read");
+                apply::archive(&**ml, name, version).await?;
+                event(
+                    ctx,
+                    mr,
+                    EventType::Normal,
+                    "Archived",
+                    format!("model {name} version {version} archived"),
+                )
+                .await;
+            }
+        }
+    }
+    if !done.is_empty() {
         event(
             ctx,
             mr,
-            EventType::Warning,
-            "DeletionNotImplemented",
-            format!("deletionPolicy Delete is not carried out yet; left in place: {plan:?}"),
+            EventType::Normal,
+            "Deleted",
+            format!(
+                "deleted from {}/{repo}: {}",
+                mr.spec.registry.login_server,
+                done.join(", ")
+            ),
         )
         .await;
     }
     Ok(Action::await_change())
+}
+
+/// Digests and model ids other releases of the same repository list in their status.
+fn in_use_elsewhere(ctx: &Context, mr: &ModelRelease) -> std::collections::BTreeSet<String> {
+    let ns = mr.namespace().unwrap_or_default();
+    let reg = &mr.spec.registry;
+    Stores::select(&ctx.stores.model_releases, &ns, |o| {
+        o.uid() != mr.uid()
+            && o.spec.registry.login_server == reg.login_server
+            && o.spec.registry.repository == reg.repository
+    })
+    .iter()
+    .filter_map(|o| o.status.clone())
+    .flat_map(|s| {
+        let mut v: Vec<String> = s.referrers.into_iter().map(|r| r.digest).collect();
+        v.extend(
+            [s.artifact_digest, s.image_digest]
+                .into_iter()
+                .flatten()
+                .map(|d| desired::digest_of(&d).to_string()),
+        );
+        v.extend(s.model_id);
+        v
+    })
+    .collect()
+}
+
+/// The EdgeComputeTarget (same namespace) whose workspace holds the model version `model_id`
+/// (found by the id: the TrainingRun that named it may be gone by now), its workspace client
+/// and the model name.
+async fn model_workspace(
+    ctx: &Context,
+    ns: &str,
+    model_id: &str,
+) -> Result<(Arc<EdgeComputeTarget>, Arc<dyn MlApi>, String)> {
+    let ect = Stores::select(&ctx.stores.edge_compute_targets, ns, |e| {
+        let a = &e.spec.azure_ml;
+        decide::in_workspace(model_id, &a.subscription_id, &a.resource_group, &a.workspace)
+    })
+    .into_iter()
+    .next()
+    .ok_or_else(|| Error::Blocked {
+        reason: "ComputeTargetNotFound",
+        message: format!(
+            "no EdgeComputeTarget in {ns} reaches the workspace of {model_id}; the model version cannot be archived (set deletionPolicy Retain to delete without it)"
+        ),
+    })?;
+    let name = model_id
+        .split_once("/models/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let ml = ctx.workspace_of(&ect).await?.0;
+    Ok((ect, ml, name))
 }

@@ -1,6 +1,6 @@
 //! Table tests of the pure parts: run gate, lineage, registration, conditions, cleanup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use edgetrain_api::{
     DeletionPolicy, ModelReleaseSpec, ModelReleaseStatus, TrainingRun,
@@ -299,42 +299,89 @@ fn pushed_status() -> ModelReleaseStatus {
 
 #[test]
 fn cleanup_table() {
-    let s = pushed_status();
+    let s = ModelReleaseStatus {
+        model_id: Some(WS_MODEL.into()),
+        ..pushed_status()
+    };
     let ours = BTreeMap::from([(RELEASED_BY.to_string(), "ml/rel/r-1".to_string())]);
     let theirs = BTreeMap::from([(RELEASED_BY.to_string(), "ml/other/r-2".to_string())]);
+    let none = BTreeSet::new();
     assert_eq!(
-        cleanup_plan(DeletionPolicy::Retain, &s, Some(&ours), "ml/rel/r-1"),
+        cleanup_plan(DeletionPolicy::Retain, &s, Some(&ours), "ml/rel/r-1", &none),
         vec![]
     );
+    let referrer = |d: &str, subject: &str| CleanupStep::DeleteReferrer {
+        digest: d.into(),
+        subject: subject.into(),
+    };
     let manifests = vec![
-        CleanupStep::DeleteManifest("sha256:r1".into()),
-        CleanupStep::DeleteManifest("sha256:r2".into()),
+        referrer("sha256:r1", "sha256:aa"),
+        referrer("sha256:r2", "sha256:bb"),
         CleanupStep::DeleteManifest("sha256:bb".into()),
         CleanupStep::DeleteManifest("sha256:aa".into()),
     ];
     let mut with_archive = manifests.clone();
     with_archive.push(CleanupStep::Archive("3".into()));
     assert_eq!(
-        cleanup_plan(DeletionPolicy::Delete, &s, Some(&ours), "ml/rel/r-1"),
+        cleanup_plan(DeletionPolicy::Delete, &s, Some(&ours), "ml/rel/r-1", &none),
         with_archive
     );
+    // Registered by another release (adopted here): never archived by this one.
     assert_eq!(
-        cleanup_plan(DeletionPolicy::Delete, &s, Some(&theirs), "ml/rel/r-1"),
+        cleanup_plan(
+            DeletionPolicy::Delete,
+            &s,
+            Some(&theirs),
+            "ml/rel/r-1",
+            &none
+        ),
         manifests
     );
     assert_eq!(
-        cleanup_plan(DeletionPolicy::Delete, &s, None, "ml/rel/r-1"),
+        cleanup_plan(DeletionPolicy::Delete, &s, None, "ml/rel/r-1", &none),
         manifests
+    );
+    // Another release of the same repository still ships the image and the version: only
+    // what nobody else lists goes.
+    let shared = BTreeSet::from([
+        "sha256:bb".to_string(),
+        "sha256:r2".to_string(),
+        WS_MODEL.to_string(),
+    ]);
+    assert_eq!(
+        cleanup_plan(
+            DeletionPolicy::Delete,
+            &s,
+            Some(&ours),
+            "ml/rel/r-1",
+            &shared
+        ),
+        vec![
+            referrer("sha256:r1", "sha256:aa"),
+            CleanupStep::DeleteManifest("sha256:aa".into()),
+        ]
     );
     assert_eq!(
         cleanup_plan(
             DeletionPolicy::Delete,
             &ModelReleaseStatus::default(),
             None,
-            "x"
+            "x",
+            &none
         ),
         vec![]
     );
+}
+
+const WS_MODEL: &str = "/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1/models/churn/versions/3";
+
+#[test]
+fn a_model_id_belongs_to_its_workspace_only() {
+    assert!(in_workspace(WS_MODEL, "s1", "rg1", "ws1"));
+    assert!(in_workspace(&WS_MODEL.to_lowercase(), "s1", "RG1", "ws1"));
+    assert!(!in_workspace(WS_MODEL, "s1", "rg1", "ws"));
+    assert!(!in_workspace(WS_MODEL, "s2", "rg1", "ws1"));
+    assert!(!in_workspace("", "s1", "rg1", "ws1"));
 }
 
 fn secret(pairs: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {

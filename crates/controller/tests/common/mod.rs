@@ -1,6 +1,10 @@
 //! Sandbox harness: in-process Kubernetes API server + Azure simulator + the controller.
 #![allow(dead_code)]
 
+mod process;
+#[allow(unused_imports)]
+pub use process::{ControllerProcess, blob_tunnel};
+
 use std::{
     io::Write,
     sync::{Arc, Mutex, OnceLock},
