@@ -111,10 +111,14 @@ def main():
         if len(items) >= args.expect and all(s[1] == "True" for s in seen.values()):
             return 0
         if time.monotonic() > deadline:
-            print(f"timed out after {args.timeout:.0f}s; last states:", flush=True)
+            print(f"timed out after {args.timeout:.0f}s; last conditions:", flush=True)
             for obj in items:
-                for c in conditions(obj).values():
-                    print(f"  {obj['kind']}/{obj['metadata']['name']} {c['type']}\t{c['status']}\t{c.get('reason', '')}\t{c.get('message', '')}")
+                name = f"{obj['kind']}/{obj['metadata']['name']}"
+                conds = conditions(obj).values()
+                if not conds:
+                    print(f"  {name} (none yet)")
+                for c in conds:
+                    print(f"  {name} {c['type']}\t{c['status']}\t{c.get('reason', '')}\t{c.get('message', '')}")
             return 2
         time.sleep(0.5)
 
