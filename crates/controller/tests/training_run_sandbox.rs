@@ -20,32 +20,16 @@ use serde_json::json;
 
 const TRAIN_PY: &str = include_str!("../../../examples/training/train.py");
 
-/// A small, learnable churn data set: two CSV files under `churn/`.
-fn csv(seed: u64, rows: usize) -> Vec<u8> {
-    let mut out = String::from("tenure,monthly,support_calls,churned\n");
-    let mut x = seed;
-    for _ in 0..rows {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let tenure = (x >> 33) % 60;
-        let monthly = 20 + (x >> 40) % 80;
-        let calls = (x >> 50) % 6;
-        let churned = u8::from(tenure < 12 && calls >= 2);
-        out.push_str(&format!("{tenure},{monthly},{calls},{churned}\n"));
-    }
-    out.into_bytes()
-}
-
 async fn setup(w: &World, code: &str) -> String {
     let storage = w.sim.storage_endpoints().expect("azurite");
+    // The demo's data set (`edgetrain-sandbox example-data`): two learnable churn CSV files.
     for (name, seed) in [("churn/part-1.csv", 1), ("churn/part-2.csv", 2)] {
         w.sim
             .seed_blob(
                 &storage.stack_hub_account,
                 "telemetry",
                 name,
-                csv(seed, 200),
+                edgetrain_sandbox_azure::churn_csv(seed, 200),
             )
             .await
             .unwrap();
@@ -607,7 +591,7 @@ impl ControllerProcess {
             .env("KUBECONFIG", &kubeconfig)
             .env("SSL_CERT_FILE", &storage.ca_pem_path)
             // Azure ML hands out `{account}.blob.localhost` URLs: the process reaches them
-            // through the test's tunnel (its "DNS"); everything on 127.0.0.1 goes direct.
+            // through the simulator's proxy (their "DNS"); everything on 127.0.0.1 goes direct.
             // ALL_PROXY, not HTTPS_PROXY: the Kubernetes client takes the latter as its own.
             .env("ALL_PROXY", format!("http://{proxy}"))
             .env("NO_PROXY", "127.0.0.1")
@@ -635,52 +619,6 @@ impl Drop for ControllerProcess {
     }
 }
 
-/// An HTTP CONNECT tunnel that takes `*.blob.localhost` names to loopback and refuses any
-/// other name (test configuration standing in for DNS).
-async fn blob_tunnel() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if inbound.read_exact(&mut byte).await.is_err() || head.len() > 8192 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head);
-                let port = head
-                    .strip_prefix("CONNECT ")
-                    .and_then(|r| r.split_whitespace().next())
-                    .and_then(|authority| authority.rsplit_once(':'))
-                    .filter(|(host, _)| host.ends_with(".blob.localhost"))
-                    .and_then(|(_, port)| port.parse::<u16>().ok());
-                let Some(port) = port else {
-                    let _ = inbound.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
-                    return;
-                };
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
-                else {
-                    let _ = inbound.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                    return;
-                };
-                if inbound
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .await
-                    .is_ok()
-                {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn codes_of(w: &World) -> usize {
     w.sim
         .inventory()
@@ -700,7 +638,7 @@ async fn a_sigkilled_controller_process_at_four_points_leaves_one_job_and_succee
     let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = blob_tunnel().await;
+    let proxy = w.sim.blob_proxy().expect("the simulator runs Azurite");
     let mut starts = 0;
     let mut start = |w: &World| {
         starts += 1;
