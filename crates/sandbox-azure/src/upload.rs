@@ -11,8 +11,8 @@ use crate::{
     secret::Secret,
 };
 
-/// Environment variable with the account key (the name the Azure CLI uses), so it never shows
-/// in a process list.
+/// Environment variable `edgetrain-sandbox upload` takes the account key from (the name the
+/// Azure CLI uses), so it never shows in a process list.
 pub const ACCOUNT_KEY_ENV: &str = "AZURE_STORAGE_KEY";
 
 /// `edgetrain-sandbox upload` arguments.
@@ -35,11 +35,8 @@ pub struct UploadArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Upload `args.files` with the key from `AZURE_STORAGE_KEY`; returns `(blob name, bytes)`.
-pub async fn upload(args: &UploadArgs) -> Result<Vec<(String, usize)>> {
-    let key = std::env::var(ACCOUNT_KEY_ENV)
-        .map(Secret::new)
-        .map_err(|_| Error::InvalidConfig(format!("set {ACCOUNT_KEY_ENV} to the account key")))?;
+/// Upload `args.files` with the account's `key`; returns `(blob name, bytes)` of each.
+pub async fn upload(args: &UploadArgs, key: &Secret) -> Result<Vec<(String, usize)>> {
     let info = SandboxInfo::read(&args.state_dir)?;
     let storage = info.storage.ok_or_else(|| {
         Error::InvalidConfig("the simulator runs without Azurite (azurite = false)".into())
@@ -54,7 +51,7 @@ pub async fn upload(args: &UploadArgs) -> Result<Vec<(String, usize)>> {
         &format!("{}/{account}", storage.path_style),
         account,
         &args.container,
-        &key,
+        key,
     )?;
     target.create_container(&http).await?;
     let mut done = Vec::new();

@@ -41,7 +41,15 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Upload(args) => {
-            for (blob, bytes) in edgetrain_sandbox_azure::upload(&args).await? {
+            let key = std::env::var(edgetrain_sandbox_azure::ACCOUNT_KEY_ENV)
+                .map(edgetrain_sandbox_azure::Secret::new)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "set {} to the storage account key",
+                        edgetrain_sandbox_azure::ACCOUNT_KEY_ENV
+                    )
+                })?;
+            for (blob, bytes) in edgetrain_sandbox_azure::upload(&args, &key).await? {
                 println!("uploaded {blob} ({bytes} bytes)");
             }
         }
