@@ -150,7 +150,7 @@ check "summary shows a skopeo command" has "$WORK/ok.out" '^  skopeo inspect --c
 check "summary.json is complete and well-formed" summary_ok "$OK_DIR/summary.json"
 check "the target was Ready within 90 Azure requests (tokens and metadata included)" \
   within_budget "$OK_DIR/requests-at-ect-ready.json" 90
-check "no client secret in logs or output" no_secret_leaked "$OK_DIR" "$WORK/ok.out"
+check "no generated secret in logs or output" no_secret_leaked "$OK_DIR" "$WORK/ok.out"
 check "every process stopped" all_stopped "$OK_DIR"
 [ "$failures" -eq "$before" ] || { echo "--- demo output"; cat "$WORK/ok.out"; }
 

@@ -5,11 +5,13 @@ Reads `kubectl get <kinds> -o json` twice a second (one `get -w` cannot watch se
 prints one line whenever a resource's phase, Ready status/reason or set of True conditions
 changes. When the EdgeComputeTarget first is Ready, saves the simulator's request counts (the
 budget to Ready). Exit 0 once every resource is Ready, 1 when one fails (Stalled, or a
-TrainingRun that Failed or was Canceled; its conditions are printed), 2 on timeout.
+TrainingRun that Failed or was Canceled; its conditions are printed), 2 on timeout, 3 when the
+demo that started it is gone (killed with SIGKILL, its trap never ran).
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -75,9 +77,12 @@ def main():
     args = p.parse_args()
 
     deadline = time.monotonic() + args.timeout
+    parent = os.getppid()
     seen = {}
     ect_ready_saved = False
     while True:
+        if os.getppid() != parent:
+            return 3
         out = subprocess.run(
             ["kubectl", "--kubeconfig", args.kubeconfig, "get", KINDS, "-n", args.namespace, "-o", "json"],
             capture_output=True,
