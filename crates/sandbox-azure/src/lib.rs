@@ -181,8 +181,6 @@ pub struct SandboxInfo {
 pub struct StorageInfo {
     /// `https://127.0.0.1:PORT`: append `/{account}`.
     pub path_style: String,
-    /// `https://{account}.blob.localhost:PORT` with `{account}` left in (through the proxy).
-    pub host_style: String,
     /// The sandbox CA (Azurite's and the registry's certificates).
     pub ca_pem_path: PathBuf,
     pub stack_hub_account: String,
@@ -214,7 +212,6 @@ impl SandboxInfo {
         Self {
             base_url: sim.base_url().to_owned(),
             storage: sim.storage_endpoints().map(|s| StorageInfo {
-                host_style: s.host_style("{account}"),
                 path_style: s.path_style,
                 ca_pem_path: s.ca_pem_path,
                 stack_hub_account: s.stack_hub_account,
