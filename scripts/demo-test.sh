@@ -133,7 +133,10 @@ check "progress: the target went through the VM to Ready" \
   has "$WORK/ok.out" '^[0-9:]{8}  ect/factory-gpu-01 .*Ready=True +Ready '
 check "progress: the run was submitted before it succeeded" \
   has "$WORK/ok.out" '^[0-9:]{8}  tr/churn-2026-11 +Submitted +Ready=False +JobSubmitted'
-check "progress: the run succeeded with metrics" \
+check "progress: the run's data fingerprint" has "$WORK/ok.out" '^[0-9:]{8}  tr/churn-2026-11 .*\+fingerprint '
+check "progress: the run's code digest" has "$WORK/ok.out" '^[0-9:]{8}  tr/churn-2026-11 .*\+code '
+check "progress: the run's metrics" has "$WORK/ok.out" '^[0-9:]{8}  tr/churn-2026-11 .*\+metrics '
+check "progress: the run succeeded" \
   has "$WORK/ok.out" '^[0-9:]{8}  tr/churn-2026-11 +Succeeded +Ready=True +Succeeded .*completed'
 check "progress: the release registered and pushed" \
   has "$WORK/ok.out" '^[0-9:]{8}  mr/churn-2026-11 .*Ready=True +Released .*\+Pushed'

@@ -2,8 +2,9 @@
 """Progress of the demo's three resources, like `kubectl get -w` over all of them.
 
 Reads `kubectl get <kinds> -o json` twice a second (one `get -w` cannot watch several kinds) and
-prints one line whenever a resource's phase, Ready status/reason or set of True conditions
-changes. When the EdgeComputeTarget first is Ready, saves the simulator's request counts (the
+prints one line whenever a resource's phase, Ready status/reason, set of True conditions or
+set of recorded milestones (data fingerprint, code digest, metrics, model version, artifact,
+image) changes; what was gained is shown with a `+`. When the EdgeComputeTarget first is Ready, saves the simulator's request counts (the
 budget to Ready). Exit 0 once every resource is Ready, 1 when one fails (Stalled, or a
 TrainingRun that Failed or was Canceled; its conditions are printed), 2 on timeout, 3 when the
 demo that started it is gone (killed with SIGKILL, its trap never ran).
@@ -20,6 +21,15 @@ import urllib.request
 KINDS = "edgecomputetargets.edgetrain.dev,trainingruns.edgetrain.dev,modelreleases.edgetrain.dev"
 SHORT = {"EdgeComputeTarget": "ect", "TrainingRun": "tr", "ModelRelease": "mr"}
 MESSAGE_WIDTH = 90
+# Status fields whose first appearance is a step of the pattern, by the name a line shows.
+MILESTONES = {
+    "fingerprint": "dataFingerprint",
+    "code": "codeDigest",
+    "metrics": "metrics",
+    "model": "modelVersion",
+    "artifact": "artifactDigest",
+    "image": "imageDigest",
+}
 
 
 def conditions(obj):
@@ -27,12 +37,15 @@ def conditions(obj):
 
 
 def state(obj):
-    """What a line is printed for: phase, Ready (status, reason), True conditions."""
+    """What a line is printed for: phase, Ready (status, reason), True conditions and
+    milestones reached."""
     conds = conditions(obj)
+    status = obj.get("status") or {}
     ready = conds.get("Ready", {})
-    true = tuple(sorted(t for t, c in conds.items() if c.get("status") == "True" and t != "Ready"))
-    phase = (obj.get("status") or {}).get("phase", "")
-    return (phase, ready.get("status", "Unknown"), ready.get("reason", ""), true)
+    true = [t for t, c in conds.items() if c.get("status") == "True" and t != "Ready"]
+    reached = [name for name, field in MILESTONES.items() if status.get(field)]
+    return (status.get("phase", ""), ready.get("status", "Unknown"), ready.get("reason", ""),
+            tuple(sorted(true)) + tuple(reached))
 
 
 def failure(obj):
