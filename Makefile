@@ -71,7 +71,7 @@ test: tools check-generated lint chart-test ## Everything, from a fresh machine.
 	$(MAKE) --no-print-directory demo-test
 
 .PHONY: demo
-demo: tools build ## Start the sandbox, apply a demo EdgeComputeTarget, run the controller, show it Ready.
+demo: tools build ## The whole pattern in the sandbox: EdgeComputeTarget, TrainingRun, ModelRelease to Ready, then a summary.
 	scripts/demo.sh
 
 .PHONY: demo-test

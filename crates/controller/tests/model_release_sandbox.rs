@@ -840,8 +840,7 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let proxy = blob_tunnel().await;
-    let process = ControllerProcess::start(w, dir.path(), proxy, 1);
+    let process = ControllerProcess::start(w, dir.path(), 1);
     // No version in the spec: the restarted process must find the one it registered.
     t.release(
         "killed",
@@ -863,7 +862,7 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
     );
     let cut = before.len();
 
-    let process = ControllerProcess::start(w, dir.path(), proxy, 2);
+    let process = ControllerProcess::start(w, dir.path(), 2);
     let st = t.ready("killed", 180).await;
     drop(process);
     let after = std::fs::read_to_string(&log_path).unwrap();

@@ -20,32 +20,16 @@ use serde_json::json;
 
 const TRAIN_PY: &str = include_str!("../../../examples/training/train.py");
 
-/// A small, learnable churn data set: two CSV files under `churn/`.
-fn csv(seed: u64, rows: usize) -> Vec<u8> {
-    let mut out = String::from("tenure,monthly,support_calls,churned\n");
-    let mut x = seed;
-    for _ in 0..rows {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let tenure = (x >> 33) % 60;
-        let monthly = 20 + (x >> 40) % 80;
-        let calls = (x >> 50) % 6;
-        let churned = u8::from(tenure < 12 && calls >= 2);
-        out.push_str(&format!("{tenure},{monthly},{calls},{churned}\n"));
-    }
-    out.into_bytes()
-}
-
 async fn setup(w: &World, code: &str) -> String {
     let storage = w.sim.storage_endpoints().expect("azurite");
+    // The demo's data set (`edgetrain-sandbox example-data`): two learnable churn CSV files.
     for (name, seed) in [("churn/part-1.csv", 1), ("churn/part-2.csv", 2)] {
         w.sim
             .seed_blob(
                 &storage.stack_hub_account,
                 "telemetry",
                 name,
-                csv(seed, 200),
+                edgetrain_sandbox_azure::churn_csv(seed, 200),
             )
             .await
             .unwrap();
@@ -608,11 +592,10 @@ async fn a_sigkilled_controller_process_at_four_points_leaves_one_job_and_succee
     let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = blob_tunnel().await;
     let mut starts = 0;
     let mut start = |w: &World| {
         starts += 1;
-        ControllerProcess::start(w, dir.path(), proxy, starts)
+        ControllerProcess::start(w, dir.path(), starts)
     };
 
     // 1. Before the fingerprint: the run waits for its target, which is still provisioning.

@@ -155,6 +155,20 @@ pub struct ContainerSas {
 }
 
 impl ContainerSas {
+    /// A container of `account` at `account_url` (`https://host:port/{account}`), through an
+    /// account SAS signed with its key: read, write, create and list everything in it.
+    pub fn for_account_key(
+        account_url: &str,
+        account: &str,
+        container: &str,
+        key: &Secret,
+    ) -> Result<Self> {
+        Ok(Self {
+            container_url: format!("{account_url}/{container}"),
+            sas: sign_account_sas(account, "rwdlac", "2099-01-01T00:00:00Z", key)?,
+        })
+    }
+
     fn blob_url(&self, name: &str) -> String {
         let encoded: Vec<String> = name
             .split('/')

@@ -10,9 +10,11 @@ mod arm_error;
 mod auth;
 mod azurite;
 mod blob;
+mod blob_proxy;
 mod compute;
 mod config;
 mod error;
+mod example_data;
 mod faults;
 mod ids;
 mod jobs;
@@ -27,6 +29,7 @@ mod shared;
 mod specs;
 mod ssh_keys;
 mod state;
+mod upload;
 mod validate;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
@@ -42,6 +45,7 @@ pub use crate::{
         StorageConfig, SubscriptionConfig, WorkspaceConfig,
     },
     error::{Error, Result},
+    example_data::{ExampleDataArgs, churn_csv, write_example_data},
     faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
     registry::{
         BaseImageSpec, RegistryConfig, RegistryEndpoints, TINY_BASE_REPOSITORY, TINY_BASE_TAG,
@@ -51,9 +55,11 @@ pub use crate::{
     specs::Specs,
     ssh_keys::{TEST_SSH_PRIVATE_KEY_PEM, TEST_SSH_PUBLIC_KEY},
     state::{Counters, InventoryItem},
+    upload::{ACCOUNT_KEY_ENV, UploadArgs, upload},
 };
 use crate::{
     auth::TokenAuthority,
+    blob_proxy::BlobProxy,
     faults::FaultEngine,
     shared::{Shared, Storage, lock},
     state::State,
@@ -153,8 +159,101 @@ fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
         })
 }
 
-/// Run the simulator in the foreground until SIGTERM or Ctrl-C. Once it serves, the base URL
-/// is in `<state-dir>/endpoint` (see [`ENDPOINT_FILE`]) and printed as
+/// File in the state directory that `run` writes [`SandboxInfo`] to (JSON), before
+/// [`ENDPOINT_FILE`]: a script that saw the endpoint can read it.
+pub const INFO_FILE: &str = "sandbox.json";
+
+/// Where a running simulator's parts are, for scripts and `edgetrain-sandbox upload`. No
+/// secrets: account keys and client secrets stay in the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxInfo {
+    /// `http://127.0.0.1:PORT`: ARM, tokens, metadata, `/_sandbox/*`.
+    pub base_url: String,
+    pub storage: Option<StorageInfo>,
+    /// `127.0.0.1:PORT` of the `*.blob.localhost` CONNECT proxy (see [`AzureSim::blob_proxy`]).
+    pub blob_proxy: Option<String>,
+    pub registry: Option<RegistryInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageInfo {
+    /// `https://127.0.0.1:PORT`: append `/{account}`.
+    pub path_style: String,
+    /// The sandbox CA (Azurite's and the registry's certificates).
+    pub ca_pem_path: PathBuf,
+    pub stack_hub_account: String,
+    pub datastore_account: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryInfo {
+    pub url: String,
+    /// Login server / token `service`: `127.0.0.1:PORT`.
+    pub host: String,
+    /// For `skopeo --cert-dir`.
+    pub cert_dir: PathBuf,
+    pub storage_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub base_images: Vec<BaseImageInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BaseImageInfo {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+impl SandboxInfo {
+    fn of(sim: &AzureSim) -> Self {
+        Self {
+            base_url: sim.base_url().to_owned(),
+            storage: sim.storage_endpoints().map(|s| StorageInfo {
+                path_style: s.path_style,
+                ca_pem_path: s.ca_pem_path,
+                stack_hub_account: s.stack_hub_account,
+                datastore_account: s.datastore_account,
+            }),
+            blob_proxy: sim.blob_proxy().map(|a| a.to_string()),
+            registry: sim.registry().map(|r| RegistryInfo {
+                url: r.url.clone(),
+                host: r.host.clone(),
+                cert_dir: r.cert_dir.clone(),
+                storage_dir: r.storage_dir.clone(),
+                log_path: r.log_path.clone(),
+                base_images: r
+                    .base_images
+                    .iter()
+                    .map(|(repository, tag, digest)| BaseImageInfo {
+                        repository: repository.clone(),
+                        tag: tag.clone(),
+                        digest: digest.clone(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Read `<state-dir>/sandbox.json` of a running simulator.
+    pub fn read(state_dir: &std::path::Path) -> Result<Self> {
+        let path = state_dir.join(INFO_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Config {
+            path,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Run the simulator in the foreground until SIGTERM or Ctrl-C. Once it serves, where its
+/// parts are is in `<state-dir>/sandbox.json` (see [`SandboxInfo`]), then the base URL in
+/// `<state-dir>/endpoint` (see [`ENDPOINT_FILE`]), also printed as
 /// `azure simulator listening on URL`.
 pub async fn run(args: AzureArgs) -> Result<()> {
     let mut config = match &args.config {
@@ -167,10 +266,15 @@ pub async fn run(args: AzureArgs) -> Result<()> {
     config.listen = args.listen;
     config.state_dir = args.state_dir;
     let endpoint_file = config.state_dir.join(ENDPOINT_FILE);
-    // A stale file from an earlier run must not be mistaken for this run's address.
+    let info_file = config.state_dir.join(INFO_FILE);
+    // Stale files from an earlier run must not be mistaken for this run's addresses.
     remove_if_exists(&endpoint_file)?;
+    remove_if_exists(&info_file)?;
     let sim = AzureSim::start(config).await?;
     tracing::info!(base_url = %sim.base_url(), "Azure simulator listening");
+    let info = serde_json::to_vec_pretty(&SandboxInfo::of(&sim))
+        .map_err(|e| Error::InvalidConfig(format!("cannot encode {INFO_FILE}: {e}")))?;
+    write_atomically(&info_file, &info)?;
     write_atomically(&endpoint_file, format!("{}\n", sim.base_url()).as_bytes())?;
     println!("azure simulator listening on {}", sim.base_url());
     if let Some(storage) = sim.storage_endpoints() {
@@ -229,6 +333,7 @@ pub struct AzureSim {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     registry: Option<registry::RegistryProcess>,
+    blob_proxy: Option<BlobProxy>,
 }
 
 /// Timestamp of the pre-loaded base images: fixed, so their digests never change.
@@ -313,19 +418,12 @@ impl AzureSim {
         });
         if let Some(storage) = &shared.storage {
             let account = &storage.datastore_account;
-            let container = blob::ContainerSas {
-                container_url: format!(
-                    "{}/{}",
-                    storage.azurite.path_style_url(account),
-                    storage.datastore_container
-                ),
-                sas: blob::sign_account_sas(
-                    account,
-                    "rwdlac",
-                    "2099-01-01T00:00:00Z",
-                    &storage.datastore_key,
-                )?,
-            };
+            let container = blob::ContainerSas::for_account_key(
+                &storage.azurite.path_style_url(account),
+                account,
+                &storage.datastore_container,
+                &storage.datastore_key,
+            )?;
             container.create_container(&shared.http).await?;
         }
         {
@@ -352,11 +450,16 @@ impl AzureSim {
             }
             _ => None,
         };
+        let blob_proxy = match &shared.storage {
+            Some(_) => Some(BlobProxy::start().await?),
+            None => None,
+        };
         Ok(Self {
             shared,
             stop,
             server,
             registry,
+            blob_proxy,
         })
     }
 
@@ -424,6 +527,12 @@ impl AzureSim {
         self.registry.as_ref().map(|r| &r.endpoints)
     }
 
+    /// With Azurite: a CONNECT proxy (`127.0.0.1:PORT`) that takes `*.blob.localhost:PORT` to
+    /// loopback, for a separate process to reach host-style blob URLs (`ALL_PROXY=http://…`).
+    pub fn blob_proxy(&self) -> Option<std::net::SocketAddr> {
+        self.blob_proxy.as_ref().map(BlobProxy::addr)
+    }
+
     pub fn storage_endpoints(&self) -> Option<StorageEndpoints> {
         let s = self.shared.storage.as_ref()?;
         let az = &s.azurite;
@@ -457,16 +566,19 @@ impl AzureSim {
             .azurite
             .key(account)
             .ok_or_else(|| Error::InvalidConfig(format!("no storage account {account:?}")))?;
-        let target = blob::ContainerSas {
-            container_url: format!("{}/{container}", storage.azurite.path_style_url(account)),
-            sas: blob::sign_account_sas(account, "rwdlac", "2099-01-01T00:00:00Z", key)?,
-        };
+        let target = blob::ContainerSas::for_account_key(
+            &storage.azurite.path_style_url(account),
+            account,
+            container,
+            key,
+        )?;
         target.create_container(&self.shared.http).await?;
         target.put(&self.shared.http, name, data).await
     }
 
     /// Stop serving, cancel running jobs and stop Azurite.
     pub async fn shutdown(self) {
+        drop(self.blob_proxy);
         let _ = self.stop.send(true);
         for tx in lock(&self.shared.job_cancel).values() {
             let _ = tx.send(true);

@@ -242,6 +242,9 @@ pub struct RegistryEndpoints {
     pub ca_pem_path: PathBuf,
     /// The registry's log (access log included: one line per request).
     pub log_path: PathBuf,
+    /// Its filesystem storage (`rootdirectory`), under the state directory: it outlives the
+    /// registry, so another `docker-registry` can serve what was pushed.
+    pub storage_dir: PathBuf,
     /// `(repository, tag, manifest digest)` of the pre-loaded images.
     pub base_images: Vec<(String, String, String)>,
 }
@@ -369,6 +372,7 @@ pub async fn start(launch: Launch<'_>, port: u16) -> Result<RegistryProcess> {
             cert_dir,
             ca_pem_path: launch.certs.ca_pem_path.clone(),
             log_path,
+            storage_dir: storage,
             base_images,
         },
         child: std::sync::Mutex::new(Some(child)),

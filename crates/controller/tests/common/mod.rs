@@ -3,7 +3,7 @@
 
 mod process;
 #[allow(unused_imports)]
-pub use process::{ControllerProcess, blob_tunnel};
+pub use process::ControllerProcess;
 
 use std::{
     io::Write,

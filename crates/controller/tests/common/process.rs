@@ -9,7 +9,8 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    pub fn start(w: &World, dir: &std::path::Path, proxy: std::net::SocketAddr, n: usize) -> Self {
+    pub fn start(w: &World, dir: &std::path::Path, n: usize) -> Self {
+        let proxy = w.sim.blob_proxy().expect("the simulator runs Azurite");
         let kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&kubeconfig, w.kube.kubeconfig_as("controller")).unwrap();
         let log = dir.join(format!("controller-{n}.log"));
@@ -20,7 +21,7 @@ impl ControllerProcess {
             .env("KUBECONFIG", &kubeconfig)
             .env("SSL_CERT_FILE", &storage.ca_pem_path)
             // Azure ML hands out `{account}.blob.localhost` URLs: the process reaches them
-            // through the test's tunnel (its "DNS"); everything on 127.0.0.1 goes direct.
+            // through the simulator's proxy (their "DNS"); everything on 127.0.0.1 goes direct.
             // ALL_PROXY, not HTTPS_PROXY: the Kubernetes client takes the latter as its own.
             .env("ALL_PROXY", format!("http://{proxy}"))
             .env("NO_PROXY", "127.0.0.1")
@@ -46,50 +47,4 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// An HTTP CONNECT tunnel that takes `localhost` and `*.blob.localhost` names to loopback and refuses any
-/// other name (test configuration standing in for DNS).
-pub async fn blob_tunnel() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if inbound.read_exact(&mut byte).await.is_err() || head.len() > 8192 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head);
-                let port = head
-                    .strip_prefix("CONNECT ")
-                    .and_then(|r| r.split_whitespace().next())
-                    .and_then(|authority| authority.rsplit_once(':'))
-                    .filter(|(host, _)| *host == "localhost" || host.ends_with(".blob.localhost"))
-                    .and_then(|(_, port)| port.parse::<u16>().ok());
-                let Some(port) = port else {
-                    let _ = inbound.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
-                    return;
-                };
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
-                else {
-                    let _ = inbound.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                    return;
-                };
-                if inbound
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .await
-                    .is_ok()
-                {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    addr
 }
