@@ -106,6 +106,33 @@ pub struct Plan {
     pub status: EdgeComputeTargetStatus,
 }
 
+/// Stalls the decision reaches that only a change of the spec, an annotation or a referenced
+/// Secret can end (retries used up, a foreign owner, no address to attach, a failed attach):
+/// the runtime's stall gate holds them, so a target stalled on one costs no Azure call at all.
+/// Other stalls (`ObservedDrift`, a resource missing under `observe`) end by Azure-side change
+/// and are read again at the resync interval.
+pub const GATED_STALLS: [&str; 4] = [
+    "ProvisioningFailed",
+    "NotOwned",
+    "NoPublicAddress",
+    "AttachFailed",
+];
+
+impl Plan {
+    /// The stall reason and message when the plan is a stall for the gate: nothing to write,
+    /// no operation to follow, and a reason from [`GATED_STALLS`].
+    pub fn gated_stall(&self) -> Option<(&'static str, &str)> {
+        let settled = self.actions.is_empty() && self.status.pending_operations.is_empty();
+        match &self.progress {
+            Progress::Stalled { reason, message } if settled => GATED_STALLS
+                .iter()
+                .find(|r| **r == reason.as_str())
+                .map(|r| (*r, message.as_str())),
+            _ => None,
+        }
+    }
+}
+
 /// `VMReady` reason of a VM deallocated by the idle timeout (a settled state, not progress).
 pub const IDLE: &str = "Idle";
 
