@@ -245,10 +245,16 @@ async fn deletion_with_delete_removes_everything_and_retain_keeps_everything() {
     };
     let kept = of("kept");
     assert!(
-        kept.len() >= 6,
-        "kept target owns VM, NIC, pip, NSG, vnet, compute: {kept:?}"
+        kept.len() >= 7,
+        "kept target owns VM, OS disk, NIC, pip, NSG, vnet, compute: {kept:?}"
     );
-    assert!(!of("gone").is_empty());
+    // The VM's managed OS disk is a resource of its own, which outlives the VM.
+    let disk = |items: &[(String, String)]| {
+        items
+            .iter()
+            .any(|(_, id)| id.contains("/providers/Microsoft.Compute/disks/"))
+    };
+    assert!(disk(&of("gone")) && disk(&kept), "{all:?}");
 
     delete_and_wait(&w, "gone").await;
     delete_and_wait(&w, "kept").await;

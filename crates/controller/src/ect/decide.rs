@@ -495,6 +495,19 @@ fn foreign(input: &Input<'_>, observed: &Observed) -> Vec<String> {
     out
 }
 
+/// The id of the VM's managed OS disk, as the VM reports it.
+fn os_disk_id(vm: &VirtualMachine) -> Option<&str> {
+    vm.properties
+        .storage_profile
+        .as_ref()?
+        .os_disk
+        .as_ref()?
+        .managed_disk
+        .as_ref()?
+        .id
+        .as_deref()
+}
+
 /// Records `id` as created by this target (deletion works from this list).
 fn created(status: &mut EdgeComputeTargetStatus, id: &str) {
     if !status
@@ -741,6 +754,11 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         }
         return plan;
     };
+    // The VM's managed OS disk outlives it (Compute 2020-06-01 has no `deleteOption`) and
+    // carries no tags of ours: recorded here, from our own VM, so deletion removes it after it.
+    if let Some(disk) = os_disk_id(vm) {
+        created(&mut plan.status, disk);
+    }
     let power = power_state(vm);
     let vm_state = vm.properties.provisioning_state.as_deref();
     let vm_pending = is_pending(&observed.pending, &ids.vm);
