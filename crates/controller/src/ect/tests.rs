@@ -899,6 +899,31 @@ fn created_resources_are_recorded_and_drive_cleanup() {
     assert!(plan.status.created_resources.contains(&d.ids.nsg));
     assert!(plan.status.created_resources.contains(&pip));
 
+    // Our VM's managed OS disk (as the VM reports it) is recorded: it outlives the VM.
+    let disk = "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Compute/disks/vm_OsDisk_1_a";
+    let mut with_disk = all_ready();
+    let os = with_disk
+        .vm
+        .as_mut()
+        .unwrap()
+        .properties
+        .storage_profile
+        .as_mut();
+    os.unwrap()
+        .os_disk
+        .as_mut()
+        .unwrap()
+        .managed_disk
+        .get_or_insert_default()
+        .id = Some(disk.into());
+    let plan = plan_with(&with_disk, &Default::default(), &d, |_| {});
+    assert!(plan.status.created_resources.iter().any(|c| c == disk));
+    // A VM of another owner: its disk is not ours to record.
+    let tags = &mut with_disk.vm.as_mut().unwrap().tags;
+    tags.insert(super::desired::OWNER_TAG.into(), "other/edge".into());
+    let plan = plan_with(&with_disk, &Default::default(), &d, |_| {});
+    assert!(!plan.status.created_resources.iter().any(|c| c == disk));
+
     // A target whose spec never became valid (or that never created anything): nothing to do.
     let mut never = ect();
     never.metadata.name = Some("x".repeat(60));
