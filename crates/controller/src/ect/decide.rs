@@ -563,6 +563,15 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         status,
     };
     let manage = input.policy == ReconcilePolicy::Manage;
+    // The VM's managed OS disk outlives it (Compute 2020-06-01 has no `deleteOption`) and
+    // carries no tags of ours: recorded from our own VM (also when something else stalls the
+    // target), so deletion removes it after the VM.
+    if let Some(vm) = &observed.vm
+        && (input.adopt || owned_by(Some(&vm.tags), &d.tags))
+        && let Some(disk) = os_disk_id(vm)
+    {
+        created(&mut plan.status, disk);
+    }
 
     // 0. Never take over what another target (or a person) owns, unless told to adopt.
     if manage && !input.adopt {
@@ -754,11 +763,6 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         }
         return plan;
     };
-    // The VM's managed OS disk outlives it (Compute 2020-06-01 has no `deleteOption`) and
-    // carries no tags of ours: recorded here, from our own VM, so deletion removes it after it.
-    if let Some(disk) = os_disk_id(vm) {
-        created(&mut plan.status, disk);
-    }
     let power = power_state(vm);
     let vm_state = vm.properties.provisioning_state.as_deref();
     let vm_pending = is_pending(&observed.pending, &ids.vm);

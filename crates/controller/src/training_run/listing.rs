@@ -1,7 +1,8 @@
 //! One job listing per workspace, shared by every TrainingRun in it: a reconcile reads the
-//! latest listing and lists again only when it is older than [`MAX_AGE`]; concurrent
-//! reconciles of one workspace wait for the same listing (one list call, never one GET per
-//! job).
+//! latest listing and lists again only when it is older than its run can accept
+//! ([`max_age`]: short while a job starts, longer while it runs); concurrent reconciles of one
+//! workspace wait for the same listing (one list call per workspace per interval, never one
+//! GET per job).
 //!
 //! Every wait here is bounded by [`LIST_TIMEOUT`]: a listing request that gets no answer
 //! (the transport's read timeout alone is 60 s per read, and a listing has pages) must not
@@ -17,14 +18,28 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use edgetrain_api::TrainingRunPhase;
 use edgetrain_azure::ml::{MlApi, Workspace};
 use tracing::{debug, warn};
 
 use super::{decide::Snapshot, observe};
 use crate::{Error, Result};
 
-/// How old a listing may be before a reconcile lists again.
-pub const MAX_AGE: Duration = Duration::from_secs(5);
+/// The listing interval while a run's job starts (or it is being deleted): its submission and
+/// first states must be seen soon.
+pub const STARTING: Duration = Duration::from_secs(5);
+/// The listing interval while a run's job runs: nothing to do but notice its end.
+pub const RUNNING: Duration = Duration::from_secs(20);
+
+/// How old a listing a run in `phase` may act on (and how soon it looks again). A workspace is
+/// listed at most once per interval of its most demanding run: with every job running, once
+/// per [`RUNNING`].
+pub fn max_age(phase: TrainingRunPhase) -> Duration {
+    match phase {
+        TrainingRunPhase::Running => RUNNING,
+        _ => STARTING,
+    }
+}
 
 /// The longest a listing (all its pages) may take, and the longest a reconcile waits for
 /// another reconcile's listing.
@@ -42,9 +57,9 @@ impl Slot {
         self.latest.lock().expect("lock").clone()
     }
 
-    /// The latest listing when it is at most [`MAX_AGE`] old at `now`.
-    fn fresh(&self, now: DateTime<Utc>) -> Option<Arc<Snapshot>> {
-        let max_age = chrono::Duration::from_std(MAX_AGE).expect("constant fits");
+    /// The latest listing when it is less than `max_age` old at `now`.
+    fn fresh(&self, now: DateTime<Utc>, max_age: Duration) -> Option<Arc<Snapshot>> {
+        let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
         self.latest()
             .filter(|s| now - s.taken_at < max_age && s.taken_at <= now)
     }
@@ -67,19 +82,20 @@ impl Default for JobListings {
 }
 
 impl JobListings {
-    /// The workspace's listing, at most [`MAX_AGE`] old at `now` (or, when another
+    /// The workspace's listing, less than `max_age` old at `now` (or, when another
     /// reconcile's listing of it outlasts [`LIST_TIMEOUT`], the previous one).
     pub async fn get(
         &self,
         ml: &dyn MlApi,
         workspace: &Workspace,
         now: DateTime<Utc>,
+        max_age: Duration,
     ) -> Result<Arc<Snapshot>> {
         let key = workspace
             .id()
             .map_err(|e| Error::azure("workspace id", e))?
             .to_ascii_lowercase();
-        self.shared(&key, now, observe::snapshot(ml, workspace, now))
+        self.shared(&key, now, max_age, observe::snapshot(ml, workspace, now))
             .await
     }
 
@@ -90,10 +106,11 @@ impl JobListings {
         &self,
         key: &str,
         now: DateTime<Utc>,
+        max_age: Duration,
         list: impl Future<Output = Result<Snapshot>>,
     ) -> Result<Arc<Snapshot>> {
         let slot = self.slot(key);
-        if let Some(s) = slot.fresh(now) {
+        if let Some(s) = slot.fresh(now, max_age) {
             return Ok(s);
         }
         let Ok(_gate) = tokio::time::timeout(self.timeout, slot.listing.lock()).await else {
@@ -101,7 +118,7 @@ impl JobListings {
             return slot.latest().ok_or_else(|| self.timed_out(key));
         };
         // The listing this reconcile waited for may be the one it needs.
-        if let Some(s) = slot.fresh(now) {
+        if let Some(s) = slot.fresh(now, max_age) {
             return Ok(s);
         }
         debug!(workspace = %key, "listing the workspace's jobs");
@@ -167,11 +184,14 @@ mod tests {
     #[tokio::test]
     async fn a_listing_without_an_answer_ends_transiently_and_frees_its_workspace() {
         let listings = listings();
-        let hung = listings.shared("ws", at(0), pending()).await.unwrap_err();
+        let hung = listings
+            .shared("ws", at(0), STARTING, pending())
+            .await
+            .unwrap_err();
         assert!(matches!(hung, Error::TimedOut { .. }), "{hung}");
         assert_eq!(hung.handling(), Handling::Retry(None));
         let next = listings
-            .shared("ws", at(1), async { Ok(snapshot(at(1))) })
+            .shared("ws", at(1), STARTING, async { Ok(snapshot(at(1))) })
             .await
             .unwrap();
         assert_eq!(next.taken_at, at(1));
@@ -181,7 +201,7 @@ mod tests {
     async fn nobody_queues_behind_a_listing_in_flight_beyond_the_bound() {
         let listings = listings();
         listings
-            .shared("ws-a", at(0), async { Ok(snapshot(at(0))) })
+            .shared("ws-a", at(0), STARTING, async { Ok(snapshot(at(0))) })
             .await
             .unwrap();
         // Another reconcile's listing of ws-a is in flight (and does not end).
@@ -189,7 +209,7 @@ mod tests {
         let _in_flight = slot.listing.lock().await;
         // A run of ws-a carries on with the previous listing instead of waiting for it...
         let previous = listings
-            .shared("ws-a", at(10), async { Ok(snapshot(at(10))) })
+            .shared("ws-a", at(10), STARTING, async { Ok(snapshot(at(10))) })
             .await
             .unwrap();
         assert_eq!(previous.taken_at, at(0));
@@ -197,13 +217,13 @@ mod tests {
         let slot_c = listings.slot("ws-c");
         let _in_flight_c = slot_c.listing.lock().await;
         let e = listings
-            .shared("ws-c", at(10), async { Ok(snapshot(at(10))) })
+            .shared("ws-c", at(10), STARTING, async { Ok(snapshot(at(10))) })
             .await
             .unwrap_err();
         assert!(matches!(e, Error::TimedOut { .. }), "{e}");
         // ...and other workspaces are not held at all.
         let other = listings
-            .shared("ws-b", at(10), async { Ok(snapshot(at(10))) })
+            .shared("ws-b", at(10), STARTING, async { Ok(snapshot(at(10))) })
             .await
             .unwrap();
         assert_eq!(other.taken_at, at(10));
@@ -222,14 +242,47 @@ mod tests {
             }
         };
         let (a, b) = tokio::join!(
-            listings.shared("ws", at(0), list(at(0))),
-            listings.shared("ws", at(0), list(at(0)))
+            listings.shared("ws", at(0), STARTING, list(at(0))),
+            listings.shared("ws", at(0), STARTING, list(at(0)))
         );
         assert_eq!(a.unwrap().taken_at, b.unwrap().taken_at);
-        listings.shared("ws", at(4), list(at(4))).await.unwrap();
+        listings
+            .shared("ws", at(4), STARTING, list(at(4)))
+            .await
+            .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let later = listings.shared("ws", at(5), list(at(5))).await.unwrap();
-        assert_eq!(later.taken_at, at(5), "older than MAX_AGE: listed again");
+        let later = listings
+            .shared("ws", at(5), STARTING, list(at(5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            later.taken_at,
+            at(5),
+            "as old as the interval: listed again"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // A running job's run accepts an older listing; a starting one's does not.
+        let running = listings.shared("ws", at(20), RUNNING, list(at(20))).await;
+        assert_eq!(running.unwrap().taken_at, at(5));
+        let starting = listings.shared("ws", at(20), STARTING, list(at(20))).await;
+        assert_eq!(starting.unwrap().taken_at, at(20));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_interval_is_short_while_a_job_starts_and_longer_while_it_runs() {
+        use TrainingRunPhase::*;
+        for (phase, interval) in [
+            (Pending, STARTING),
+            (Submitted, STARTING),
+            (Queued, STARTING),
+            (Running, RUNNING),
+            // A finished run lists only when deleted: its cancel check is a starting one.
+            (Succeeded, STARTING),
+            (Failed, STARTING),
+            (Canceled, STARTING),
+        ] {
+            assert_eq!(max_age(phase), interval, "{phase:?}");
+        }
     }
 }
