@@ -124,6 +124,14 @@ async fn a_stalled_target_makes_no_azure_request_when_triggered_or_after_a_resta
     )
     .await;
     assert_eq!(requests(&w), at_stall, "no Azure request after the restart");
+    let gauge = metrics
+        .stalled
+        .get_or_create(&Metrics::kind("EdgeComputeTarget"))
+        .get();
+    assert_eq!(
+        gauge, 1,
+        "the restarted controller counts the stalled target"
+    );
     let e = wait_stalled(&w, "doomed", "ProvisioningFailed", 5).await;
     let stalled_on = e.status.unwrap().stalled_inputs.expect("stalledInputs");
 

@@ -183,10 +183,17 @@ async fn latest<K: Reconciler>(
 /// when the status write recording the stall failed).
 async fn apply<K: Reconciler>(obj: Arc<K>, ctx: &Arc<Context>, key: &ObjectKey) -> Result<Action> {
     let inputs = inputs_fingerprint(&*obj, &secret_versions(&*obj, ctx));
-    if ctx.stalls.holds(key, &inputs)
-        || stalled_in_status(obj.status(), obj.meta().generation, &inputs)
-    {
+    if ctx.stalls.holds(key, &inputs) {
         debug!("stalled: waiting for a change of the spec or a referenced Secret");
+        return Ok(Action::await_change());
+    }
+    if stalled_in_status(obj.status(), obj.meta().generation, &inputs) {
+        debug!(
+            "stalled (recorded in status): waiting for a change of the spec or a referenced Secret"
+        );
+        // Held in memory too, so the stalled gauge counts it after a restart.
+        ctx.stalls.stall(key, &inputs);
+        count_stalled(ctx, key);
         return Ok(Action::await_change());
     }
     let result = K::apply(obj.clone(), ctx.clone()).await;
@@ -195,15 +202,19 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: &Arc<Context>, key: &ObjectKey) 
         Err(e) if e.handling() == Handling::AwaitChange => ctx.stalls.stall(key, &inputs),
         Err(_) => {}
     }
-    let stalled = ctx.stalls.count(&key.kind);
-    ctx.metrics
-        .stalled
-        .get_or_create(&Metrics::kind(&key.kind))
-        .set(stalled);
+    count_stalled(ctx, key);
     if let Err(e) = &result {
         report(&*obj, e, ctx, Some(inputs)).await;
     }
     result
+}
+
+/// The `stalled_resources` gauge of the object's kind.
+fn count_stalled(ctx: &Context, key: &ObjectKey) {
+    ctx.metrics
+        .stalled
+        .get_or_create(&Metrics::kind(&key.kind))
+        .set(ctx.stalls.count(&key.kind));
 }
 
 /// A failure into status (`Stalled` when it needs a change, with the `inputs` it waits on;
