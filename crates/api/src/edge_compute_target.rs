@@ -315,6 +315,11 @@ pub struct EdgeComputeTargetStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// While `Stalled`: a digest of the inputs it stalled on (generation, annotations,
+    /// referenced Secrets' versions). Until one of them changes the controller makes no Azure
+    /// call for this object, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_inputs: Option<String>,
     /// ARM id of the VM on Stack Hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_resource_id: Option<String>,

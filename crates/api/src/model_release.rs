@@ -202,6 +202,11 @@ pub struct ModelReleaseStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// While `Stalled`: a digest of the inputs it stalled on (generation, annotations,
+    /// referenced Secrets' versions). Until one of them changes the controller makes no Azure
+    /// call for this object, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_inputs: Option<String>,
     /// ARM id of the Azure ML model version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,

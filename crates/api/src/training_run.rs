@@ -283,6 +283,11 @@ pub struct TrainingRunStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// While `Stalled`: a digest of the inputs it stalled on (generation, annotations,
+    /// referenced Secrets' versions). Until one of them changes the controller makes no Azure
+    /// call for this object, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_inputs: Option<String>,
     /// Azure ML job name of the current attempt (deterministic per namespace, name, uid and
     /// attempt, so a lost response never submits a job twice).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -92,6 +92,10 @@ pub enum Error {
     #[error(transparent)]
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
 
+    /// A bounded wait ran out (an Azure read that got no complete answer in time); retried.
+    #[error("{what} got no answer within {after:?}")]
+    TimedOut { what: String, after: Duration },
+
     /// SSH key generation or encoding failed.
     #[error("SSH key handling failed: {0}")]
     SshKey(String),
@@ -172,6 +176,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::CleanupPending { .. } => "cleanup_pending",
             Error::Finalizer(_) => "finalizer",
+            Error::TimedOut { .. } => "timeout",
             Error::SshKey(_) => "ssh_key",
             Error::Internal(_) => "internal",
             Error::Startup(_) => "startup",
@@ -241,6 +246,7 @@ impl Error {
             Error::Kube { .. } => Reason::new("KubernetesError"),
             Error::CleanupPending { .. } => Reason::new("DeletionInProgress"),
             Error::Internal(_) => Reason::new("InternalError"),
+            Error::TimedOut { .. } => Reason::new("AzureTimeout"),
             _ => Reason::new("ReconcileError"),
         }
     }

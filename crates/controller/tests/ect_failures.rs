@@ -83,6 +83,80 @@ async fn failed_provisioning_is_retried_a_bounded_number_of_times_then_stalled()
     ctl.abort();
 }
 
+/// A target Stalled by the decision (retries used up) makes no Azure request at all — not
+/// when a TrainingRun on it triggers its reconcile, not after the controller restarts (the
+/// stall and the inputs it waits on are read from status) — until an input changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_target_makes_no_azure_request_when_triggered_or_after_a_restart() {
+    let w = world_with(200, |c| {
+        c.lro.fail_resource_names = vec!["default-doomed-vm".into()];
+    })
+    .await;
+    let metrics = Metrics::default();
+    let ctl = spawn(config(&w, Duration::from_millis(200), metrics.clone()));
+    create(&w, ect_json(&w, "doomed", json!({}))).await;
+    wait_stalled(&w, "doomed", "ProvisioningFailed", 120).await;
+    eventually(30, "the stall recorded with its inputs", || async {
+        get(&w, "doomed").await?.status?.stalled_inputs.map(|_| ())
+    })
+    .await;
+    let at_stall = requests(&w);
+    let puts = count(&w, "PUT", COMPUTE);
+
+    // Something else triggers a reconcile: the gate answers, Azure hears nothing.
+    let before = reconciles(&metrics);
+    create_run(&w, "waiting", "doomed").await;
+    eventually(30, "a reconcile triggered by the run", || async {
+        (reconciles(&metrics) > before).then_some(())
+    })
+    .await;
+    assert_eq!(requests(&w), at_stall, "no Azure request while stalled");
+
+    // A restarted controller reconciles every target once: the stall holds from status.
+    ctl.abort();
+    let _ = ctl.await;
+    let metrics = Metrics::default();
+    let ctl = spawn(config(&w, Duration::from_millis(200), metrics.clone()));
+    eventually(
+        30,
+        "the restarted controller reconciled the target",
+        || async { (reconciles(&metrics) >= 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(requests(&w), at_stall, "no Azure request after the restart");
+    let gauge = metrics
+        .stalled
+        .get_or_create(&Metrics::kind("EdgeComputeTarget"))
+        .get();
+    assert_eq!(
+        gauge, 1,
+        "the restarted controller counts the stalled target"
+    );
+    let e = wait_stalled(&w, "doomed", "ProvisioningFailed", 5).await;
+    let stalled_on = e.status.unwrap().stalled_inputs.expect("stalledInputs");
+
+    // An annotation change opens the gate once: Azure is read, nothing written, stalled again.
+    let api: Api<EdgeComputeTarget> = Api::namespaced(w.client.clone(), &w.ns);
+    api.patch(
+        "doomed",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"example.com/poke": "1"}}})),
+    )
+    .await
+    .unwrap();
+    eventually(30, "Azure read after the annotation change", || async {
+        (requests(&w) > at_stall).then_some(())
+    })
+    .await;
+    eventually(30, "the stall recorded on the new inputs", || async {
+        let now = get(&w, "doomed").await?.status?.stalled_inputs?;
+        (now != stalled_on).then_some(())
+    })
+    .await;
+    assert_eq!(count(&w, "PUT", COMPUTE), puts, "no write while stalled");
+    ctl.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_targets_one_compute_name_the_second_is_not_owned_and_never_detaches_it() {
     let w = world(200).await;

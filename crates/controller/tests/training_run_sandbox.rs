@@ -583,12 +583,13 @@ fn codes_of(w: &World) -> usize {
         .count()
 }
 
-/// The real controller process SIGKILLed and started again at four of issue 10's points: before
-/// the fingerprint, after the code upload, right after the submit and while the job runs. Each
-/// point is observed in state (status, simulator inventory, job state), not timed. One job for
-/// the one attempt, one code version, and the run succeeds.
+/// The real controller process SIGKILLed and started again at issue 10's five points: before
+/// the fingerprint, after the code upload, right after the submit, while the job runs, and (a
+/// second run, deleted) while its job is being cancelled. Each point is observed in state
+/// (status, simulator inventory, job state), not timed. One job per attempt, one code version;
+/// the first run succeeds, the second's job ends Canceled and the run is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sigkilled_controller_process_at_four_points_leaves_one_job_and_succeeds() {
+async fn a_sigkilled_controller_process_at_five_points_leaves_one_job_per_attempt() {
     let w = world_with(200, |c| c.azurite = true).await;
     let endpoint = setup(&w, TRAIN_PY).await;
     let dir = tempfile::tempdir().unwrap();
@@ -664,6 +665,33 @@ async fn a_sigkilled_controller_process_at_four_points_leaves_one_job_and_succee
     assert!(st.data_fingerprint.is_some() && st.code_digest.is_some());
     assert_eq!(jobs_of(&w).len(), 1, "{:?}", jobs_of(&w));
     assert_eq!(codes_of(&w), 1);
+
+    // 5. While cancelling: a second run, deleted while its job runs; the process is killed as
+    // soon as the simulator has the cancel request. The restarted controller ends the deletion
+    // from what it finds (the job cancelled, never a second job).
+    create_training_run(&w, "cancel", &endpoint, json!({"command": "sleep 600"})).await;
+    let run = wait_phase(&w, "cancel", &[TrainingRunPhase::Running], 120).await;
+    let long = run.status.unwrap().job_name.unwrap();
+    let runs: Api<TrainingRun> = Api::namespaced(w.client.clone(), &w.ns);
+    runs.delete("cancel", &Default::default()).await.unwrap();
+    let requested = tokio::time::timeout(Duration::from_secs(120), async {
+        while !matches!(
+            job_status(&w, &long).as_deref(),
+            Some("CancelRequested" | "Canceled")
+        ) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(requested.is_ok(), "no cancel requested\n{}", p.log());
+    let log = p.kill();
+    let p = start(&w);
+    eventually(120, "the TrainingRun gone", || async {
+        run_status(&w, "cancel").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(job_status(&w, &long).as_deref(), Some("Canceled"), "{log}");
+    assert_eq!(jobs_of(&w).len(), 2, "{:?}", jobs_of(&w));
 
     drop(p);
     w.sim.shutdown().await;

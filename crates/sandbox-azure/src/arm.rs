@@ -716,6 +716,7 @@ fn delete(req: &Req<'_>, st: &mut State) -> Result<Response, ArmError> {
     };
     let ty = req.type_key();
     crate::network::before_delete(st, &ty, &existing)?;
+    crate::compute::before_delete(&ty, &existing)?;
     crate::ml::before_delete(req, &ty, &existing);
     if req.op.long_running {
         if let Some(res) = st.get_mut(&existing.id)

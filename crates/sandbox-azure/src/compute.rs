@@ -269,7 +269,9 @@ pub fn vm_sizes(
         .collect()))
 }
 
-/// Mark the VM's NICs as attached.
+/// Mark the VM's NICs as attached, and create its managed OS disk (an implicit
+/// `osDisk.createOption: FromImage` disk is a `Microsoft.Compute/disks` resource of its own,
+/// which outlives the VM: Compute 2020-06-01 has no `deleteOption`).
 pub fn after_put(st: &mut State, ty: &str, id: &str) {
     if ty != "microsoft.compute/virtualmachines" {
         return;
@@ -277,6 +279,7 @@ pub fn after_put(st: &mut State, ty: &str, id: &str) {
     let Some(vm) = st.get(id).cloned() else {
         return;
     };
+    put_os_disk(st, &vm);
     let refs: Vec<Value> = vm.body["properties"]["networkProfile"]["networkInterfaces"]
         .as_array()
         .cloned()
@@ -291,6 +294,54 @@ pub fn after_put(st: &mut State, ty: &str, id: &str) {
             nic.body["properties"]["virtualMachine"] = json!({ "id": vm.id });
             nic.body["properties"]["primary"] = json!(i == marked);
         }
+    }
+}
+
+/// The OS disk as Disks_Get (2019-07-01) shows it: `managedBy` the VM, `diskState` Attached.
+fn put_os_disk(st: &mut State, vm: &Resource) {
+    let os = &vm.body["properties"]["storageProfile"]["osDisk"];
+    let Some(disk_id) = os["managedDisk"]["id"].as_str() else {
+        return;
+    };
+    let body = match st.get(disk_id) {
+        Some(existing) => {
+            let mut body = existing.body.clone();
+            body["managedBy"] = json!(vm.id);
+            body["properties"]["diskState"] = json!("Attached");
+            body
+        }
+        None => json!({
+            "id": disk_id,
+            "name": crate::ids::name_of(disk_id),
+            "type": "Microsoft.Compute/disks",
+            "location": vm.body["location"],
+            "managedBy": vm.id,
+            "sku": {"name": os["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS")},
+            "properties": {
+                "osType": os["osType"],
+                "creationData": {"createOption": os["createOption"].as_str().unwrap_or("FromImage")},
+                "diskSizeGB": os["diskSizeGB"].as_i64().unwrap_or(30),
+                "timeCreated": chrono::Utc::now().to_rfc3339(),
+                "provisioningState": "Succeeded",
+                "diskState": "Attached",
+            },
+        }),
+    };
+    st.put(disk_id, body);
+}
+
+/// ARM refuses to delete a disk a VM still uses.
+pub fn before_delete(ty: &str, res: &Resource) -> Result<(), ArmError> {
+    match res.body["managedBy"].as_str() {
+        Some(vm) if ty == "microsoft.compute/disks" => Err(ArmError::new(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!(
+                "Disk {} is attached to VM {vm}.",
+                crate::ids::name_of(&res.id)
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -21,6 +21,8 @@ const FILES: &[(&str, &str)] = spec_files!(
     "specification/common-types/resource-management/v3/types.json",
     "specification/common-types/resource-management/v3/managedidentity.json",
     "specification/compute/resource-manager/Microsoft.Compute/stable/2020-06-01/compute.json",
+    // Trimmed (Disks_Get, Disks_Delete), not verbatim: see azure-specs/INDEX.md.
+    "specification/compute/resource-manager/Microsoft.Compute/stable/2019-07-01/disk.json",
     "specification/network/resource-manager/Microsoft.Network/stable/2018-11-01/network.json",
     "specification/network/resource-manager/Microsoft.Network/stable/2018-11-01/networkInterface.json",
     "specification/network/resource-manager/Microsoft.Network/stable/2018-11-01/publicIpAddress.json",
@@ -472,6 +474,14 @@ mod tests {
         assert_eq!(m.operations.len(), 1);
         assert_eq!(m.operations[0].api_version, "2020-06-01");
         assert!(m.operations[0].long_running);
+        let disk = specs
+            .match_path(
+                "DELETE",
+                "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Compute/disks/vm1_OsDisk_1_0a",
+            )
+            .unwrap();
+        assert_eq!(disk.operations[0].api_version, "2019-07-01");
+        assert!(disk.operations[0].long_running);
         assert!(specs.knows_namespace("microsoft.network"));
         assert!(!specs.knows_namespace("Microsoft.Storage"));
     }

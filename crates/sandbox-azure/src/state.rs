@@ -367,10 +367,18 @@ impl State {
         Some(if op.fail { failed } else { OpStatus::Succeeded })
     }
 
-    /// A deleted VM no longer owns its NICs.
+    /// A deleted VM no longer owns its NICs, nor its OS disk (which stays, unattached).
     fn detach_references(&mut self, deleted_id: &str) {
         let deleted = ids::key(deleted_id);
         for res in self.resources.values_mut() {
+            if res.body["managedBy"]
+                .as_str()
+                .is_some_and(|v| ids::key(v) == deleted)
+                && let Some(disk) = res.body.as_object_mut()
+            {
+                disk.remove("managedBy");
+                res.body["properties"]["diskState"] = Value::String("Unattached".into());
+            }
             let vm = &res.body["properties"]["virtualMachine"]["id"];
             if vm.as_str().is_some_and(|v| ids::key(v) == deleted)
                 && let Some(props) = res.body["properties"].as_object_mut()

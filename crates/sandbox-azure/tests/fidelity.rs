@@ -683,3 +683,48 @@ async fn service_filled_members_of_vm_nic_public_ip_and_environment() {
     assert_azure_time(&status["startTime"]);
     sim.shutdown().await;
 }
+
+/// A VM's implicit managed OS disk is a `Microsoft.Compute/disks` resource (Disks_Get at the
+/// profile's 2019-07-01): held by the VM (`managedBy`, not deletable: 409), left behind
+/// unattached when the VM is deleted (Compute 2020-06-01 has no `deleteOption`), then
+/// deletable.
+#[tokio::test]
+async fn the_os_disk_outlives_its_vm_and_is_deleted_on_its_own() {
+    const DISKS_API: &str = "2019-07-01";
+    let (sim, _dir) = start_with_hub().await;
+    let hub = Arm::stack_hub(&sim).await;
+    network(&hub).await;
+    let vm = put_lro(&hub, &vm_path(), COMPUTE_API, vm_body()).await;
+    let disk_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let q = format!("api-version={DISKS_API}");
+    let disk = hub.get(&format!("{disk_id}?{q}")).await;
+    assert_eq!(disk.status, 200, "{}", disk.body);
+    assert!(
+        disk.body["managedBy"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case(&vm_path())),
+        "{}",
+        disk.body
+    );
+    assert_eq!(disk.body["properties"]["diskState"], "Attached");
+    assert_eq!(
+        disk.body["properties"]["creationData"]["createOption"],
+        "FromImage"
+    );
+    let refused = hub.call("DELETE", &format!("{disk_id}?{q}"), None).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "OperationNotAllowed")
+    );
+
+    delete_lro(&hub, &vm_path(), COMPUTE_API).await;
+    let left = hub.get(&format!("{disk_id}?{q}")).await;
+    assert_eq!(left.status, 200, "the disk outlives its VM");
+    assert!(left.body.get("managedBy").is_none(), "{}", left.body);
+    assert_eq!(left.body["properties"]["diskState"], "Unattached");
+    delete_lro(&hub, &disk_id, DISKS_API).await;
+    assert_eq!(hub.get(&format!("{disk_id}?{q}")).await.status, 404);
+}

@@ -12,6 +12,8 @@ pub const AZURE_ML_API_VERSION: &str = "2025-12-01";
 pub enum Provider {
     /// Microsoft.Compute virtualMachines (not disks/snapshots).
     Compute,
+    /// Microsoft.Compute disks and snapshots, which the profiles pin separately.
+    ComputeDisks,
     /// Microsoft.Network NICs, public IPs, NSGs, virtual networks.
     Network,
     /// Microsoft.Storage resource provider (not the blob data plane).
@@ -30,9 +32,12 @@ impl ApiProfile {
     pub fn api_version(self, provider: Provider) -> &'static str {
         match (self, provider) {
             (ApiProfile::V2020_09_01Hybrid, Provider::Compute) => "2020-06-01",
+            (ApiProfile::V2020_09_01Hybrid, Provider::ComputeDisks) => "2019-07-01",
             (ApiProfile::V2020_09_01Hybrid, Provider::Network) => "2018-11-01",
             (ApiProfile::V2020_09_01Hybrid, Provider::Storage) => "2019-06-01",
-            (ApiProfile::V2019_03_01Hybrid, Provider::Compute) => "2017-03-30",
+            (ApiProfile::V2019_03_01Hybrid, Provider::Compute | Provider::ComputeDisks) => {
+                "2017-03-30"
+            }
             (ApiProfile::V2019_03_01Hybrid, Provider::Network) => "2017-10-01",
             (ApiProfile::V2019_03_01Hybrid, Provider::Storage) => "2017-10-01",
         }
@@ -82,6 +87,7 @@ mod tests {
         let p = ApiProfile::default();
         assert_eq!(p.name(), "2020-09-01-hybrid");
         assert_eq!(p.api_version(Provider::Compute), "2020-06-01");
+        assert_eq!(p.api_version(Provider::ComputeDisks), "2019-07-01");
         assert_eq!(p.api_version(Provider::Network), "2018-11-01");
         assert_eq!(p.api_version(Provider::Storage), "2019-06-01");
         assert_eq!(p.storage_data_plane_version(), "2019-07-07");
@@ -91,6 +97,7 @@ mod tests {
     fn older_profile_and_parsing() {
         let p: ApiProfile = "2019-03-01-hybrid".parse().unwrap();
         assert_eq!(p.api_version(Provider::Compute), "2017-03-30");
+        assert_eq!(p.api_version(Provider::ComputeDisks), "2017-03-30");
         assert_eq!(p.api_version(Provider::Network), "2017-10-01");
         assert!("2021-01-01-hybrid".parse::<ApiProfile>().is_err());
     }

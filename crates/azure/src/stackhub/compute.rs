@@ -274,3 +274,26 @@ mod tests {
         assert_eq!(out, serde_json::json!({"location":"local","properties":{}}));
     }
 }
+
+/// A managed disk (`Disks_Get`, 2019-07-01), as far as deletion needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    #[serde(default)]
+    pub id: String,
+    /// The VM the disk is attached to; a disk cannot be deleted while it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    #[serde(default)]
+    pub properties: DiskProperties,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+    /// `Unattached`, `Attached`, `Reserved` (attached to a deallocated VM), ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_state: Option<String>,
+}

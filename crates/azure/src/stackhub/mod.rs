@@ -62,7 +62,11 @@ impl ResourceGroup {
 /// Which resource provider an ARM id belongs to (for its api-version).
 pub fn provider_of(id: &str) -> Result<Provider> {
     let lower = id.to_ascii_lowercase();
-    if lower.contains("/providers/microsoft.compute/") {
+    if lower.contains("/providers/microsoft.compute/disks/")
+        || lower.contains("/providers/microsoft.compute/snapshots/")
+    {
+        Ok(Provider::ComputeDisks)
+    } else if lower.contains("/providers/microsoft.compute/") {
         Ok(Provider::Compute)
     } else if lower.contains("/providers/microsoft.network/") {
         Ok(Provider::Network)
@@ -118,6 +122,8 @@ pub trait StackHubApi: Send + Sync {
     async fn put_vnet(&self, id: &str, body: &VirtualNetwork) -> Result<Started>;
     async fn get_subnet(&self, id: &str) -> Result<Option<Subnet>>;
     async fn put_subnet(&self, id: &str, body: &Subnet) -> Result<Started>;
+    /// `Disks_Get` (the profile's disks api-version).
+    async fn get_disk(&self, id: &str) -> Result<Option<Disk>>;
     /// Delete any Compute or Network resource by id.
     async fn delete(&self, id: &str) -> Result<Started>;
     async fn poll(&self, token: &LroToken) -> Result<LroStatus>;
@@ -222,6 +228,10 @@ impl StackHubApi for StackHubClient {
         self.put(id, body).await
     }
 
+    async fn get_disk(&self, id: &str) -> Result<Option<Disk>> {
+        self.get(id, &[]).await
+    }
+
     async fn delete(&self, id: &str) -> Result<Started> {
         match self
             .arm
@@ -258,6 +268,11 @@ mod tests {
             "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
         );
         assert_eq!(provider_of(&vm).unwrap(), Provider::Compute);
+        assert_eq!(
+            provider_of("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d")
+                .unwrap(),
+            Provider::ComputeDisks
+        );
         let snet = rg.subnet_id("vnet", "default").unwrap();
         assert!(snet.ends_with("/virtualNetworks/vnet/subnets/default"));
         assert_eq!(provider_of(&snet).unwrap(), Provider::Network);

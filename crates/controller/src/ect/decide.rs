@@ -106,6 +106,33 @@ pub struct Plan {
     pub status: EdgeComputeTargetStatus,
 }
 
+/// Stalls the decision reaches that only a change of the spec, an annotation or a referenced
+/// Secret can end (retries used up, a foreign owner, no address to attach, a failed attach):
+/// the runtime's stall gate holds them, so a target stalled on one costs no Azure call at all.
+/// Other stalls (`ObservedDrift`, a resource missing under `observe`) end by Azure-side change
+/// and are read again at the resync interval.
+pub const GATED_STALLS: [&str; 4] = [
+    "ProvisioningFailed",
+    "NotOwned",
+    "NoPublicAddress",
+    "AttachFailed",
+];
+
+impl Plan {
+    /// The stall reason and message when the plan is a stall for the gate: nothing to write,
+    /// no operation to follow, and a reason from [`GATED_STALLS`].
+    pub fn gated_stall(&self) -> Option<(&'static str, &str)> {
+        let settled = self.actions.is_empty() && self.status.pending_operations.is_empty();
+        match &self.progress {
+            Progress::Stalled { reason, message } if settled => GATED_STALLS
+                .iter()
+                .find(|r| **r == reason.as_str())
+                .map(|r| (*r, message.as_str())),
+            _ => None,
+        }
+    }
+}
+
 /// `VMReady` reason of a VM deallocated by the idle timeout (a settled state, not progress).
 pub const IDLE: &str = "Idle";
 
@@ -468,6 +495,19 @@ fn foreign(input: &Input<'_>, observed: &Observed) -> Vec<String> {
     out
 }
 
+/// The id of the VM's managed OS disk, as the VM reports it.
+fn os_disk_id(vm: &VirtualMachine) -> Option<&str> {
+    vm.properties
+        .storage_profile
+        .as_ref()?
+        .os_disk
+        .as_ref()?
+        .managed_disk
+        .as_ref()?
+        .id
+        .as_deref()
+}
+
 /// Records `id` as created by this target (deletion works from this list).
 fn created(status: &mut EdgeComputeTargetStatus, id: &str) {
     if !status
@@ -523,6 +563,15 @@ pub fn decide(input: &Input<'_>, observed: &Observed) -> Plan {
         status,
     };
     let manage = input.policy == ReconcilePolicy::Manage;
+    // The VM's managed OS disk outlives it (Compute 2020-06-01 has no `deleteOption`) and
+    // carries no tags of ours: recorded from our own VM (also when something else stalls the
+    // target), so deletion removes it after the VM.
+    if let Some(vm) = &observed.vm
+        && (input.adopt || owned_by(Some(&vm.tags), &d.tags))
+        && let Some(disk) = os_disk_id(vm)
+    {
+        created(&mut plan.status, disk);
+    }
 
     // 0. Never take over what another target (or a person) owns, unless told to adopt.
     if manage && !input.adopt {

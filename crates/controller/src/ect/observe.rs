@@ -171,6 +171,23 @@ pub async fn remaining(
                         state(v.properties.provisioning_state.as_deref()),
                     )
                 })
+        } else if kind("microsoft.compute/disks") {
+            // Our VM's OS disk: recorded from the VM, untagged (Azure does not tag implicit
+            // disks). Deleted once no VM holds it; one held by a VM not ours is left alone.
+            let Some(disk) = hub.get_disk(id).await.map_err(read("OS disk", id))? else {
+                continue;
+            };
+            let held_by_another = disk
+                .managed_by
+                .as_deref()
+                .is_some_and(|vm| !candidates.iter().any(|c| c.eq_ignore_ascii_case(vm)));
+            if held_by_another {
+                out.foreign.push(id.clone());
+            } else {
+                let st = state(disk.properties.provisioning_state.as_deref());
+                out.leaves.push((id.clone(), st));
+            }
+            continue;
         } else if kind("microsoft.network/networkinterfaces") {
             hub.get_nic(id).await.map_err(read("NIC", id))?.map(|n| {
                 (

@@ -330,6 +330,14 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
         });
     }
     let busy = rotating || !plan.actions.is_empty() || !status.pending_operations.is_empty();
+    if let Some((reason, message)) = plan.gated_stall() {
+        // The runtime records the stall and the inputs it waits on in status (and sends the
+        // Warning event): no Azure call until one of them changes, across restarts too.
+        return Err(Error::Blocked {
+            reason,
+            message: message.to_string(),
+        });
+    }
     Ok(if busy {
         Requeue::requeue(edgetrain_azure::arm::poll_delay(retry_after, PROGRESS_POLL))
     } else if matches!(plan.progress, Progress::InProgress { .. })
@@ -393,7 +401,8 @@ async fn write_status_for(
     if &status != old {
         write_status(ctx, ect, &status).await?;
     }
-    if old_ready != new_ready {
+    // A gated stall's Warning event comes from the runtime, with the stall's record.
+    if old_ready != new_ready && plan.gated_stall().is_none() {
         let (type_, note) = match &plan.progress {
             Progress::Ready { message, .. } => (EventType::Normal, message.clone()),
             Progress::InProgress { message, .. } => (EventType::Normal, message.clone()),

@@ -13,6 +13,8 @@ use edgetrain_azure::{
 };
 use serde_json::json;
 
+use crate::runtime::status::ConditionState;
+
 use super::{
     decide::{Action, Cleanup, Input, Observed, Remaining, decide, decide_cleanup, idle_decision},
     desired::{Desired, desired},
@@ -897,6 +899,31 @@ fn created_resources_are_recorded_and_drive_cleanup() {
     assert!(plan.status.created_resources.contains(&d.ids.nsg));
     assert!(plan.status.created_resources.contains(&pip));
 
+    // Our VM's managed OS disk (as the VM reports it) is recorded: it outlives the VM.
+    let disk = "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Compute/disks/vm_OsDisk_1_a";
+    let mut with_disk = all_ready();
+    let os = with_disk
+        .vm
+        .as_mut()
+        .unwrap()
+        .properties
+        .storage_profile
+        .as_mut();
+    os.unwrap()
+        .os_disk
+        .as_mut()
+        .unwrap()
+        .managed_disk
+        .get_or_insert_default()
+        .id = Some(disk.into());
+    let plan = plan_with(&with_disk, &Default::default(), &d, |_| {});
+    assert!(plan.status.created_resources.iter().any(|c| c == disk));
+    // A VM of another owner: its disk is not ours to record.
+    let tags = &mut with_disk.vm.as_mut().unwrap().tags;
+    tags.insert(super::desired::OWNER_TAG.into(), "other/edge".into());
+    let plan = plan_with(&with_disk, &Default::default(), &d, |_| {});
+    assert!(!plan.status.created_resources.iter().any(|c| c == disk));
+
     // A target whose spec never became valid (or that never created anything): nothing to do.
     let mut never = ect();
     never.metadata.name = Some("x".repeat(60));
@@ -913,4 +940,68 @@ fn created_resources_are_recorded_and_drive_cleanup() {
     let ids = super::desired::cleanup_ids(&later);
     assert!(ids.contains(&pip), "{ids:?}");
     assert!(ids.contains(&d.ids.vm) && ids.contains(&d.ids.vnet.clone().unwrap()));
+}
+
+#[test]
+fn only_stalls_that_wait_for_a_change_are_gated() {
+    let d = want();
+    // From the decision: a foreign owner is gated (no Azure call until a change)...
+    let mut foreign_vm = all_ready();
+    let tags = &mut foreign_vm.vm.as_mut().unwrap().tags;
+    tags.insert(super::desired::OWNER_TAG.into(), "other/edge".into());
+    let plan = plan_with(&foreign_vm, &Default::default(), &d, |_| {});
+    assert_eq!(plan.gated_stall().map(|(r, _)| r), Some("NotOwned"));
+    // ...a Ready target is not.
+    let plan = plan_with(&all_ready(), &Default::default(), &d, |_| {});
+    assert_eq!(plan.gated_stall(), None);
+
+    let with = |progress: Progress, actions: Vec<Action>, busy: bool| super::decide::Plan {
+        actions,
+        progress,
+        vm_ready: ConditionState::met("Running", ""),
+        compute_attached: ConditionState::met("Attached", ""),
+        status: EdgeComputeTargetStatus {
+            pending_operations: if busy { vec![pending("vm")] } else { vec![] },
+            ..Default::default()
+        },
+    };
+    for (progress, actions, busy, gated) in [
+        (
+            Progress::stalled("ProvisioningFailed", "m"),
+            vec![],
+            false,
+            Some("ProvisioningFailed"),
+        ),
+        (
+            Progress::stalled("NoPublicAddress", "m"),
+            vec![],
+            false,
+            Some("NoPublicAddress"),
+        ),
+        (
+            Progress::stalled("AttachFailed", "m"),
+            vec![],
+            false,
+            Some("AttachFailed"),
+        ),
+        // Ends by an Azure-side change: read again at the resync.
+        (Progress::stalled("ObservedDrift", "m"), vec![], false, None),
+        // Something still to write or to follow: not settled.
+        (
+            Progress::stalled("NotOwned", "m"),
+            vec![Action::PutNsg],
+            false,
+            None,
+        ),
+        (Progress::stalled("NotOwned", "m"), vec![], true, None),
+        (
+            Progress::in_progress("ProvisioningFailed", "m"),
+            vec![],
+            false,
+            None,
+        ),
+    ] {
+        let plan = with(progress.clone(), actions, busy);
+        assert_eq!(plan.gated_stall().map(|(r, _)| r), gated, "{progress:?}");
+    }
 }

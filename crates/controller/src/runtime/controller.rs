@@ -21,8 +21,8 @@ use tracing::{debug, warn};
 
 use super::{
     events,
-    failures::{ObjectKey, inputs_fingerprint, retry_delay},
-    status::{ObjectStatus, stamp_progress, write_status},
+    failures::{ObjectKey, inputs_fingerprint, retry_delay, stalled_in_status},
+    status::{ObjectStatus, stamp_progress, write_status_as_is},
     stores::{Shared, Wiring, changed_only, spec_or_metadata},
 };
 use crate::{
@@ -127,7 +127,7 @@ pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
             Finalizer::Cleanup(o) => {
                 let r = K::cleanup(o.clone(), ctx.clone()).await;
                 if let Err(e) = &r {
-                    report(&*o, e, &ctx).await;
+                    report(&*o, e, &ctx, None).await;
                 }
                 r
             }
@@ -178,46 +178,62 @@ async fn latest<K: Reconciler>(
 }
 
 /// The apply branch behind the stall gate: an object that stalled is not reconciled again
-/// (no Azure request at all) until its spec, annotations or a referenced Secret changes.
+/// (no Azure request at all) until its spec, annotations or a referenced Secret changes. The
+/// gate is read from status (so a restarted controller keeps it) and from memory (so it holds
+/// when the status write recording the stall failed).
 async fn apply<K: Reconciler>(obj: Arc<K>, ctx: &Arc<Context>, key: &ObjectKey) -> Result<Action> {
     let inputs = inputs_fingerprint(&*obj, &secret_versions(&*obj, ctx));
-    if ctx.stalls.holds(key, inputs) {
+    if ctx.stalls.holds(key, &inputs) {
         debug!("stalled: waiting for a change of the spec or a referenced Secret");
+        return Ok(Action::await_change());
+    }
+    if stalled_in_status(obj.status(), obj.meta().generation, &inputs) {
+        debug!(
+            "stalled (recorded in status): waiting for a change of the spec or a referenced Secret"
+        );
+        // Held in memory too, so the stalled gauge counts it after a restart.
+        ctx.stalls.stall(key, &inputs);
+        count_stalled(ctx, key);
         return Ok(Action::await_change());
     }
     let result = K::apply(obj.clone(), ctx.clone()).await;
     match &result {
         Ok(_) => ctx.stalls.clear(key),
-        Err(e) if e.handling() == Handling::AwaitChange => ctx.stalls.stall(key, inputs),
+        Err(e) if e.handling() == Handling::AwaitChange => ctx.stalls.stall(key, &inputs),
         Err(_) => {}
     }
-    let stalled = ctx.stalls.count(&key.kind);
-    ctx.metrics
-        .stalled
-        .get_or_create(&Metrics::kind(&key.kind))
-        .set(stalled);
+    count_stalled(ctx, key);
     if let Err(e) = &result {
-        report(&*obj, e, ctx).await;
+        report(&*obj, e, ctx, Some(inputs)).await;
     }
     result
 }
 
-/// A failure into status (`Stalled` when it needs a change; `Reconciling` with the reason
-/// while it is retried) and a Warning event. Expected waits (deletion in progress) and
-/// Kubernetes API failures (the status write would likely fail too) are not written.
-async fn report<K: Reconciler>(obj: &K, e: &Error, ctx: &Context) {
+/// The `stalled_resources` gauge of the object's kind.
+fn count_stalled(ctx: &Context, key: &ObjectKey) {
+    ctx.metrics
+        .stalled
+        .get_or_create(&Metrics::kind(&key.kind))
+        .set(ctx.stalls.count(&key.kind));
+}
+
+/// A failure into status (`Stalled` when it needs a change, with the `inputs` it waits on;
+/// `Reconciling` with the reason while it is retried) and a Warning event. Expected waits
+/// (deletion in progress) and Kubernetes API failures (the status write would likely fail too)
+/// are not written.
+async fn report<K: Reconciler>(obj: &K, e: &Error, ctx: &Context, inputs: Option<String>) {
     let handling = e.handling();
     if matches!(handling, Handling::Poll(_)) {
         return;
     }
     let reason = e.reason();
     let message = e.to_string();
-    let progress = match handling {
-        Handling::AwaitChange => Some(Progress::stalled(reason.as_str(), &message)),
+    let (progress, stalled_on) = match handling {
+        Handling::AwaitChange => (Some(Progress::stalled(reason.as_str(), &message)), inputs),
         Handling::Retry(_) if !matches!(e.inner(), Error::Kube { .. }) => {
-            Some(Progress::in_progress(reason.as_str(), &message))
+            (Some(Progress::in_progress(reason.as_str(), &message)), None)
         }
-        _ => None,
+        _ => (None, None),
     };
     if let Some(progress) = progress {
         // The kind may have written status earlier in this reconcile (operations it started):
@@ -226,8 +242,10 @@ async fn report<K: Reconciler>(obj: &K, e: &Error, ctx: &Context) {
         match api.get_status(&obj.name_any()).await {
             Ok(latest) => {
                 let mut status = latest.status().cloned().unwrap_or_default();
-                if stamp_progress(&mut status, &progress, obj.meta().generation)
-                    && let Err(w) = write_status(ctx, obj, &status).await
+                let recorded = status.stalled_inputs() != stalled_on.as_deref();
+                status.set_stalled_inputs(stalled_on);
+                if (stamp_progress(&mut status, &progress, obj.meta().generation) || recorded)
+                    && let Err(w) = write_status_as_is(ctx, obj, &status).await
                 {
                     warn!(error = %w, "could not record the failure in status");
                 }

@@ -1,14 +1,13 @@
 //! Per-object failure bookkeeping: consecutive failures for backoff, and the stall gate that
 //! keeps a Stalled object from touching Azure until something it depends on changes.
 
-use std::{
-    collections::HashMap,
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
+use edgetrain_api::conditions::{STALLED, is_true_for};
 use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use super::status::ObjectStatus;
 
 /// Identifies one object across kinds (two kinds may hold objects with the same name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -67,34 +66,48 @@ pub fn retry_delay(retry_after: Option<Duration>, failures: u32) -> Duration {
 }
 
 /// What a Stalled object waits for: its spec and annotations, and the versions of the Secrets
-/// it references (absent ones included, so creating a missing Secret counts as a change).
+/// it references (absent ones included, so creating a missing Secret counts as a change). A
+/// stable digest (sha256), so that it can be recorded in status and compared after a restart.
 pub fn inputs_fingerprint<K: Resource>(
     obj: &K,
     secret_versions: &[(String, Option<String>)],
-) -> u64 {
-    let mut h = DefaultHasher::new();
-    obj.meta().generation.hash(&mut h);
-    obj.meta().annotations.hash(&mut h);
-    secret_versions.hash(&mut h);
-    h.finish()
+) -> String {
+    let inputs = serde_json::json!([
+        obj.meta().generation,
+        obj.meta().annotations,
+        secret_versions,
+    ]);
+    format!("sha256:{:x}", Sha256::digest(inputs.to_string().as_bytes()))
 }
 
-/// Objects whose last attempt stalled, with the fingerprint of the inputs it stalled on.
-/// In memory only: after a restart a Stalled object is tried once more, then stalls again.
+/// True when `status` records a stall on exactly these inputs: `Stalled` for the object's
+/// generation and `stalledInputs` equal to `inputs`. This is the gate that survives a restart.
+pub fn stalled_in_status<S: ObjectStatus>(
+    status: Option<&S>,
+    generation: Option<i64>,
+    inputs: &str,
+) -> bool {
+    status.is_some_and(|s| {
+        s.stalled_inputs() == Some(inputs) && is_true_for(s.conditions(), STALLED, generation)
+    })
+}
+
+/// Objects whose last attempt stalled in this process, with the fingerprint of the inputs it
+/// stalled on (in memory: it also holds when the status write recording the stall failed).
 #[derive(Default)]
-pub struct StallGate(Mutex<HashMap<ObjectKey, u64>>);
+pub struct StallGate(Mutex<HashMap<ObjectKey, String>>);
 
 impl StallGate {
-    pub fn stall(&self, key: &ObjectKey, fingerprint: u64) {
+    pub fn stall(&self, key: &ObjectKey, fingerprint: &str) {
         self.0
             .lock()
             .expect("lock")
-            .insert(key.clone(), fingerprint);
+            .insert(key.clone(), fingerprint.to_owned());
     }
 
     /// True while the object is stalled on exactly these inputs.
-    pub fn holds(&self, key: &ObjectKey, fingerprint: u64) -> bool {
-        self.0.lock().expect("lock").get(key) == Some(&fingerprint)
+    pub fn holds(&self, key: &ObjectKey, fingerprint: &str) -> bool {
+        self.0.lock().expect("lock").get(key).map(String::as_str) == Some(fingerprint)
     }
 
     pub fn clear(&self, key: &ObjectKey) {
@@ -176,19 +189,79 @@ mod tests {
         let key = ObjectKey::of(&obj);
         let secrets = vec![("sp".to_string(), Some("10".to_string()))];
         let gate = StallGate::default();
-        gate.stall(&key, inputs_fingerprint(&obj, &secrets));
-        assert!(gate.holds(&key, inputs_fingerprint(&obj, &secrets)));
+        gate.stall(&key, &inputs_fingerprint(&obj, &secrets));
+        assert!(gate.holds(&key, &inputs_fingerprint(&obj, &secrets)));
         let rotated = vec![("sp".to_string(), Some("11".to_string()))];
-        assert!(!gate.holds(&key, inputs_fingerprint(&obj, &rotated)));
+        assert!(!gate.holds(&key, &inputs_fingerprint(&obj, &rotated)));
         let deleted = vec![("sp".to_string(), None)];
-        assert!(!gate.holds(&key, inputs_fingerprint(&obj, &deleted)));
+        assert!(!gate.holds(&key, &inputs_fingerprint(&obj, &deleted)));
         let edited = meta::<ConfigMap>("x", 2);
-        assert!(!gate.holds(&key, inputs_fingerprint(&edited, &secrets)));
+        assert!(!gate.holds(&key, &inputs_fingerprint(&edited, &secrets)));
+        let mut annotated = meta::<ConfigMap>("x", 1);
+        annotated
+            .annotations_mut()
+            .insert("edgetrain.dev/retry".into(), "1".into());
+        assert!(!gate.holds(&key, &inputs_fingerprint(&annotated, &secrets)));
         assert_eq!(gate.count(&key.kind), 1);
         assert_eq!(gate.count("Secret"), 0, "counted per kind");
         gate.clear(&key);
-        assert!(!gate.holds(&key, inputs_fingerprint(&obj, &secrets)));
+        assert!(!gate.holds(&key, &inputs_fingerprint(&obj, &secrets)));
         assert_eq!(gate.count(&key.kind), 0);
+    }
+
+    #[test]
+    fn a_stall_recorded_in_status_holds_only_for_its_generation_and_inputs() {
+        use edgetrain_api::{EdgeComputeTargetStatus, conditions::Progress};
+
+        let stalled = |generation: i64, inputs: &str| {
+            let mut s = EdgeComputeTargetStatus::default();
+            super::super::status::stamp_progress(
+                &mut s,
+                &Progress::stalled("NotOwned", "tags name another target"),
+                Some(generation),
+            );
+            s.stalled_inputs = Some(inputs.into());
+            s
+        };
+        let mut reconciling = stalled(3, "x");
+        super::super::status::stamp_progress(
+            &mut reconciling,
+            &Progress::in_progress("Provisioning", "creating"),
+            Some(3),
+        );
+        let cases: [(&str, Option<EdgeComputeTargetStatus>, i64, &str, bool); 6] = [
+            (
+                "recorded stall, same inputs",
+                Some(stalled(3, "x")),
+                3,
+                "x",
+                true,
+            ),
+            (
+                "inputs changed (Secret, annotation)",
+                Some(stalled(3, "x")),
+                3,
+                "y",
+                false,
+            ),
+            ("spec changed since", Some(stalled(3, "x")), 4, "x", false),
+            ("no longer Stalled", Some(reconciling), 3, "x", false),
+            (
+                "never stalled",
+                Some(EdgeComputeTargetStatus::default()),
+                3,
+                "x",
+                false,
+            ),
+            ("no status", None, 3, "x", false),
+        ];
+        for (case, status, generation, inputs, holds) in cases {
+            assert_eq!(
+                stalled_in_status(status.as_ref(), Some(generation), inputs),
+                holds,
+                "{case}"
+            );
+        }
     }
 
     #[test]

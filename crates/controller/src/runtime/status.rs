@@ -26,6 +26,9 @@ pub trait ObjectStatus: Default + Clone + PartialEq + Serialize + Send + Sync + 
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
     fn observed_generation(&self) -> Option<i64>;
     fn set_observed_generation(&mut self, generation: Option<i64>);
+    /// The digest of the inputs a Stalled object waits on (see [`super::failures`]).
+    fn stalled_inputs(&self) -> Option<&str>;
+    fn set_stalled_inputs(&mut self, inputs: Option<String>);
 }
 
 macro_rules! object_status {
@@ -42,6 +45,12 @@ macro_rules! object_status {
             }
             fn set_observed_generation(&mut self, generation: Option<i64>) {
                 self.observed_generation = generation;
+            }
+            fn stalled_inputs(&self) -> Option<&str> {
+                self.stalled_inputs.as_deref()
+            }
+            fn set_stalled_inputs(&mut self, inputs: Option<String>) {
+                self.stalled_inputs = inputs;
             }
         }
     )*};
@@ -158,9 +167,26 @@ pub fn stamp_progress<S: ObjectStatus>(
     changed || moved
 }
 
+/// A kind's status write: server-side apply of the whole status (see [`write_status_as_is`]).
+/// A kind does not know the inputs a stall waits on, so its writes never carry
+/// `stalledInputs`: only the runtime records a stall (when it reports an error that awaits a
+/// change), and a stale record never outlives the next write.
+pub async fn write_status<K: Reconciler>(ctx: &Context, obj: &K, status: &K::Status) -> Result<()> {
+    if status.stalled_inputs().is_none() {
+        return write_status_as_is(ctx, obj, status).await;
+    }
+    let mut status = status.clone();
+    status.set_stalled_inputs(None);
+    write_status_as_is(ctx, obj, &status).await
+}
+
 /// Server-side apply of the whole status under [`FIELD_MANAGER`], to the status subresource.
 /// The version written is remembered, so the next reconcile does not act on an older copy.
-pub async fn write_status<K: Reconciler>(ctx: &Context, obj: &K, status: &K::Status) -> Result<()> {
+pub(crate) async fn write_status_as_is<K: Reconciler>(
+    ctx: &Context,
+    obj: &K,
+    status: &K::Status,
+) -> Result<()> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),

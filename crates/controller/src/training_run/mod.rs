@@ -40,11 +40,6 @@ use crate::{
     },
 };
 
-/// Requeue while a job starts (the listing is at most [`listing::MAX_AGE`] old).
-const STARTING: Duration = Duration::from_secs(5);
-/// Requeue while a job runs.
-const RUNNING: Duration = Duration::from_secs(20);
-
 #[async_trait]
 impl Reconciler for TrainingRun {
     type Status = TrainingRunStatus;
@@ -153,11 +148,9 @@ async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
     Ok(DataAccount { name: account, key })
 }
 
+/// A run looks again when a listing newer than the one it acted on is due.
 fn requeue_for(phase: TrainingRunPhase) -> Duration {
-    match phase {
-        TrainingRunPhase::Running => RUNNING,
-        _ => STARTING,
-    }
+    listing::max_age(phase)
 }
 
 async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
@@ -183,7 +176,11 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
         _ => None,
     };
     let jobs = match &ml {
-        Some((ml, ws)) => Some(ctx.job_listings.get(&**ml, ws, now).await?),
+        Some((ml, ws)) => Some(
+            ctx.job_listings
+                .get(&**ml, ws, now, listing::max_age(before.phase))
+                .await?,
+        ),
         None => None,
     };
     let mut obs = Observed {
@@ -331,7 +328,11 @@ async fn cleanup(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     };
     let (ml, ws) = ctx.workspace_of(&ect).await?;
     let now = ctx.clock.now();
-    let jobs = ctx.job_listings.get(&*ml, &ws, now).await?;
+    // Deleting: the cancel is followed at the starting pace.
+    let jobs = ctx
+        .job_listings
+        .get(&*ml, &ws, now, listing::STARTING)
+        .await?;
     match decide::decide_cleanup(&status, Some(&jobs)) {
         Cleanup::Done => Ok(Action::await_change()),
         Cleanup::Wait => Err(Error::cleanup_pending(format!(

@@ -25,7 +25,11 @@ impl ControllerProcess {
             // ALL_PROXY, not HTTPS_PROXY: the Kubernetes client takes the latter as its own.
             .env("ALL_PROXY", format!("http://{proxy}"))
             .env("NO_PROXY", "127.0.0.1")
-            .env("RUST_LOG", "info,edgetrain_controller=debug")
+            // Azure calls too: a stall shows which request it waited for.
+            .env(
+                "RUST_LOG",
+                "info,edgetrain_controller=debug,edgetrain_azure=debug",
+            )
             // The log goes to stdout.
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -38,6 +42,10 @@ impl ControllerProcess {
     pub fn kill(mut self) -> String {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.log()
+    }
+
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
