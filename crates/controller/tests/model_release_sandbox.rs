@@ -174,6 +174,13 @@ async fn waits_for_the_run_then_a_missing_registry_secret_is_a_clear_stalled_con
 
 /// The simulator with Azurite and the registry, and a controller trusting the sandbox CA.
 async fn world_with_storage_and_registry() -> (World, tempfile::TempDir) {
+    world_with_faults(Default::default()).await
+}
+
+/// [`world_with_storage_and_registry`] with the simulator injecting `faults`.
+async fn world_with_faults(
+    faults: edgetrain_sandbox_azure::FaultConfig,
+) -> (World, tempfile::TempDir) {
     let mut w = world(0).await;
     // The default world has no Azurite or registry: start a second simulator that has both
     // and point the ARM endpoints at it.
@@ -202,6 +209,7 @@ async fn world_with_storage_and_registry() -> (World, tempfile::TempDir) {
             name: "ws1".into(),
             location: "westeurope".into(),
         }],
+        faults,
         ..Default::default()
     })
     .await
@@ -228,8 +236,11 @@ struct Trained {
 
 async fn trained() -> Trained {
     let (w, dir) = world_with_storage_and_registry().await;
-    let model = b"tiny model weights \x00\x01\x02".repeat(1000);
-    trained_with(w, dir, vec![("model.onnx", model)]).await
+    trained_with(w, dir, vec![("model.onnx", fake_model())]).await
+}
+
+fn fake_model() -> Vec<u8> {
+    b"tiny model weights \x00\x01\x02".repeat(1000)
 }
 
 /// [`trained`] with the job's output `files` (the first one is `Trained::model`).
@@ -1167,4 +1178,75 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
         .await
         .unwrap();
     assert_eq!(m.digest, digest_of(st.artifact_digest.as_deref().unwrap()));
+}
+
+/// The controller process SIGKILLed while its model version PUT is in flight (held by the
+/// simulator, seen in its fault counter, not guessed by a timer): the restarted process ends
+/// with one model version and the same digests as an undisturbed release of the same model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
+    // Only the version PUT is held, long enough that the kill surely lands inside it; a PUT
+    // of the restarted process is held as long, then goes through.
+    let (w, dir) = world_with_faults(edgetrain_sandbox_azure::FaultConfig {
+        latency_ms: 4000,
+        methods: vec!["PUT".into()],
+        path_contains: vec!["/models/churn/versions/".into()],
+        ..Default::default()
+    })
+    .await;
+    let t = trained_with(w, dir, vec![("model.onnx", fake_model())]).await;
+    let w = &t.w;
+    let work = tempfile::tempdir().unwrap();
+    let proxy = blob_tunnel().await;
+    let process = ControllerProcess::start(w, work.path(), proxy, 1);
+    // No version in the spec: the restarted process picks it again and must not take a second.
+    t.release(
+        "killed",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn"}}),
+    )
+    .await;
+    let held = || w.sim.faults_injected().get("latency").copied().unwrap_or(0);
+    eventually(120, "the model version PUT held in flight", || async {
+        (held() >= 1).then_some(())
+    })
+    .await;
+    let controller_log = process.kill();
+    assert_ne!(
+        release_condition(w, "killed", "Registered")
+            .await
+            .map(|c| c.0)
+            .as_deref(),
+        Some("True"),
+        "the registration was not finished at the kill:\n{controller_log}"
+    );
+
+    let process = ControllerProcess::start(w, work.path(), proxy, 2);
+    let st = t.ready("killed", 180).await;
+    drop(process);
+    let versions: Vec<_> = w
+        .sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(st.model_version.as_deref(), Some("1"));
+    let version = w.sim.resource(&versions[0].id).unwrap();
+    assert_eq!(
+        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
+        digest_of(st.artifact_digest.as_deref().unwrap())
+    );
+
+    // An undisturbed in-process release of the same run and version: the same digest.
+    let ctl = t.controller();
+    t.release(
+        "again",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"}}),
+    )
+    .await;
+    let again = t.ready("again", 90).await;
+    ctl.abort();
+    assert_eq!(again.artifact_digest, st.artifact_digest);
+    assert_eq!(again.model_id, st.model_id);
+    assert_eq!(again.bytes_uploaded, Some(0));
 }
