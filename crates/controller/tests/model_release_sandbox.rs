@@ -174,6 +174,13 @@ async fn waits_for_the_run_then_a_missing_registry_secret_is_a_clear_stalled_con
 
 /// The simulator with Azurite and the registry, and a controller trusting the sandbox CA.
 async fn world_with_storage_and_registry() -> (World, tempfile::TempDir) {
+    world_with_faults(Default::default()).await
+}
+
+/// [`world_with_storage_and_registry`] with the simulator injecting `faults`.
+async fn world_with_faults(
+    faults: edgetrain_sandbox_azure::FaultConfig,
+) -> (World, tempfile::TempDir) {
     let mut w = world(0).await;
     // The default world has no Azurite or registry: start a second simulator that has both
     // and point the ARM endpoints at it.
@@ -202,6 +209,7 @@ async fn world_with_storage_and_registry() -> (World, tempfile::TempDir) {
             name: "ws1".into(),
             location: "westeurope".into(),
         }],
+        faults,
         ..Default::default()
     })
     .await
@@ -228,18 +236,29 @@ struct Trained {
 
 async fn trained() -> Trained {
     let (w, dir) = world_with_storage_and_registry().await;
+    trained_with(w, dir, vec![("model.onnx", fake_model())]).await
+}
+
+fn fake_model() -> Vec<u8> {
+    b"tiny model weights \x00\x01\x02".repeat(1000)
+}
+
+/// [`trained`] with the job's output `files` (the first one is `Trained::model`).
+async fn trained_with(w: World, dir: tempfile::TempDir, files: Vec<(&str, Vec<u8>)>) -> Trained {
     let storage = w.sim.storage_endpoints().unwrap();
     let reg = w.sim.registry().unwrap().clone();
-    let model = b"tiny model weights \x00\x01\x02".repeat(1000);
-    w.sim
-        .seed_blob(
-            &storage.datastore_account,
-            &storage.datastore_container,
-            "azureml/job-1/model/model.onnx",
-            model.clone(),
-        )
-        .await
-        .unwrap();
+    let model = files[0].1.clone();
+    for (name, bytes) in files {
+        w.sim
+            .seed_blob(
+                &storage.datastore_account,
+                &storage.datastore_container,
+                &format!("azureml/job-1/model/{name}"),
+                bytes,
+            )
+            .await
+            .unwrap();
+    }
     create(&w, ect_json(&w, "edge", json!({}))).await;
     create_run(
         &w,
@@ -527,9 +546,173 @@ fn tiny_base(reg: &edgetrain_sandbox_azure::RegistryEndpoints) -> (String, Strin
     )
 }
 
+/// A real model: examples/training/train.py, run by the host's python3 (the tools venv) as
+/// the job would run it, on churn CSVs in the Stack Hub account read through a container SAS.
+/// Returns the files of its output folder (`model.onnx` first), which is left in `out/model`.
+async fn train_real_model(w: &World, out: &std::path::Path) -> Vec<(&'static str, Vec<u8>)> {
+    let storage = w.sim.storage_endpoints().unwrap();
+    let account = &storage.stack_hub_account;
+    w.sim
+        .seed_blob(account, "telemetry", "churn/part-1.csv", edgetrain_sandbox_azure::churn_csv(1, 600))
+        .await
+        .unwrap();
+    let sas = edgetrain_sandbox_azure::sign_service_sas(
+        &edgetrain_sandbox_azure::SasFields {
+            account,
+            container: "telemetry",
+            blob: None,
+            permissions: "rl",
+            start: None,
+            expiry: "2099-01-01T00:00:00Z",
+            ip: None,
+            protocol: Some("https"),
+        },
+        &storage.stack_hub_key,
+    )
+    .unwrap();
+    let data = format!(
+        "{}/telemetry/churn/?{}",
+        storage.path_style(account),
+        sas.expose()
+    );
+    let train = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/training/train.py"
+    );
+    let run = tokio::process::Command::new("python3")
+        .arg(train)
+        .arg("--data")
+        .arg(&data)
+        .arg("--model")
+        .arg(out.join("model"))
+        .current_dir(out)
+        .env("SSL_CERT_FILE", &storage.ca_pem_path)
+        // No Azure ML run here: MLflow logs to a local file store (deprecated, hence the opt-in).
+        .env(
+            "MLFLOW_TRACKING_URI",
+            format!("file://{}/mlruns", out.display()),
+        )
+        .env("MLFLOW_ALLOW_FILE_STORE", "true")
+        .output()
+        .await
+        .expect("python3 with examples/training/requirements.txt on PATH (make tools)");
+    assert!(
+        run.status.success(),
+        "train.py: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    ["model.onnx", "features.json"]
+        .into_iter()
+        .map(|f| (f, std::fs::read(out.join("model").join(f)).unwrap()))
+        .collect()
+}
+
+/// The process an unpacked image bundle describes (umoci's OCI runtime `config.json`: args,
+/// env, cwd), started without a container runtime (there is none on the test machine). The
+/// base ships no Python interpreter, so the entrypoint script runs under the host's python3
+/// (its shebang, checked, names python3), with every image path re-rooted into the rootfs:
+/// the script, the working directory and env values that are paths in the image
+/// (`AZUREML_MODEL_DIR`). The image's PATH is not used: the interpreter is the host's. Bound to
+/// 127.0.0.1 on a port the OS picks (`PORT=0`; the scorer prints the address it bound).
+struct Served {
+    _child: tokio::process::Child,
+    url: String,
+    env: Vec<String>,
+}
+
+async fn serve_bundle(bundle: &std::path::Path) -> Served {
+    use tokio::io::AsyncBufReadExt;
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let rootfs = bundle.join(runtime["root"]["path"].as_str().unwrap());
+    let inside = |p: &str| rootfs.join(p.trim_start_matches('/'));
+    let process = &runtime["process"];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (args, env) = (strings(&process["args"]), strings(&process["env"]));
+    let entrypoint = inside(&args[0]);
+    let script = std::fs::read_to_string(&entrypoint).unwrap();
+    assert!(
+        script.starts_with("#!/usr/bin/env python3\n"),
+        "{args:?} is not a python3 script"
+    );
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(&entrypoint)
+        .args(&args[1..])
+        .current_dir(inside(process["cwd"].as_str().unwrap_or("/")));
+    for kv in &env {
+        let (k, v) = kv.split_once('=').unwrap();
+        if k == "PATH" {
+            continue;
+        }
+        let v = if v.starts_with('/') && inside(v).exists() {
+            inside(v).display().to_string()
+        } else {
+            v.to_string()
+        };
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The scorer's first line, once it has loaded the model and bound: "serving DIR on ADDR".
+    let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+        .await
+        .expect("the entrypoint serves")
+        .unwrap()
+        .unwrap_or_else(|| panic!("the entrypoint exited before serving"));
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    Served {
+        _child: child,
+        url: format!("http://{addr}"),
+        env,
+    }
+}
+
+/// What the model predicts for `rows` (arrays in features.json order), computed on the host by
+/// onnx's reference evaluator from the trained model file.
+async fn host_predictions(
+    model_dir: &std::path::Path,
+    rows: &serde_json::Value,
+) -> serde_json::Value {
+    const SCRIPT: &str = "import json, sys\n\
+        import numpy as np\n\
+        from onnx.reference import ReferenceEvaluator\n\
+        ev = ReferenceEvaluator(sys.argv[1])\n\
+        x = np.array(json.loads(sys.argv[2]), dtype=np.float32)\n\
+        label, proba = ev.run(None, {ev.input_names[0]: x})[:2]\n\
+        print(json.dumps({'predictions': label.tolist(), 'probabilities': proba.tolist()}))\n";
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(model_dir.join("model.onnx"))
+        .arg(rows.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_with_provenance() {
-    let t = trained().await;
+    let (w, dir) = world_with_storage_and_registry().await;
+    let training = tempfile::tempdir().unwrap();
+    let files = train_real_model(&w, training.path()).await;
+    let t = trained_with(w, dir, files).await;
     let (w, reg) = (&t.w, &t.reg);
     let ctl = t.controller();
     let (base, base_digest) = tiny_base(reg);
@@ -569,9 +752,10 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
             .map(|l| l["digest"].as_str().unwrap().to_string())
             .collect()
     };
-    // The image: the base's layers, then the model's one layer (the artifact's own blob).
+    // The image: the base's layers, then the model's layers (the artifact's own blobs: the
+    // weights file alone, the small files packed together).
     let (image_layers, base_layers) = (layer_digests(&image_m), layer_digests(&base_m));
-    assert_eq!(image_layers.len(), base_layers.len() + 1, "{image_m}");
+    assert_eq!(image_layers.len(), base_layers.len() + 2, "{image_m}");
     assert_eq!(image_layers[..base_layers.len()], base_layers[..]);
     assert_eq!(
         layer_digests(&artifact_m),
@@ -641,6 +825,80 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
             .any(|e| e == "AZUREML_MODEL_DIR=/opt/model"),
         "{runtime}"
     );
+
+    // The image answers predictions, run as its own config says.
+    let served = serve_bundle(&bundle).await;
+    assert!(
+        served.env.iter().any(|e| e == "PORT=8080"),
+        "{:?}",
+        served.env
+    );
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/healthz", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let rows = json!([
+        {"tenure": 2, "monthly": 70, "support_calls": 5},
+        {"tenure": 50, "monthly": 70, "support_calls": 0},
+        {"tenure": 5, "monthly": 30, "support_calls": 4},
+        {"tenure": 40, "monthly": 90, "support_calls": 1},
+    ]);
+    let answer: serde_json::Value = http
+        .post(format!("{}/score", served.url))
+        .json(&json!({"rows": rows}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["predictions"], json!([1, 0, 1, 0]), "{answer}");
+    // The same as the model's own predictions on the host (rows in features.json order).
+    let features: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(training.path().join("model/features.json")).unwrap(),
+    )
+    .unwrap();
+    let matrix: Vec<Vec<f64>> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            features["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| r[f.as_str().unwrap()].as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let host = host_predictions(&training.path().join("model"), &json!(matrix)).await;
+    assert_eq!(answer["predictions"], host["predictions"]);
+    let probabilities = |v: &serde_json::Value| -> Vec<f64> {
+        v["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|p| p.as_f64().unwrap()))
+            .collect()
+    };
+    let (served_p, host_p) = (probabilities(&answer), probabilities(&host));
+    assert_eq!(served_p.len(), 8, "{answer}");
+    assert_eq!(served_p, host_p);
+    // A row without a feature the model needs is a clear 400.
+    let bad = http
+        .post(format!("{}/score", served.url))
+        .json(&json!({"rows": [{"tenure": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("support_calls"));
+    drop(served);
 
     // One provenance referrer per digest, found from each (tag-schema fallback here); its
     // statement names both digests, the model version, job, code digest and data fingerprint.
@@ -906,4 +1164,75 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
         .await
         .unwrap();
     assert_eq!(m.digest, digest_of(st.artifact_digest.as_deref().unwrap()));
+}
+
+/// The controller process SIGKILLed while its model version PUT is in flight (held by the
+/// simulator, seen in its fault counter, not guessed by a timer): the restarted process ends
+/// with one model version and the same digests as an undisturbed release of the same model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
+    // Only the version PUT is held, long enough that the kill surely lands inside it; a PUT
+    // of the restarted process is held as long, then goes through.
+    let (w, dir) = world_with_faults(edgetrain_sandbox_azure::FaultConfig {
+        latency_ms: 4000,
+        methods: vec!["PUT".into()],
+        path_contains: vec!["/models/churn/versions/".into()],
+        ..Default::default()
+    })
+    .await;
+    let t = trained_with(w, dir, vec![("model.onnx", fake_model())]).await;
+    let w = &t.w;
+    let work = tempfile::tempdir().unwrap();
+    let proxy = blob_tunnel().await;
+    let process = ControllerProcess::start(w, work.path(), proxy, 1);
+    // No version in the spec: the restarted process picks it again and must not take a second.
+    t.release(
+        "killed",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn"}}),
+    )
+    .await;
+    let held = || w.sim.faults_injected().get("latency").copied().unwrap_or(0);
+    eventually(120, "the model version PUT held in flight", || async {
+        (held() >= 1).then_some(())
+    })
+    .await;
+    let controller_log = process.kill();
+    assert_ne!(
+        release_condition(w, "killed", "Registered")
+            .await
+            .map(|c| c.0)
+            .as_deref(),
+        Some("True"),
+        "the registration was not finished at the kill:\n{controller_log}"
+    );
+
+    let process = ControllerProcess::start(w, work.path(), proxy, 2);
+    let st = t.ready("killed", 180).await;
+    drop(process);
+    let versions: Vec<_> = w
+        .sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(st.model_version.as_deref(), Some("1"));
+    let version = w.sim.resource(&versions[0].id).unwrap();
+    assert_eq!(
+        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
+        digest_of(st.artifact_digest.as_deref().unwrap())
+    );
+
+    // An undisturbed in-process release of the same run and version: the same digest.
+    let ctl = t.controller();
+    t.release(
+        "again",
+        json!({"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"}}),
+    )
+    .await;
+    let again = t.ready("again", 90).await;
+    ctl.abort();
+    assert_eq!(again.artifact_digest, st.artifact_digest);
+    assert_eq!(again.model_id, st.model_id);
+    assert_eq!(again.bytes_uploaded, Some(0));
 }

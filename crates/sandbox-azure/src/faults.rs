@@ -174,8 +174,14 @@ impl FaultEngine {
         }
     }
 
-    pub fn latency(&self) -> Duration {
-        Duration::from_millis(self.config.latency_ms)
+    /// The delay before one ARM request is handled: `latency_ms` for requests the filters
+    /// select, none for others (so a single call can be held in flight).
+    pub fn latency(&self, method: &str, path: &str) -> Duration {
+        if self.applies(method, path) {
+            Duration::from_millis(self.config.latency_ms)
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn applies(&self, method: &str, path: &str) -> bool {
@@ -335,6 +341,32 @@ mod tests {
         assert_eq!(
             e.decide("PUT", "/subscriptions/s/x/virtualmachines/a"),
             Decision::Throttle { retry_after: 3 }
+        );
+    }
+
+    #[test]
+    fn latency_honours_the_filters() {
+        let e = FaultEngine::new(FaultConfig {
+            latency_ms: 250,
+            methods: vec!["PUT".into()],
+            path_contains: vec!["/models/churn/versions/".into()],
+            ..FaultConfig::default()
+        });
+        let version = "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w/models/churn/versions/1";
+        assert_eq!(e.latency("PUT", version), Duration::from_millis(250));
+        assert_eq!(e.latency("GET", version), Duration::ZERO);
+        assert_eq!(
+            e.latency("PUT", "/subscriptions/s/x/models/churn"),
+            Duration::ZERO
+        );
+        // No filters: every request.
+        let all = FaultEngine::new(FaultConfig {
+            latency_ms: 5,
+            ..FaultConfig::default()
+        });
+        assert_eq!(
+            all.latency("GET", "/subscriptions/s"),
+            Duration::from_millis(5)
         );
     }
 

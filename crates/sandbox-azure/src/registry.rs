@@ -71,10 +71,9 @@ pub fn write_tiny_base_files(dir: &Path) -> Result<()> {
             "etc/os-release",
             "NAME=\"edgetrain tiny base\"\nID=edgetrain-tiny\nVERSION_ID=1\n",
         ),
-        (
-            "bin/serve",
-            "#!/bin/sh\n# Stand-in entrypoint: lists the model directory.\nls -l \"${AZUREML_MODEL_DIR:-/model}\"\n",
-        ),
+        // The entrypoint: a small ONNX scorer (stdlib HTTP server + onnx's reference evaluator).
+        // The base ships no Python interpreter; see the README's deviations.
+        ("bin/serve", include_str!("serve.py")),
         (
             "usr/share/edgetrain/base.txt",
             "edgetrain sandbox base image\n",
@@ -313,7 +312,10 @@ pub async fn start(launch: Launch<'_>, port: u16) -> Result<RegistryProcess> {
             repository: TINY_BASE_REPOSITORY.into(),
             tag: TINY_BASE_TAG.into(),
             dir: files,
-            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+            env: vec![
+                "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+                "PORT=8080".into(),
+            ],
             cmd: vec!["/bin/serve".into()],
         });
     }

@@ -185,17 +185,19 @@ async fn gate(sh: &Shared, method: &str, path: &str) -> Gate {
             }
             _ => None,
         };
-        (faults.latency(), decision, budget)
+        (faults.latency(method, path), decision, budget)
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     let record = |kind: &str| {
         *sh.state()
             .faults_injected
             .entry(kind.to_owned())
             .or_default() += 1
     };
+    if !latency.is_zero() {
+        // Counted before the wait: a test sees the request held in flight.
+        record("latency");
+        tokio::time::sleep(latency).await;
+    }
     match decision {
         Decision::Drop => {
             record("drop");
