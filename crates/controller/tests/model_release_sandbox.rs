@@ -553,7 +553,12 @@ async fn train_real_model(w: &World, out: &std::path::Path) -> Vec<(&'static str
     let storage = w.sim.storage_endpoints().unwrap();
     let account = &storage.stack_hub_account;
     w.sim
-        .seed_blob(account, "telemetry", "churn/part-1.csv", edgetrain_sandbox_azure::churn_csv(1, 600))
+        .seed_blob(
+            account,
+            "telemetry",
+            "churn/part-1.csv",
+            edgetrain_sandbox_azure::churn_csv(1, 600),
+        )
         .await
         .unwrap();
     let sas = edgetrain_sandbox_azure::sign_service_sas(
@@ -1183,8 +1188,7 @@ async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
     let t = trained_with(w, dir, vec![("model.onnx", fake_model())]).await;
     let w = &t.w;
     let work = tempfile::tempdir().unwrap();
-    let proxy = blob_tunnel().await;
-    let process = ControllerProcess::start(w, work.path(), proxy, 1);
+    let process = ControllerProcess::start(w, work.path(), 1);
     // No version in the spec: the restarted process picks it again and must not take a second.
     t.release(
         "killed",
@@ -1206,7 +1210,7 @@ async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
         "the registration was not finished at the kill:\n{controller_log}"
     );
 
-    let process = ControllerProcess::start(w, work.path(), proxy, 2);
+    let process = ControllerProcess::start(w, work.path(), 2);
     let st = t.ready("killed", 180).await;
     drop(process);
     let versions: Vec<_> = w
