@@ -1144,19 +1144,7 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
     }
     assert!(st.bytes_reused.unwrap() > 0, "{st:?}");
     // One version, and the digests are the ones planned and registered before the kill.
-    let versions: Vec<_> = w
-        .sim
-        .inventory()
-        .into_iter()
-        .filter(|i| i.resource_type.ends_with("models/versions"))
-        .collect();
-    assert_eq!(versions.len(), 1, "{versions:?}");
-    assert_eq!(st.model_version.as_deref(), Some("1"));
-    let version = w.sim.resource(&versions[0].id).unwrap();
-    assert_eq!(
-        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
-        digest_of(st.artifact_digest.as_deref().unwrap())
-    );
+    assert_one_version_with_the_artifact_of(w, &st);
     if let Some(v) = registered.model_version {
         assert_eq!(Some(v), st.model_version);
     }
@@ -1213,19 +1201,7 @@ async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
     let process = ControllerProcess::start(w, work.path(), 2);
     let st = t.ready("killed", 180).await;
     drop(process);
-    let versions: Vec<_> = w
-        .sim
-        .inventory()
-        .into_iter()
-        .filter(|i| i.resource_type.ends_with("models/versions"))
-        .collect();
-    assert_eq!(versions.len(), 1, "{versions:?}");
-    assert_eq!(st.model_version.as_deref(), Some("1"));
-    let version = w.sim.resource(&versions[0].id).unwrap();
-    assert_eq!(
-        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
-        digest_of(st.artifact_digest.as_deref().unwrap())
-    );
+    assert_one_version_with_the_artifact_of(w, &st);
 
     // An undisturbed in-process release of the same run and version: the same digest.
     let ctl = t.controller();
@@ -1239,4 +1215,22 @@ async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
     assert_eq!(again.artifact_digest, st.artifact_digest);
     assert_eq!(again.model_id, st.model_id);
     assert_eq!(again.bytes_uploaded, Some(0));
+}
+
+/// Exactly one model version exists at the simulator, version 1, and its lineage properties
+/// name the artifact digest the release reports.
+fn assert_one_version_with_the_artifact_of(w: &World, st: &edgetrain_api::ModelReleaseStatus) {
+    let versions: Vec<_> = w
+        .sim
+        .inventory()
+        .into_iter()
+        .filter(|i| i.resource_type.ends_with("models/versions"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(st.model_version.as_deref(), Some("1"));
+    let version = w.sim.resource(&versions[0].id).unwrap();
+    assert_eq!(
+        version["properties"]["properties"]["edgetrain.dev/artifact-digest"],
+        digest_of(st.artifact_digest.as_deref().unwrap())
+    );
 }

@@ -210,8 +210,31 @@ fn staging_dir(mr: &ModelRelease) -> std::path::PathBuf {
     ))
 }
 
-async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
+/// The registry client of the release's `spec.registry`, with the credentials of its Secret
+/// (an AAD principal is exchanged at the ARM endpoint of the workspace's cloud).
+async fn registry_of(
+    ctx: &Context,
+    mr: &ModelRelease,
+    arm_endpoint: &str,
+) -> Result<edgetrain_registry::Registry> {
     let ns = mr.namespace().unwrap_or_default();
+    let secret = ctx
+        .secrets
+        .require(
+            &ctx.client,
+            &ctx.stores,
+            &ns,
+            &mr.spec.registry.credentials_secret_ref.name,
+        )
+        .await?;
+    let creds = observe::registry_credentials(&secret, arm_endpoint)?;
+    ctx.factories
+        .registry
+        .registry(&mr.spec.registry.login_server, &creds)
+        .await
+}
+
+async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
     // Released for this generation: version and digests are immutable, nothing to redo.
     if mr.status.as_ref().is_some_and(|s| {
         edgetrain_api::conditions::is_true_for(&s.conditions, "Ready", mr.metadata.generation)
@@ -222,17 +245,7 @@ async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
     let Some((ml, lineage, arm_endpoint)) = source(ctx, mr).await? else {
         return Ok(Action::await_change());
     };
-    let secret_name = &mr.spec.registry.credentials_secret_ref.name;
-    let secret = ctx
-        .secrets
-        .require(&ctx.client, &ctx.stores, &ns, secret_name)
-        .await?;
-    let creds = observe::registry_credentials(&secret, &arm_endpoint)?;
-    let registry = ctx
-        .factories
-        .registry
-        .registry(&mr.spec.registry.login_server, &creds)
-        .await?;
+    let registry = registry_of(ctx, mr, &arm_endpoint).await?;
 
     let (datastore, path) = observe::datastore_path(&lineage.output_uri)?;
     let (blob, container) = observe::datastore(ctx, &*ml, datastore).await?;
@@ -419,25 +432,11 @@ async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
         _ => None,
     };
     let plan = decide::cleanup_plan(policy, &status, tags.as_ref(), &released_by(mr), &in_use);
-    let secret = ctx
-        .secrets
-        .require(
-            &ctx.client,
-            &ctx.stores,
-            &ns,
-            &mr.spec.registry.credentials_secret_ref.name,
-        )
-        .await?;
     let arm_endpoint = workspace
         .as_ref()
         .map(|(ect, _, _)| ect.spec.azure_ml.arm_endpoint.clone())
         .unwrap_or_default();
-    let creds = observe::registry_credentials(&secret, &arm_endpoint)?;
-    let registry = ctx
-        .factories
-        .registry
-        .registry(&mr.spec.registry.login_server, &creds)
-        .await?;
+    let registry = registry_of(ctx, mr, &arm_endpoint).await?;
     let repo = &mr.spec.registry.repository;
     let mut done = Vec::new();
     for step in &plan {
