@@ -145,18 +145,8 @@ fn spawn_controller(
     http.extra_ca_bundle = Some(storage.ca_pem_path.clone());
     // Azure ML hands out host-style `{account}.blob.localhost` URLs; the test resolves them to
     // loopback (configuration of this test's client, not operator code).
-    let loopback: std::net::SocketAddr = ([127, 0, 0, 1], storage.port).into();
-    let client = http
-        .builder()
-        .unwrap()
-        .resolve(
-            &format!("{}.blob.localhost", storage.datastore_account),
-            loopback,
-        )
-        .resolve(
-            &format!("{}.blob.localhost", storage.stack_hub_account),
-            loopback,
-        )
+    let client = storage
+        .resolve_host_style(http.builder().unwrap())
         .build()
         .unwrap();
     cfg.factories = Some(Factories::over(&metrics, client, Default::default()));

@@ -427,18 +427,8 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
     let http = || {
         let mut config = http_config_from_env();
         config.extra_ca_bundle = Some(storage.ca_pem_path.clone());
-        let loopback: std::net::SocketAddr = ([127, 0, 0, 1], storage.port).into();
-        config
-            .builder()
-            .unwrap()
-            .resolve(
-                &format!("{}.blob.localhost", storage.datastore_account),
-                loopback,
-            )
-            .resolve(
-                &format!("{}.blob.localhost", storage.stack_hub_account),
-                loopback,
-            )
+        storage
+            .resolve_host_style(config.builder().unwrap())
             .build()
             .unwrap()
     };

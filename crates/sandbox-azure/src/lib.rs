@@ -315,6 +315,17 @@ pub struct StorageEndpoints {
 }
 
 impl StorageEndpoints {
+    /// `builder` resolving both accounts' host-style names (`{account}.blob.localhost`) to
+    /// Azurite on loopback: a client's stand-in for the DNS a real deployment has.
+    pub fn resolve_host_style(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        [&self.datastore_account, &self.stack_hub_account]
+            .into_iter()
+            .fold(builder, |b, account| {
+                b.resolve(&format!("{account}.blob.localhost"), loopback)
+            })
+    }
+
     /// `https://{account}.blob.localhost:PORT` (needs `*.blob.localhost` to resolve to 127.0.0.1).
     pub fn host_style(&self, account: &str) -> String {
         format!("https://{account}.blob.localhost:{}", self.port)

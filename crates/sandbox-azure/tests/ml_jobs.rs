@@ -45,13 +45,12 @@ fn container_sas(account: &str, container: &str, key_b64: &str, perms: &str, ip:
 /// A blob client that trusts the sandbox CA and resolves `*.blob.localhost` (the test's "DNS").
 fn blob_client(s: &StorageEndpoints) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&s.ca_pem).unwrap())
-        .resolve(&format!("{}.blob.localhost", s.datastore_account), addr)
-        .resolve(&format!("{}.blob.localhost", s.stack_hub_account), addr)
-        .build()
-        .unwrap()
+    s.resolve_host_style(
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&s.ca_pem).unwrap()),
+    )
+    .build()
+    .unwrap()
 }
 
 async fn put_blob(c: &reqwest::Client, url: &str, data: &str) {

@@ -111,23 +111,14 @@ pub fn http(sim: &AzureSim) -> reqwest::Client {
     let Some(storage) = sim.storage_endpoints() else {
         return HttpConfig::default().build().unwrap();
     };
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], storage.port));
-    HttpConfig {
+    let config = HttpConfig {
         extra_ca_bundle: Some(storage.ca_pem_path.clone()),
         ..HttpConfig::default()
-    }
-    .builder()
-    .unwrap()
-    .resolve(
-        &format!("{}.blob.localhost", storage.datastore_account),
-        addr,
-    )
-    .resolve(
-        &format!("{}.blob.localhost", storage.stack_hub_account),
-        addr,
-    )
-    .build()
-    .unwrap()
+    };
+    storage
+        .resolve_host_style(config.builder().unwrap())
+        .build()
+        .unwrap()
 }
 
 pub fn stack_hub_rg() -> ResourceGroup {
