@@ -1234,3 +1234,54 @@ fn assert_one_version_with_the_artifact_of(w: &World, st: &edgetrain_api::ModelR
         digest_of(st.artifact_digest.as_deref().unwrap())
     );
 }
+
+/// A registry that refuses the push (the Secret is a pull-only user): Stalled
+/// `RegistryPushDenied` with a Warning event; neither Pushed nor Ready is ever True, and nothing
+/// is in the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_that_refuses_the_push_stalls_and_is_never_ready() {
+    let t = trained().await;
+    let w = &t.w;
+    let ctl = t.controller();
+    set_secret(
+        w,
+        "pull-only",
+        json!({"username": "skopeo", "password": "skopeo-password"}),
+    )
+    .await;
+    // Created with the pull-only Secret from the start: no push with another credential first.
+    let api: Api<ModelRelease> = Api::namespaced(w.client.clone(), &w.ns);
+    let mr: ModelRelease = serde_json::from_value(json!({
+        "apiVersion": "edgetrain.dev/v1alpha1", "kind": "ModelRelease",
+        "metadata": {"name": "refused", "namespace": w.ns},
+        "spec": {"trainingRunRef": {"name": "train"}, "model": {"name": "churn", "version": "1"},
+                 "registry": {"loginServer": t.reg.host, "repository": "models/churn",
+                              "credentialsSecretRef": {"name": "pull-only"}}},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &mr).await.unwrap();
+    let (_, reason, message) = eventually(60, "refused Stalled", || async {
+        let c = release_condition(w, "refused", "Stalled").await?;
+        (c.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(reason, "RegistryPushDenied", "{message}");
+    assert!(!message.contains("skopeo-password"), "{message}");
+    let ev = event_for(w, "refused", "RegistryPushDenied").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    for type_ in ["Pushed", "Ready"] {
+        let c = release_condition(w, "refused", type_).await.unwrap();
+        assert_eq!(c.0, "False", "{type_}: {c:?}");
+    }
+    let st = release_status(w, "refused").await.unwrap();
+    assert_eq!(st.artifact_digest, None, "{st:?}");
+    // The version tag the release would push does not exist.
+    assert!(
+        t.reader()
+            .get_manifest("models/churn", "churn-1")
+            .await
+            .is_err(),
+        "nothing pushed under churn-1"
+    );
+    ctl.abort();
+}
