@@ -686,3 +686,110 @@ async fn a_sigkilled_controller_process_at_five_points_leaves_one_job_per_attemp
     drop(p);
     w.sim.shutdown().await;
 }
+
+/// A TrainingRun whose code is the folder `code/{folder}` of the Stack Hub account, read with
+/// the `storage` Secret.
+fn blob_code(w: &World, folder: &str) -> serde_json::Value {
+    let storage = w.sim.storage_endpoints().unwrap();
+    json!({"code": {
+        "blobUri": format!("{}/code/{folder}", storage.host_style(&storage.stack_hub_account)),
+        "credentialsSecretRef": {"name": "storage"}
+    }})
+}
+
+/// `code.blobUri`: the script uploaded into a Stack Hub blob folder trains like the ConfigMap
+/// example, with the same code digest, and the ConfigMap run after it re-uses the one code
+/// version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn code_from_a_blob_folder_succeeds_with_the_digest_and_code_version_of_a_configmap() {
+    let w = world_with(200, |c| c.azurite = true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let storage = w.sim.storage_endpoints().unwrap();
+    w.sim
+        .seed_blob(
+            &storage.stack_hub_account,
+            "code",
+            "churn/v1/train.py",
+            TRAIN_PY.as_bytes().to_vec(),
+        )
+        .await
+        .unwrap();
+    // Outside the folder: not part of the code.
+    w.sim
+        .seed_blob(
+            &storage.stack_hub_account,
+            "code",
+            "churn/v10/other.py",
+            b"raise SystemExit(1)".to_vec(),
+        )
+        .await
+        .unwrap();
+    let controller = start(&w).await;
+    create_training_run(&w, "from-blob", &endpoint, blob_code(&w, "churn/v1")).await;
+    let phases = [TrainingRunPhase::Succeeded, TrainingRunPhase::Failed];
+    let blob_run = wait_phase(&w, "from-blob", &phases, 240).await;
+    let st = blob_run.status.clone().unwrap();
+    assert_eq!(
+        st.phase,
+        TrainingRunPhase::Succeeded,
+        "{:?}",
+        ready_condition(&blob_run)
+    );
+    let expected_digest =
+        edgetrain_azure::ml::code_content_hash(&[edgetrain_azure::ml::CodeFile {
+            path: "train.py".into(),
+            content: TRAIN_PY.as_bytes().to_vec().into(),
+        }])
+        .unwrap();
+    assert_eq!(st.code_digest.as_deref(), Some(expected_digest.as_str()));
+    assert_eq!(codes_of(&w), 1);
+
+    create_training_run(&w, "from-configmap", &endpoint, json!({})).await;
+    let cm_run = wait_phase(&w, "from-configmap", &phases, 240).await;
+    let cm = cm_run.status.clone().unwrap();
+    assert_eq!(cm.phase, TrainingRunPhase::Succeeded);
+    assert_eq!(cm.code_digest, st.code_digest);
+    assert_eq!(
+        codes_of(&w),
+        1,
+        "the ConfigMap run re-uses the code version"
+    );
+    assert_eq!(jobs_of(&w).len(), 2);
+    controller.abort();
+    w.sim.shutdown().await;
+}
+
+/// An empty code folder is a clear `InvalidSpec` stall; nothing is submitted or uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_empty_code_blob_folder_stalls_with_invalid_spec_and_submits_nothing() {
+    let w = world_with(200, |c| c.azurite = true).await;
+    let endpoint = setup(&w, TRAIN_PY).await;
+    let storage = w.sim.storage_endpoints().unwrap();
+    // The container exists, the folder holds nothing.
+    w.sim
+        .seed_blob(
+            &storage.stack_hub_account,
+            "code",
+            "elsewhere/train.py",
+            TRAIN_PY.as_bytes().to_vec(),
+        )
+        .await
+        .unwrap();
+    let controller = start(&w).await;
+    create_training_run(&w, "empty", &endpoint, blob_code(&w, "churn/v1/")).await;
+    let (_, reason, message) = eventually(60, "empty Stalled", || async {
+        let r = run_status(&w, "empty").await?;
+        let c = edgetrain_api::conditions::find(&r.status?.conditions, "Stalled")?.clone();
+        (c.status == "True").then_some((c.status, c.reason, c.message))
+    })
+    .await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.contains("code/churn/v1/") && message.contains("holds no files"),
+        "{message}"
+    );
+    assert!(jobs_of(&w).is_empty(), "{:?}", jobs_of(&w));
+    assert_eq!(codes_of(&w), 0);
+    controller.abort();
+    w.sim.shutdown().await;
+}

@@ -3,6 +3,7 @@
 //! every run (`listing`), and (here) its hooks into the runtime.
 
 pub mod apply;
+pub mod code;
 pub mod decide;
 pub mod desired;
 pub mod listing;
@@ -86,7 +87,15 @@ impl Reconciler for TrainingRun {
     }
 
     fn referenced_secrets(&self) -> Vec<String> {
-        vec![self.spec.data.credentials_secret_ref.name.clone()]
+        let mut names = vec![self.spec.data.credentials_secret_ref.name.clone()];
+        names.extend(
+            self.spec
+                .code
+                .credentials_secret_ref
+                .as_ref()
+                .map(|s| s.name.clone()),
+        );
+        names
     }
 
     async fn apply(obj: Arc<Self>, ctx: Arc<Context>) -> Result<Action> {
@@ -128,11 +137,14 @@ fn target(run: &TrainingRun, ctx: &Context) -> Option<Arc<EdgeComputeTarget>> {
         .get(&ObjectRef::new(&run.spec.compute_target_ref.name).within(&ns))
 }
 
-/// The Azure ML workspace of the run's target, and its client.
 /// The data storage account from `spec.data.credentialsSecretRef`.
 async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
+    storage_account(run, ctx, &run.spec.data.credentials_secret_ref.name).await
+}
+
+/// A storage account from a Secret with `accountName` and `accountKey` (data and code alike).
+async fn storage_account(run: &TrainingRun, ctx: &Context, name: &str) -> Result<DataAccount> {
     let ns = run.namespace().unwrap_or_default();
-    let name = &run.spec.data.credentials_secret_ref.name;
     let secret = ctx
         .secrets
         .require(&ctx.client, &ctx.stores, &ns, name)
@@ -141,11 +153,35 @@ async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
     let key = AccountKey::from_base64(&secret_value(&secret, "accountKey")?).map_err(|e| {
         Error::SecretInvalid {
             namespace: ns.clone(),
-            name: name.clone(),
+            name: name.to_string(),
             reason: format!("accountKey: {e}"),
         }
     })?;
     Ok(DataAccount { name: account, key })
+}
+
+/// The run's code files, from its ConfigMap or its blob folder.
+async fn code_files(
+    run: &TrainingRun,
+    ctx: &Context,
+) -> Result<Vec<edgetrain_azure::ml::CodeFile>> {
+    let ns = run.namespace().unwrap_or_default();
+    let source = &run.spec.code;
+    match (&source.config_map_ref, &source.blob_uri) {
+        (Some(cm), None) => observe::code_files(&ctx.client, &ns, &cm.name).await,
+        (None, Some(uri)) => {
+            let folder = code::blob_folder(uri)?;
+            let secret = source.credentials_secret_ref.as_ref().ok_or_else(|| {
+                Error::InvalidSpec("code.blobUri needs code.credentialsSecretRef".into())
+            })?;
+            let account = storage_account(run, ctx, &secret.name).await?;
+            let blob = ctx.factories.blob.blob(&folder.endpoint, account.key)?;
+            observe::blob_code_files(&*blob, &folder).await
+        }
+        _ => Err(Error::InvalidSpec(
+            "code: set exactly one of configMapRef or blobUri".into(),
+        )),
+    }
 }
 
 /// A run looks again when a listing newer than the one it acted on is due.
@@ -211,12 +247,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             }
             Step::Need(Need::Assets) => {
                 let (ml, ws) = need_ml()?;
-                let Some(cm) = &spec.code.config_map_ref else {
-                    return Err(Error::InvalidSpec(
-                        "code.blobUri is not supported yet: use code.configMapRef".into(),
-                    ));
-                };
-                let files = observe::code_files(&ctx.client, &ns, &cm.name).await?;
+                let files = code_files(run, ctx).await?;
                 obs.assets = Some(observe::assets(&*ml, &ws, ml.http(), spec, &files).await?);
             }
             Step::Need(Need::Verification { job, outputs }) => {

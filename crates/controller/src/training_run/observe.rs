@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use super::{
+    code::{self, BlobFolder, CodeBlobs},
     decide::{Assets, DataFingerprint, JobView, OutputFile, Snapshot, Verification},
     desired::{self, Environment},
 };
@@ -72,6 +73,43 @@ pub async fn code_files(client: &Client, namespace: &str, name: &str) -> Result<
         return Err(Error::InvalidSpec(format!(
             "code ConfigMap {namespace}/{name} holds no files"
         )));
+    }
+    Ok(files)
+}
+
+/// The code files of a blob folder (`code.blobUri`): listed page by page within the ceilings,
+/// then each read.
+pub async fn blob_code_files(blob: &dyn BlobApi, folder: &BlobFolder) -> Result<Vec<CodeFile>> {
+    let place = format!("{}/{}", folder.container, folder.prefix);
+    let mut listed = CodeBlobs::new(folder);
+    let mut items = blob.list(&folder.container, &folder.prefix);
+    while let Some(item) = items
+        .try_next()
+        .await
+        .map_err(azure(format!("listing the code blobs in {place}")))?
+    {
+        listed.add(&item.name, item.size)?;
+    }
+    let mut files = Vec::new();
+    let mut total = 0;
+    for b in listed.finish()? {
+        let mut body = blob
+            .read(&folder.container, &b.blob)
+            .await
+            .map_err(azure(format!("reading code blob {}", b.blob)))?;
+        let mut content = Vec::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(azure(format!("reading code blob {}", b.blob)))?
+        {
+            total = code::within_code_ceiling(total, chunk.len() as u64, &place)?;
+            content.extend_from_slice(&chunk);
+        }
+        files.push(CodeFile {
+            path: b.path,
+            content: Bytes::from(content),
+        });
     }
     Ok(files)
 }
