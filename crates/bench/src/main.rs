@@ -5,6 +5,7 @@
 mod ect;
 mod error;
 mod figure;
+mod fingerprint;
 mod measure;
 mod world;
 
@@ -36,12 +37,26 @@ enum Cmd {
     EctRequests,
     /// `steady-writes`, `steady-reads`.
     Steady,
+    /// `fingerprint`, `fingerprint-rss`, `fingerprint-bound`.
+    Fingerprint,
     /// Print the results file as a Markdown table.
     Table,
+    /// The measured child of `fingerprint`: list + fingerprint one container (account key in
+    /// BENCH_ACCOUNT_KEY), print `{"sha256", "blobs"}`.
+    #[command(hide = true)]
+    FingerprintList {
+        account_url: String,
+        container: String,
+        ca: PathBuf,
+    },
 }
 
 fn steady_cycles(quick: bool) -> u32 {
     if quick { 10 } else { 60 }
+}
+
+fn fingerprint_blobs(quick: bool) -> usize {
+    if quick { 10_000 } else { 100_000 }
 }
 
 async fn figures(cmd: &Cmd, quick: bool) -> Result<Vec<Figure>> {
@@ -49,17 +64,31 @@ async fn figures(cmd: &Cmd, quick: bool) -> Result<Vec<Figure>> {
         Cmd::All => {
             let mut all = ect::ect_requests().await?;
             all.extend(ect::steady(steady_cycles(quick)).await?);
+            all.extend(fingerprint::figures(fingerprint_blobs(quick)).await?);
             all
         }
         Cmd::EctRequests => ect::ect_requests().await?,
         Cmd::Steady => ect::steady(steady_cycles(quick)).await?,
-        Cmd::Table => Vec::new(),
+        Cmd::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await?,
+        Cmd::Table | Cmd::FingerprintList { .. } => Vec::new(),
     })
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    if let Cmd::FingerprintList {
+        account_url,
+        container,
+        ca,
+    } = &cli.command
+    {
+        if let Err(e) = fingerprint::list_child(account_url, container, ca).await {
+            eprintln!("edgetrain-bench fingerprint-list: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let run = async {
         let new = figures(&cli.command, cli.quick).await?;
         let all = figure::save(&cli.out, new)?;

@@ -38,7 +38,7 @@ pub struct World {
     _dir: tempfile::TempDir,
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
