@@ -2,11 +2,13 @@
 //! on the same input in the same run, merged into `target/bench/results.json` (see
 //! BENCHMARKS.md). Not a test: nothing here fails on a time.
 
+mod cpu;
 mod ect;
 mod error;
 mod figure;
 mod fingerprint;
 mod measure;
+mod reconcile;
 mod world;
 
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ enum Cmd {
     Steady,
     /// `fingerprint`, `fingerprint-rss`, `fingerprint-bound`.
     Fingerprint,
+    /// `reconcile-cpu`.
+    Reconcile,
     /// Print the results file as a Markdown table.
     Table,
     /// The measured child of `fingerprint`: list + fingerprint one container (account key in
@@ -55,6 +59,15 @@ fn steady_cycles(quick: bool) -> u32 {
     if quick { 10 } else { 60 }
 }
 
+/// Ready targets and the seconds their reconciles are counted over.
+fn reconcile_input(quick: bool) -> (usize, std::time::Duration) {
+    if quick {
+        (3, std::time::Duration::from_secs(10))
+    } else {
+        (10, std::time::Duration::from_secs(30))
+    }
+}
+
 fn fingerprint_blobs(quick: bool) -> usize {
     if quick { 10_000 } else { 100_000 }
 }
@@ -65,11 +78,17 @@ async fn figures(cmd: &Cmd, quick: bool) -> Result<Vec<Figure>> {
             let mut all = ect::ect_requests().await?;
             all.extend(ect::steady(steady_cycles(quick)).await?);
             all.extend(fingerprint::figures(fingerprint_blobs(quick)).await?);
+            let (targets, window) = reconcile_input(quick);
+            all.extend(reconcile::reconcile_cpu(targets, window).await?);
             all
         }
         Cmd::EctRequests => ect::ect_requests().await?,
         Cmd::Steady => ect::steady(steady_cycles(quick)).await?,
         Cmd::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await?,
+        Cmd::Reconcile => {
+            let (targets, window) = reconcile_input(quick);
+            reconcile::reconcile_cpu(targets, window).await?
+        }
         Cmd::Table | Cmd::FingerprintList { .. } => Vec::new(),
     })
 }

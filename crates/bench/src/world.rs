@@ -98,12 +98,20 @@ impl World {
     }
 
     /// The controller as a task of this process, with `resync` between re-reads of settled
-    /// objects. With Azurite, its HTTP client resolves the simulator's host-style storage
-    /// names to loopback (client configuration, as in the controller's sandbox tests).
+    /// objects.
     pub fn controller(
         &self,
         resync: Duration,
     ) -> Result<tokio::task::JoinHandle<edgetrain_controller::Result<()>>> {
+        Ok(tokio::spawn(edgetrain_controller::run(
+            self.controller_config(resync)?,
+        )))
+    }
+
+    /// The controller's configuration for this sandbox. With Azurite, its HTTP client resolves
+    /// the simulator's host-style storage names to loopback (client configuration, as in the
+    /// controller's sandbox tests).
+    pub fn controller_config(&self, resync: Duration) -> Result<ControllerConfig> {
         let metrics = Metrics::default();
         let factories = match self.sim.storage_endpoints() {
             Some(storage) => {
@@ -126,7 +134,7 @@ impl World {
             }
             None => None,
         };
-        let cfg = ControllerConfig {
+        Ok(ControllerConfig {
             client: self.kube.client()?,
             metrics_addr: "127.0.0.1:0".parse().expect("loopback address"),
             default_deletion_policy: edgetrain_api::DeletionPolicy::Retain,
@@ -140,8 +148,7 @@ impl World {
             endpoint_policy: Default::default(),
             stack_hub_rate_limits: Default::default(),
             clock: None,
-        };
-        Ok(tokio::spawn(edgetrain_controller::run(cfg)))
+        })
     }
 
     pub async fn create_ect(&self, name: &str) -> Result<()> {
