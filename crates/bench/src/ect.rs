@@ -10,7 +10,7 @@ use edgetrain_sandbox_azure::{Counters, LroConfig};
 
 use crate::{
     Result,
-    figure::{Better, Figure},
+    figure::Figure,
     world::{World, eventually},
 };
 
@@ -129,7 +129,6 @@ pub async fn ect_requests() -> Result<Vec<Figure>> {
         min as f64,
         "minimum: 1 PUT per resource + the polls Retry-After asks for + 1 final GET per operation",
         "requests",
-        Better::Lower,
         &input,
     )])
 }
@@ -186,7 +185,6 @@ pub async fn steady(cycles: u32) -> Result<Vec<Figure>> {
             1.0,
             ASO,
             "writes/resource-hour",
-            Better::Lower,
             &input,
         ),
         // ASO reads at least the result of each PUT (its LRO poll): one read per resource-hour
@@ -197,7 +195,6 @@ pub async fn steady(cycles: u32) -> Result<Vec<Figure>> {
             1.0,
             "Azure Service Operator, at least 1 read (the PUT's result) per resource per 1 h sync",
             "reads/resource-hour",
-            Better::Lower,
             &input,
         ),
     ])

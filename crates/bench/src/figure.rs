@@ -10,13 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Which direction is better for a unit (time and memory: lower; throughput: higher).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Better {
-    Lower,
-    Higher,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
     pub name: String,
@@ -34,23 +27,13 @@ fn round2(x: f64) -> f64 {
 }
 
 impl Figure {
-    /// A figure with its ratio oriented by `better`. A zero on the losing side of the division
-    /// (ours = 0 writes, say) is clamped to the smallest nonzero unit step so the ratio stays
-    /// finite and JSON-representable; `input` says what was measured.
-    pub fn new(
-        name: &str,
-        ours: f64,
-        peer: f64,
-        peer_name: &str,
-        unit: &str,
-        better: Better,
-        input: &str,
-    ) -> Self {
+    /// A figure whose unit is better lower (time, memory, requests; push-bench writes the
+    /// throughput figures), so ratio = peer / ours. Ours = 0 (no writes, say) is clamped to the
+    /// smallest step shown so the ratio stays finite and JSON-representable; `input` says what
+    /// was measured.
+    pub fn new(name: &str, ours: f64, peer: f64, peer_name: &str, unit: &str, input: &str) -> Self {
         const FLOOR: f64 = 0.01;
-        let ratio = match better {
-            Better::Lower => peer / ours.max(FLOOR),
-            Better::Higher => ours / peer.max(FLOOR),
-        };
+        let ratio = peer / ours.max(FLOOR);
         Self {
             name: name.into(),
             ours: round2(ours),
@@ -131,16 +114,15 @@ mod tests {
     use super::*;
 
     fn fig(name: &str, ours: f64) -> Figure {
-        Figure::new(name, ours, 2.0, "p", "s", Better::Lower, "in")
+        Figure::new(name, ours, 2.0, "p", "s", "in")
     }
 
     #[test]
-    fn ratio_points_towards_ours_for_both_directions() {
+    fn ratio_is_above_one_when_ours_is_lower() {
         assert_eq!(fig("t", 1.0).ratio, 2.0);
-        let thr = Figure::new("x", 50.0, 100.0, "p", "MiB/s", Better::Higher, "in");
-        assert_eq!(thr.ratio, 0.5);
+        assert_eq!(fig("t", 4.0).ratio, 0.5);
         // Zero writes against one: finite, large, ours wins.
-        let zero = Figure::new("w", 0.0, 1.0, "p", "n", Better::Lower, "in");
+        let zero = Figure::new("w", 0.0, 1.0, "p", "n", "in");
         assert_eq!(zero.ratio, 100.0);
         assert!(serde_json::to_string(&zero).is_ok());
     }

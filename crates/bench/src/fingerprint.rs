@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::{
     Error, Result,
-    figure::{Better, Figure},
+    figure::Figure,
     measure::measured,
     world::{repo_root, sim_config},
 };
@@ -260,22 +260,13 @@ pub async fn figures(blobs: usize) -> Result<Vec<Figure>> {
     );
     let sdk_name = format!("Python azure-storage-blob {pin}");
     Ok(vec![
-        Figure::new(
-            "fingerprint",
-            ours.secs,
-            sdk.secs,
-            &sdk_name,
-            "s",
-            Better::Lower,
-            &input,
-        ),
+        Figure::new("fingerprint", ours.secs, sdk.secs, &sdk_name, "s", &input),
         Figure::new(
             "fingerprint-rss",
             ours.rss_mib,
             sdk.rss_mib,
             &sdk_name,
             "MiB",
-            Better::Lower,
             &input,
         ),
         Figure::new(
@@ -284,7 +275,6 @@ pub async fn figures(blobs: usize) -> Result<Vec<Figure>> {
             raw.secs,
             "curl fetching the same list pages raw (no parsing)",
             "s",
-            Better::Lower,
             &input,
         ),
     ])

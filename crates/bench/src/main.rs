@@ -9,6 +9,7 @@ mod figure;
 mod fingerprint;
 mod measure;
 mod reconcile;
+mod scale;
 mod world;
 
 use std::path::PathBuf;
@@ -41,8 +42,10 @@ enum Cmd {
     Steady,
     /// `fingerprint`, `fingerprint-rss`, `fingerprint-bound`.
     Fingerprint,
-    /// `reconcile-cpu`.
+    /// `reconcile-cpu`, `submit-latency-p50`, `submit-latency-p99`.
     Reconcile,
+    /// `scale-submit`, `scale-reads-N`.
+    Scale,
     /// Print the results file as a Markdown table.
     Table,
     /// The measured child of `fingerprint`: list + fingerprint one container (account key in
@@ -68,6 +71,34 @@ fn reconcile_input(quick: bool) -> (usize, std::time::Duration) {
     }
 }
 
+/// Runs applied one at a time for the submit latency.
+fn latency_runs(quick: bool) -> usize {
+    if quick { 10 } else { 50 }
+}
+
+/// Runs applied at once; running jobs the reads are counted with; the counting window.
+fn scale_input(quick: bool) -> (usize, &'static [usize], std::time::Duration) {
+    if quick {
+        (100, &[10, 100], std::time::Duration::from_secs(15))
+    } else {
+        (1000, &[10, 100, 1000], std::time::Duration::from_secs(60))
+    }
+}
+
+async fn reconcile_figures(quick: bool) -> Result<Vec<Figure>> {
+    let (targets, window) = reconcile_input(quick);
+    let mut out = reconcile::reconcile_cpu(targets, window).await?;
+    out.extend(scale::submit_latency(latency_runs(quick)).await?);
+    Ok(out)
+}
+
+async fn scale_figures(quick: bool) -> Result<Vec<Figure>> {
+    let (runs, sizes, window) = scale_input(quick);
+    let mut out = scale::scale_submit(runs).await?;
+    out.extend(scale::scale_reads(sizes, window).await?);
+    Ok(out)
+}
+
 fn fingerprint_blobs(quick: bool) -> usize {
     if quick { 10_000 } else { 100_000 }
 }
@@ -78,17 +109,15 @@ async fn figures(cmd: &Cmd, quick: bool) -> Result<Vec<Figure>> {
             let mut all = ect::ect_requests().await?;
             all.extend(ect::steady(steady_cycles(quick)).await?);
             all.extend(fingerprint::figures(fingerprint_blobs(quick)).await?);
-            let (targets, window) = reconcile_input(quick);
-            all.extend(reconcile::reconcile_cpu(targets, window).await?);
+            all.extend(reconcile_figures(quick).await?);
+            all.extend(scale_figures(quick).await?);
             all
         }
         Cmd::EctRequests => ect::ect_requests().await?,
         Cmd::Steady => ect::steady(steady_cycles(quick)).await?,
         Cmd::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await?,
-        Cmd::Reconcile => {
-            let (targets, window) = reconcile_input(quick);
-            reconcile::reconcile_cpu(targets, window).await?
-        }
+        Cmd::Reconcile => reconcile_figures(quick).await?,
+        Cmd::Scale => scale_figures(quick).await?,
         Cmd::Table | Cmd::FingerprintList { .. } => Vec::new(),
     })
 }

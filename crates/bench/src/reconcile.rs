@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::{
     Error, Result,
     cpu::{cpu_ns, named_runtime},
-    figure::{Better, Figure},
+    figure::Figure,
     world::World,
 };
 
@@ -132,7 +132,6 @@ pub async fn reconcile_cpu(targets: usize, window: Duration) -> Result<Vec<Figur
         floor,
         "kube-rs Controller with a reconcile that only requeues (framework floor)",
         "CPU ms/reconcile",
-        Better::Lower,
         &input,
     )])
 }

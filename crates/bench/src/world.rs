@@ -24,10 +24,12 @@ use serde_json::{Value, json};
 use crate::{Error, Result};
 
 pub const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
-const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+/// The Azure ML principal (client id, secret) the targets' `ml-sp` Secret names.
+pub const ML_PRINCIPAL: (&str, &str) = ("azureml-operator", "bench-ml-secret");
 const PRINCIPALS: [(&str, &str, &str); 2] = [
     ("hub-sp", "stackhub-operator", "bench-hub-secret"),
-    ("ml-sp", "azureml-operator", "bench-ml-secret"),
+    ("ml-sp", ML_PRINCIPAL.0, ML_PRINCIPAL.1),
 ];
 pub const NS: &str = "default";
 
@@ -246,14 +248,24 @@ impl World {
         Ok(())
     }
 
-    /// How many TrainingRuns are in one of `phases`.
-    pub async fn runs_in(&self, phases: &[TrainingRunPhase]) -> Result<usize> {
+    /// The phase of every TrainingRun (`None`: no status yet).
+    pub async fn run_phases(&self) -> Result<Vec<Option<TrainingRunPhase>>> {
         let api: Api<TrainingRun> = Api::namespaced(self.client.clone(), NS);
         let list = api.list(&Default::default()).await?;
         Ok(list
             .items
+            .into_iter()
+            .map(|r| r.status.map(|s| s.phase))
+            .collect())
+    }
+
+    /// How many TrainingRuns are in one of `phases`.
+    pub async fn runs_in(&self, phases: &[TrainingRunPhase]) -> Result<usize> {
+        Ok(self
+            .run_phases()
+            .await?
             .iter()
-            .filter(|r| r.status.as_ref().is_some_and(|s| phases.contains(&s.phase)))
+            .filter(|p| p.as_ref().is_some_and(|p| phases.contains(p)))
             .count())
     }
 
