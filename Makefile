@@ -83,6 +83,6 @@ BENCH_PUSH_ARGS := $(if $(QUICK),--files 2 --file-mib 64,)
 BENCH_ARGS := $(if $(QUICK),--quick,)
 bench: tools ## Benchmarks (speed and memory targets live here, never in tests); figures in target/bench/results.json; QUICK=1 for small inputs.
 	$(CARGO) build --release -p edgetrain-registry --example push-bench
-	$(CARGO) build --release -p edgetrain-bench
+	$(CARGO) build --release -p edgetrain-bench -p edgetrain-controller
 	target/release/examples/push-bench run --out target/bench/results.json $(BENCH_PUSH_ARGS) >/dev/null
 	target/release/edgetrain-bench all --out target/bench/results.json $(BENCH_ARGS)

@@ -9,6 +9,7 @@ mod figure;
 mod fingerprint;
 mod measure;
 mod reconcile;
+mod rss;
 mod scale;
 mod world;
 
@@ -44,7 +45,7 @@ enum Cmd {
     Fingerprint,
     /// `reconcile-cpu`, `submit-latency-p50`, `submit-latency-p99`.
     Reconcile,
-    /// `scale-submit`, `scale-reads-N`.
+    /// `scale-submit`, `scale-rss`, `scale-reads-N`.
     Scale,
     /// Print the results file as a Markdown table.
     Table,
@@ -55,6 +56,13 @@ enum Cmd {
         account_url: String,
         container: String,
         ca: PathBuf,
+    },
+    /// The measured child of `scale-rss`'s peer: a no-op kube-rs controller over every
+    /// TrainingRun (KUBECONFIG names the server); prints `ready` after `expect` reconciles.
+    #[command(hide = true)]
+    NoopController {
+        #[arg(long)]
+        expect: u64,
     },
 }
 
@@ -76,12 +84,18 @@ fn latency_runs(quick: bool) -> usize {
     if quick { 10 } else { 50 }
 }
 
-/// Runs applied at once; running jobs the reads are counted with; the counting window.
-fn scale_input(quick: bool) -> (usize, &'static [usize], std::time::Duration) {
+/// Runs applied at once; runs cached for the peak RSS; running jobs the reads are counted
+/// with; the counting window (a few of the controller's 20 s polls of a running job).
+fn scale_input(quick: bool) -> (usize, usize, &'static [usize], std::time::Duration) {
     if quick {
-        (100, &[10, 100], std::time::Duration::from_secs(15))
+        (100, 1000, &[10, 100], std::time::Duration::from_secs(40))
     } else {
-        (1000, &[10, 100, 1000], std::time::Duration::from_secs(60))
+        (
+            1000,
+            10_000,
+            &[10, 100, 1000],
+            std::time::Duration::from_secs(60),
+        )
     }
 }
 
@@ -93,8 +107,9 @@ async fn reconcile_figures(quick: bool) -> Result<Vec<Figure>> {
 }
 
 async fn scale_figures(quick: bool) -> Result<Vec<Figure>> {
-    let (runs, sizes, window) = scale_input(quick);
+    let (runs, cached, sizes, window) = scale_input(quick);
     let mut out = scale::scale_submit(runs).await?;
+    out.extend(rss::scale_rss(cached).await?);
     out.extend(scale::scale_reads(sizes, window).await?);
     Ok(out)
 }
@@ -118,7 +133,7 @@ async fn figures(cmd: &Cmd, quick: bool) -> Result<Vec<Figure>> {
         Cmd::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await?,
         Cmd::Reconcile => reconcile_figures(quick).await?,
         Cmd::Scale => scale_figures(quick).await?,
-        Cmd::Table | Cmd::FingerprintList { .. } => Vec::new(),
+        Cmd::Table | Cmd::FingerprintList { .. } | Cmd::NoopController { .. } => Vec::new(),
     })
 }
 
@@ -133,6 +148,13 @@ async fn main() {
     {
         if let Err(e) = fingerprint::list_child(account_url, container, ca).await {
             eprintln!("edgetrain-bench fingerprint-list: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Cmd::NoopController { expect } = &cli.command {
+        if let Err(e) = rss::noop_child(*expect).await {
+            eprintln!("edgetrain-bench noop-controller: {e}");
             std::process::exit(1);
         }
         return;
