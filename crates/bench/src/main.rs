@@ -106,35 +106,57 @@ async fn reconcile_figures(quick: bool) -> Result<Vec<Figure>> {
     Ok(out)
 }
 
-async fn scale_figures(quick: bool) -> Result<Vec<Figure>> {
-    let (runs, cached, sizes, window) = scale_input(quick);
-    let mut out = scale::scale_submit(runs).await?;
-    out.extend(rss::scale_rss(cached).await?);
-    out.extend(scale::scale_reads(sizes, window).await?);
-    Ok(out)
-}
-
 fn fingerprint_blobs(quick: bool) -> usize {
     if quick { 10_000 } else { 100_000 }
 }
 
-async fn figures(cmd: &Cmd, quick: bool) -> Result<Vec<Figure>> {
-    Ok(match cmd {
-        Cmd::All => {
-            let mut all = ect::ect_requests().await?;
-            all.extend(ect::steady(steady_cycles(quick)).await?);
-            all.extend(fingerprint::figures(fingerprint_blobs(quick)).await?);
-            all.extend(reconcile_figures(quick).await?);
-            all.extend(scale_figures(quick).await?);
-            all
+/// A group of figures measured together (one sandbox or one data set).
+#[derive(Debug, Clone, Copy)]
+enum Group {
+    EctRequests,
+    Steady,
+    Fingerprint,
+    Reconcile,
+    ScaleSubmit,
+    ScaleRss,
+    ScaleReads,
+}
+
+const SCALE: [Group; 3] = [Group::ScaleSubmit, Group::ScaleRss, Group::ScaleReads];
+
+fn groups(cmd: &Cmd) -> Vec<Group> {
+    match cmd {
+        Cmd::All => [
+            Group::EctRequests,
+            Group::Steady,
+            Group::Fingerprint,
+            Group::Reconcile,
+        ]
+        .into_iter()
+        .chain(SCALE)
+        .collect(),
+        Cmd::EctRequests => vec![Group::EctRequests],
+        Cmd::Steady => vec![Group::Steady],
+        Cmd::Fingerprint => vec![Group::Fingerprint],
+        Cmd::Reconcile => vec![Group::Reconcile],
+        Cmd::Scale => SCALE.to_vec(),
+        Cmd::Table | Cmd::FingerprintList { .. } | Cmd::NoopController { .. } => vec![],
+    }
+}
+
+async fn measure(group: Group, quick: bool) -> Result<Vec<Figure>> {
+    match group {
+        Group::EctRequests => ect::ect_requests().await,
+        Group::Steady => ect::steady(steady_cycles(quick)).await,
+        Group::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await,
+        Group::Reconcile => reconcile_figures(quick).await,
+        Group::ScaleSubmit => scale::scale_submit(scale_input(quick).0).await,
+        Group::ScaleRss => rss::scale_rss(scale_input(quick).1).await,
+        Group::ScaleReads => {
+            let (_, _, sizes, window) = scale_input(quick);
+            scale::scale_reads(sizes, window).await
         }
-        Cmd::EctRequests => ect::ect_requests().await?,
-        Cmd::Steady => ect::steady(steady_cycles(quick)).await?,
-        Cmd::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await?,
-        Cmd::Reconcile => reconcile_figures(quick).await?,
-        Cmd::Scale => scale_figures(quick).await?,
-        Cmd::Table | Cmd::FingerprintList { .. } | Cmd::NoopController { .. } => Vec::new(),
-    })
+    }
 }
 
 #[tokio::main]
@@ -160,8 +182,11 @@ async fn main() {
         return;
     }
     let run = async {
-        let new = figures(&cli.command, cli.quick).await?;
-        let all = figure::save(&cli.out, new)?;
+        // Saved group by group: a later group failing (or stopped) keeps the earlier figures.
+        for group in groups(&cli.command) {
+            figure::save(&cli.out, measure(group, cli.quick).await?)?;
+        }
+        let all = figure::load(&cli.out)?;
         println!("{}", figure::table(&all));
         Ok::<_, Error>(())
     };

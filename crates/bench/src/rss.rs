@@ -22,7 +22,7 @@ use crate::{
     Error, Result,
     figure::Figure,
     reconcile::noop_controller,
-    world::{World, eventually},
+    world::{World, eventually_every},
 };
 
 /// A data endpoint nothing listens on: runs on a missing target never reach it.
@@ -136,10 +136,15 @@ async fn ours_rss(w: &World, bin: &Path, kubeconfig: &Path, runs: usize) -> Resu
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
-    eventually(900, "every cached TrainingRun reconciled", || async {
-        let phases = w.run_phases().await.ok()?;
-        (phases.iter().filter(|p| p.is_some()).count() == runs).then_some(())
-    })
+    eventually_every(
+        Duration::from_secs(2),
+        1800,
+        "every cached TrainingRun reconciled",
+        || async {
+            let phases = w.run_phases().await.ok()?;
+            (phases.iter().filter(|p| p.is_some()).count() == runs).then_some(())
+        },
+    )
     .await?;
     // The last status writes' watch events reach the cache too.
     tokio::time::sleep(Duration::from_secs(3)).await;

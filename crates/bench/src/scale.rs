@@ -23,7 +23,7 @@ use crate::{
     Error, Result,
     ect::delta,
     figure::Figure,
-    world::{ML_PRINCIPAL, NS, SUB, TENANT, World, eventually},
+    world::{ML_PRINCIPAL, NS, SUB, TENANT, World, eventually_every},
 };
 
 const ML: &str = "Microsoft.MachineLearningServices";
@@ -276,9 +276,12 @@ pub async fn scale_submit(runs: usize) -> Result<Vec<Figure>> {
     let before = b.w.sim.counters();
     let start = Instant::now();
     b.create("many", 0, runs, "true").await?;
-    eventually(1800, "every run Submitted", || async {
-        (b.past_pending().await.ok()? == runs).then_some(())
-    })
+    eventually_every(
+        Duration::from_millis(500),
+        1800,
+        "every run Submitted",
+        || async { (b.past_pending().await.ok()? == runs).then_some(()) },
+    )
     .await?;
     let secs = start.elapsed().as_secs_f64();
     let d = delta(&before, &b.w.sim.counters());
@@ -321,9 +324,12 @@ pub async fn scale_reads(sizes: &[usize], window: Duration) -> Result<Vec<Figure
         b.create("running", created, n, "sleep 3600").await?;
         created = n;
         let running = [TrainingRunPhase::Running];
-        eventually(1800, &format!("{n} runs Running"), || async {
-            (b.w.runs_in(&running).await.ok()? == n).then_some(())
-        })
+        eventually_every(
+            Duration::from_secs(1),
+            1800,
+            &format!("{n} runs Running"),
+            || async { (b.w.runs_in(&running).await.ok()? == n).then_some(()) },
+        )
         .await?;
         let before = b.w.sim.counters().get("GET", ML);
         tokio::time::sleep(window).await;

@@ -278,8 +278,23 @@ fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("object literal matches its type")
 }
 
-/// Polls `f` (every 50 ms) until it returns `Some`, or fails after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> Result<T>
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_every(Duration::from_millis(50), secs, what, f).await
+}
+
+/// [`eventually`] polling every `every`: a check that lists thousands of objects must not load
+/// the machine it measures.
+pub async fn eventually_every<T, F, Fut>(
+    every: Duration,
+    secs: u64,
+    what: &str,
+    mut f: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -295,6 +310,6 @@ where
                 secs,
             });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
