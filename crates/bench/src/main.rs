@@ -29,6 +29,9 @@ struct Cli {
     /// Small inputs (the whole run in under 5 minutes).
     #[arg(long, global = true)]
     quick: bool,
+    /// TrainingRuns cached for `scale-rss` (default: 10,000; 1,000 with --quick).
+    #[arg(long, global = true)]
+    cached: Option<usize>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -47,6 +50,10 @@ enum Cmd {
     Reconcile,
     /// `scale-submit`, `scale-rss`, `scale-reads-N`.
     Scale,
+    /// `scale-rss` alone.
+    ScaleRss,
+    /// `scale-reads-N` alone.
+    ScaleReads,
     /// Print the results file as a Markdown table.
     Table,
     /// The measured child of `fingerprint`: list + fingerprint one container (account key in
@@ -140,18 +147,20 @@ fn groups(cmd: &Cmd) -> Vec<Group> {
         Cmd::Fingerprint => vec![Group::Fingerprint],
         Cmd::Reconcile => vec![Group::Reconcile],
         Cmd::Scale => SCALE.to_vec(),
+        Cmd::ScaleRss => vec![Group::ScaleRss],
+        Cmd::ScaleReads => vec![Group::ScaleReads],
         Cmd::Table | Cmd::FingerprintList { .. } | Cmd::NoopController { .. } => vec![],
     }
 }
 
-async fn measure(group: Group, quick: bool) -> Result<Vec<Figure>> {
+async fn measure(group: Group, quick: bool, cached: Option<usize>) -> Result<Vec<Figure>> {
     match group {
         Group::EctRequests => ect::ect_requests().await,
         Group::Steady => ect::steady(steady_cycles(quick)).await,
         Group::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await,
         Group::Reconcile => reconcile_figures(quick).await,
         Group::ScaleSubmit => scale::scale_submit(scale_input(quick).0).await,
-        Group::ScaleRss => rss::scale_rss(scale_input(quick).1).await,
+        Group::ScaleRss => rss::scale_rss(cached.unwrap_or(scale_input(quick).1)).await,
         Group::ScaleReads => {
             let (_, _, sizes, window) = scale_input(quick);
             scale::scale_reads(sizes, window).await
@@ -184,7 +193,7 @@ async fn main() {
     let run = async {
         // Saved group by group: a later group failing (or stopped) keeps the earlier figures.
         for group in groups(&cli.command) {
-            figure::save(&cli.out, measure(group, cli.quick).await?)?;
+            figure::save(&cli.out, measure(group, cli.quick, cli.cached).await?)?;
         }
         let all = figure::load(&cli.out)?;
         println!("{}", figure::table(&all));
