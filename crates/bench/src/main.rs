@@ -29,7 +29,8 @@ struct Cli {
     /// Small inputs (the whole run in under 5 minutes).
     #[arg(long, global = true)]
     quick: bool,
-    /// TrainingRuns cached for `scale-rss` (default: 10,000; 1,000 with --quick).
+    /// TrainingRuns cached for `scale-rss` (default: 2,000; 1,000 with --quick). The issue
+    /// asks for 10,000; see BENCHMARKS.md for why the default is smaller.
     #[arg(long, global = true)]
     cached: Option<usize>,
     #[command(subcommand)]
@@ -99,7 +100,8 @@ fn scale_input(quick: bool) -> (usize, usize, &'static [usize], std::time::Durat
     } else {
         (
             1000,
-            10_000,
+            // 10,000 (the issue's figure) did not complete here: see BENCHMARKS.md.
+            2000,
             &[10, 100, 1000],
             std::time::Duration::from_secs(60),
         )
@@ -191,12 +193,28 @@ async fn main() {
         return;
     }
     let run = async {
-        // Saved group by group: a later group failing (or stopped) keeps the earlier figures.
+        // Saved group by group: a group failing (or the run stopped) keeps the other figures;
+        // the run still fails at the end.
+        let mut failed = Vec::new();
         for group in groups(&cli.command) {
-            figure::save(&cli.out, measure(group, cli.quick, cli.cached).await?)?;
+            match measure(group, cli.quick, cli.cached).await {
+                Ok(figures) => {
+                    figure::save(&cli.out, figures)?;
+                }
+                Err(e) => {
+                    eprintln!("edgetrain-bench: {group:?}: {e}");
+                    failed.push(group);
+                }
+            }
         }
         let all = figure::load(&cli.out)?;
         println!("{}", figure::table(&all));
+        if !failed.is_empty() {
+            return Err(Error::Child {
+                what: "edgetrain-bench".into(),
+                detail: format!("{} figure group(s) failed: {failed:?}", failed.len()),
+            });
+        }
         Ok::<_, Error>(())
     };
     if let Err(e) = run.await {
