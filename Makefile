@@ -79,6 +79,11 @@ demo-test: tools build ## End-to-end: run the demo in a temporary directory and 
 	scripts/demo-test.sh
 
 .PHONY: bench
-bench: ## Benchmarks (speed and memory targets live here, never in tests); figures in target/bench/results.json.
+# QUICK=1: small inputs, the whole run in under 5 minutes (push: 2 x 64 MiB instead of 4 x 256 MiB).
+BENCH_PUSH_ARGS := $(if $(QUICK),--files 2 --file-mib 64,)
+BENCH_ARGS := $(if $(QUICK),--quick,)
+bench: tools ## Benchmarks (speed and memory targets live here, never in tests); figures in target/bench/results.json; QUICK=1 for small inputs.
 	$(CARGO) build --release -p edgetrain-registry --example push-bench
-	target/release/examples/push-bench run --out target/bench/results.json
+	$(CARGO) build --release -p edgetrain-bench -p edgetrain-controller
+	target/release/examples/push-bench run --out target/bench/results.json $(BENCH_PUSH_ARGS) >/dev/null
+	target/release/edgetrain-bench all --out target/bench/results.json $(BENCH_ARGS)

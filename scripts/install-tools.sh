@@ -9,8 +9,8 @@ mkdir -p "$TOOLS/bin"
 
 # Debian packages: the CNCF distribution registry (stands in for ACR), skopeo/umoci to
 # inspect what was pushed, Lua for the Argo CD health check tests, python venv support, curl
-# for the demo.
-APT_PACKAGES=(docker-registry skopeo umoci lua5.4 python3-venv unzip curl)
+# for the demo, GNU time for the peak RSS of `make bench`'s children.
+APT_PACKAGES=(docker-registry skopeo umoci lua5.4 python3-venv unzip curl time)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -500,6 +500,12 @@ impl AzureSim {
         self.shared.state().counters.clone()
     }
 
+    /// Long-running operations started so far (each a 201/202 with `Retry-After`): what a
+    /// request budget's minimum polling is computed from.
+    pub fn operations_started(&self) -> usize {
+        self.shared.state().operations.len()
+    }
+
     /// Faults injected so far, by kind (`throttle`, `server_error`, `drop`, `budget`).
     pub fn faults_injected(&self) -> BTreeMap<String, u64> {
         self.shared.state().faults_injected.clone()
