@@ -161,24 +161,28 @@ impl Wiring {
                 "EdgeComputeTarget",
                 watcher(api::<EdgeComputeTarget>(client, ns), wc.clone())
                     .default_backoff()
+                    .modify(strip_managed_fields)
                     .reflect_shared(self.edge_compute_targets.writer),
             ),
             drive(
                 "TrainingRun",
                 watcher(api::<TrainingRun>(client, ns), wc.clone())
                     .default_backoff()
+                    .modify(strip_managed_fields)
                     .reflect_shared(self.training_runs.writer),
             ),
             drive(
                 "ModelRelease",
                 watcher(api::<ModelRelease>(client, ns), wc.clone())
                     .default_backoff()
+                    .modify(strip_managed_fields)
                     .reflect_shared(self.model_releases.writer),
             ),
             drive(
                 "Secret",
                 watcher(api::<PartialObjectMeta<Secret>>(client, ns), wc)
                     .default_backoff()
+                    .modify(strip_managed_fields)
                     .reflect_shared(self.secrets.writer),
             ),
         ];
@@ -186,6 +190,12 @@ impl Wiring {
             futures::future::join_all(watches).await;
         }
     }
+}
+
+/// The cache never needs `managedFields` (status is written by server-side apply, which the
+/// API server resolves): dropping them keeps each cached object a fraction of its size.
+fn strip_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 fn hash_of(v: &impl Hash) -> u64 {
