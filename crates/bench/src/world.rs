@@ -142,6 +142,7 @@ impl World {
             default_deletion_policy: edgetrain_api::DeletionPolicy::Retain,
             watch_namespaces: vec![],
             resync,
+            max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
             leader: None,
             instance: "bench".into(),
             metrics,

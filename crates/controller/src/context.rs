@@ -37,6 +37,10 @@ pub struct ControllerSettings {
     pub resync: Duration,
     /// Used when `spec.deletionPolicy` is unset.
     pub default_deletion_policy: DeletionPolicy,
+    /// Reconciles of this kind running at once (0: unbounded). Bounded, a burst of thousands
+    /// of objects queues instead of holding thousands of reconciles, requests and status
+    /// writes in flight at the same time.
+    pub max_concurrent_reconciles: u16,
 }
 
 /// Settings per kind.

@@ -46,6 +46,10 @@ pub struct LeaderConfig {
     pub lease_duration: Duration,
 }
 
+/// Reconciles of one kind running at once unless configured otherwise: enough to keep a
+/// Stack Hub stamp's request budget busy, few enough that thousands of objects queue.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 32;
+
 /// Everything `run` needs.
 pub struct Config {
     pub client: Client,
@@ -56,6 +60,8 @@ pub struct Config {
     pub watch_namespaces: Vec<String>,
     /// How often a settled object is re-read from Azure (drift, idle timeout).
     pub resync: Duration,
+    /// Reconciles of one kind running at once (0: unbounded).
+    pub max_concurrent_reconciles: u16,
     pub leader: Option<LeaderConfig>,
     /// Reporting identity for Events (the pod name).
     pub instance: String,
@@ -180,6 +186,7 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
     let settings = Settings::uniform(ControllerSettings {
         resync: config.resync,
         default_deletion_policy: config.default_deletion_policy,
+        max_concurrent_reconciles: config.max_concurrent_reconciles,
     });
     let recorder = Recorder::new(
         config.client.clone(),

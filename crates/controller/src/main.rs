@@ -65,6 +65,9 @@ struct Args {
     /// Seconds between re-reads of a settled object (drift detection, idle timeout).
     #[arg(long, default_value_t = 300)]
     resync_seconds: u64,
+    /// Reconciles of one kind running at once (0: unbounded); more objects than this queue.
+    #[arg(long, default_value_t = edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES)]
+    max_concurrent_reconciles: u16,
     /// Disable leader election (single replica, or local runs without POD_NAMESPACE).
     #[arg(long)]
     no_leader_election: bool,
@@ -191,6 +194,7 @@ async fn main() -> std::process::ExitCode {
             .filter(|n| !n.is_empty())
             .collect(),
         resync: Duration::from_secs(args.resync_seconds),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
         leader,
         instance: pod,
         metrics: Metrics::default(),

@@ -54,6 +54,7 @@ fn bare_config(kube: &SandboxKube) -> edgetrain_controller::Config {
         default_deletion_policy: edgetrain_api::DeletionPolicy::Retain,
         watch_namespaces: vec![],
         resync: Duration::from_secs(300),
+        max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         leader: None,
         instance: "test".into(),
         metrics: Metrics::default(),

@@ -439,6 +439,7 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
         default_deletion_policy: edgetrain_api::DeletionPolicy::Retain,
         watch_namespaces: vec![],
         resync: std::time::Duration::from_secs(300),
+        max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         leader: None,
         instance: "test".into(),
         metrics: metrics.clone(),

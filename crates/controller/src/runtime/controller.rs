@@ -83,7 +83,9 @@ pub fn run<K: Reconciler>(
     // trigger a reconcile, so "wait for a change" holds and in-progress writes cannot race
     // the next decision.
     let trigger = changed_only(primary.subscribe(), spec_or_metadata::<K>);
-    let controller = Controller::for_shared_stream(trigger, primary.store());
+    let concurrency = K::settings(&ctx.settings).max_concurrent_reconciles;
+    let controller = Controller::for_shared_stream(trigger, primary.store())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     K::watches(controller, wiring)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)

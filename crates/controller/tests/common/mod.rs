@@ -149,6 +149,7 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         default_deletion_policy: DeletionPolicy::Retain,
         watch_namespaces: vec![],
         resync,
+        max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         leader: None,
         instance: "test".into(),
         metrics,
