@@ -125,6 +125,17 @@ mod tests {
         }
     }
 
+    /// Everything a client reads after asking `proxy` to CONNECT to `authority`.
+    async fn connect_via(proxy: &BlobProxy, authority: &str) -> String {
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        c.write_all(format!("CONNECT {authority} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
     #[tokio::test]
     async fn a_connect_to_a_blob_name_reaches_the_loopback_port_and_others_are_refused() {
         let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,25 +146,12 @@ mod tests {
         });
         let proxy = BlobProxy::start().await.unwrap();
 
-        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-        c.write_all(format!("CONNECT a.blob.localhost:{port} HTTP/1.1\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        c.read_to_end(&mut got).await.unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&got),
+            connect_via(&proxy, &format!("a.blob.localhost:{port}")).await,
             "HTTP/1.1 200 Connection established\r\n\r\nhello"
         );
-
-        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
-        c.write_all(format!("CONNECT example.com:{port} HTTP/1.1\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        c.read_to_end(&mut got).await.unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&got),
+            connect_via(&proxy, &format!("example.com:{port}")).await,
             "HTTP/1.1 403 Forbidden\r\n\r\n"
         );
     }
