@@ -69,6 +69,16 @@ unit: ## Rust tests only (no tool install).
 test: tools check-generated lint chart-test ## Everything, from a fresh machine.
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(MAKE) --no-print-directory demo-test
+	$(MAKE) --no-print-directory image-test
+
+.PHONY: image
+image: tools ## The controller image as an OCI layout in target/image/oci (no container engine); push it with skopeo.
+	$(CARGO) build --release --bin edgetrain-controller
+	scripts/build-image.sh
+
+.PHONY: image-test
+image-test: tools build ## Build the image from the debug binary; check it with skopeo, umoci and a chroot.
+	scripts/image-test.sh
 
 .PHONY: demo
 demo: tools build ## The whole pattern in the sandbox: EdgeComputeTarget, TrainingRun, ModelRelease to Ready, then a summary.

@@ -834,17 +834,18 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
     // The image answers predictions, run as its own config says.
     let served = serve_bundle(&bundle).await;
     assert!(
-        served.env.iter().any(|e| e == "PORT=8080"),
+        served.env.iter().any(|e| e == "PORT=5001"),
         "{:?}",
         served.env
     );
     let http = reqwest::Client::new();
     let health = http
-        .get(format!("{}/healthz", served.url))
+        .get(format!("{}/", served.url))
         .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<String>().await.unwrap(), "Healthy");
     let rows = json!([
         {"tenure": 2, "monthly": 70, "support_calls": 5},
         {"tenure": 50, "monthly": 70, "support_calls": 0},

@@ -314,7 +314,7 @@ pub async fn start(launch: Launch<'_>, port: u16) -> Result<RegistryProcess> {
             dir: files,
             env: vec![
                 "PATH=/usr/local/bin:/usr/bin:/bin".into(),
-                "PORT=8080".into(),
+                "PORT=5001".into(),
             ],
             cmd: vec!["/bin/serve".into()],
         });

@@ -6,11 +6,14 @@ The model comes from $AZUREML_MODEL_DIR (set by edgetrain to the release's model
 when rows are sent as objects. Scored with onnx's reference evaluator (which runs the ai.onnx.ml
 operators skl2onnx emits for scikit-learn classifiers).
 
-  GET  /healthz  200 once the model is loaded
+The routes and port are the Azure ML inference server's (azmlinfsrv), so a manifest written
+for a production base (examples/deploy/: port 5001, probes on `/`) runs this one unchanged:
+
+  GET  /         200 "Healthy" once the model is loaded (liveness and readiness)
   POST /score    {"rows": [{"tenure": 2, ...} | [2.0, ...], ...]}
                  -> {"predictions": [1, ...], "probabilities": [[0.1, 0.9], ...]}
 
-Listens on $HOST (default 0.0.0.0) and $PORT (default 8080).
+Listens on $HOST (default 0.0.0.0) and $PORT (default 5001).
 """
 
 import json
@@ -73,8 +76,8 @@ def handler(model):
             self.wfile.write(data)
 
         def do_GET(self):
-            if self.path == "/healthz":
-                self.reply(200, {"status": "ok"})
+            if self.path == "/":
+                self.reply(200, "Healthy")
             else:
                 self.reply(404, {"error": f"no route {self.path}"})
 
@@ -100,7 +103,7 @@ def main():
         sys.exit("AZUREML_MODEL_DIR is not set")
     model = Model(model_dir)
     server = ThreadingHTTPServer(
-        (os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080"))), handler(model)
+        (os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "5001"))), handler(model)
     )
     print(f"serving {model_dir} on {server.server_address[0]}:{server.server_address[1]}", flush=True)
     server.serve_forever()
