@@ -21,7 +21,7 @@ use edgetrain_azure::{
 
 use super::desired::{Desired, owned_by};
 use crate::runtime::{
-    operations::{FailedOperation, from_time, to_time},
+    operations::{FailedOperation, Resumed, from_time, to_time},
     status::ConditionState,
 };
 
@@ -117,6 +117,20 @@ pub const GATED_STALLS: [&str; 4] = [
     "NoPublicAddress",
     "AttachFailed",
 ];
+
+/// Whether a pass may skip reading the target's resources: the status was written for this
+/// generation and every operation it holds is still running (none ended, failed or expired).
+/// A resource in the middle of a write decides nothing, so until one of the operations ends
+/// only they are polled, as often as their `Retry-After` asks, and the status stays as it is.
+pub fn only_operations_to_follow(
+    generation: Option<i64>,
+    status: &EdgeComputeTargetStatus,
+    polled: &Resumed,
+) -> bool {
+    !status.pending_operations.is_empty()
+        && polled.still_pending.len() == status.pending_operations.len()
+        && status.observed_generation == generation
+}
 
 impl Plan {
     /// The stall reason and message when the plan is a stall for the gate: nothing to write,

@@ -195,6 +195,12 @@ pub async fn apply(ect: &EdgeComputeTarget, ctx: &Context) -> Result<Requeue> {
     for (op, why) in &polled.expired {
         warn!(resource = %op.resource_id, action = %op.action, ?why, "dropped a stored operation; reading the resource afresh");
     }
+    if decide::only_operations_to_follow(ect.metadata.generation, &old, &polled) {
+        return Ok(Requeue::requeue(edgetrain_azure::arm::poll_delay(
+            polled.retry_after,
+            PROGRESS_POLL,
+        )));
+    }
     // Until a VM was seen, reads stop where provisioning has got to.
     let fresh = old.vm_resource_id.is_none();
     let mut observed =

@@ -1005,3 +1005,40 @@ fn only_stalls_that_wait_for_a_change_are_gated() {
         assert_eq!(plan.gated_stall().map(|(r, _)| r), gated, "{progress:?}");
     }
 }
+
+#[test]
+fn a_pass_only_follows_operations_while_all_of_them_run_for_this_generation() {
+    use crate::runtime::operations::Resumed;
+    let (nsg, vnet) = ("/subscriptions/s/nsg", "/subscriptions/s/vnet");
+    let status = |generation: i64, ops: &[&str]| EdgeComputeTargetStatus {
+        observed_generation: Some(generation),
+        pending_operations: ops.iter().map(|id| pending(id)).collect(),
+        ..Default::default()
+    };
+    let polled = |still: &[&str], succeeded: &[&str]| Resumed {
+        still_pending: still.iter().map(|id| pending(id)).collect(),
+        succeeded: succeeded.iter().map(|id| pending(id)).collect(),
+        ..Default::default()
+    };
+    let follow = super::decide::only_operations_to_follow;
+    // Both network writes still running, status of this generation: no resource reads.
+    assert!(follow(
+        Some(3),
+        &status(3, &[nsg, vnet]),
+        &polled(&[nsg, vnet], &[])
+    ));
+    // One of them ended: read everything (the next write may be due).
+    assert!(!follow(
+        Some(3),
+        &status(3, &[nsg, vnet]),
+        &polled(&[vnet], &[nsg])
+    ));
+    // The spec changed since the status was written: read everything.
+    assert!(!follow(
+        Some(4),
+        &status(3, &[nsg, vnet]),
+        &polled(&[nsg, vnet], &[])
+    ));
+    // Nothing in flight: the ordinary full pass.
+    assert!(!follow(Some(3), &status(3, &[]), &polled(&[], &[])));
+}
