@@ -240,6 +240,8 @@ impl Error {
                 | edgetrain_registry::Error::AzureAd { .. } => "RegistryUnauthorized",
                 edgetrain_registry::Error::Denied { .. } => "RegistryPushDenied",
                 edgetrain_registry::Error::NotFound { .. } => "RegistryNotFound",
+                // The model files (the datastore), not the registry, could not be read.
+                edgetrain_registry::Error::Read { .. } => "ModelFilesUnreadable",
                 e if e.is_transient() => "RegistryUnavailable",
                 _ => "RegistryRefused",
             }),

@@ -1116,7 +1116,13 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
         async move { (!uploads_in(&log).is_empty()).then_some(log) }
     })
     .await;
+    // Killed mid-push, nothing cleaned up: any local copy of the model would still be there.
+    let left_on_disk = process.temp_entries();
     let controller_log = process.kill();
+    assert!(
+        left_on_disk.is_empty(),
+        "the model was copied to disk (it must be read from the datastore): {left_on_disk:?}"
+    );
     let done_before = uploads_in(&before);
     let registered = release_status(w, "killed").await.unwrap_or_default();
     assert!(
@@ -1127,6 +1133,7 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
 
     let process = ControllerProcess::start(w, dir.path(), 2);
     let st = t.ready("killed", 180).await;
+    assert_eq!(process.temp_entries(), Vec::<std::path::PathBuf>::new());
     drop(process);
     let after = std::fs::read_to_string(&log_path).unwrap();
     let done_after = uploads_in(&after[cut.min(after.len())..]);
@@ -1200,6 +1207,7 @@ async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
 
     let process = ControllerProcess::start(w, work.path(), 2);
     let st = t.ready("killed", 180).await;
+    assert_eq!(process.temp_entries(), Vec::<std::path::PathBuf>::new());
     drop(process);
     assert_one_version_with_the_artifact_of(w, &st);
 
