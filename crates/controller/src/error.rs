@@ -269,6 +269,19 @@ mod tests {
         assert!(e.to_string().contains("ns/sp"));
     }
 
+    #[test]
+    fn unreadable_model_files_are_retried_under_their_own_reason() {
+        let e = Error::registry(
+            "digesting the model",
+            edgetrain_registry::Error::Read {
+                source: std::io::Error::other("datastore blob c/model/w.onnx: HTTP 412"),
+            },
+        );
+        assert_eq!(e.handling(), Handling::Retry(None));
+        assert_eq!(e.reason(), "ModelFilesUnreadable");
+        assert!(e.to_string().contains("model/w.onnx"), "{e}");
+    }
+
     fn arm(status: u16, code: &str) -> edgetrain_azure::Error {
         edgetrain_azure::Error::Arm(Box::new(edgetrain_azure::arm::ArmError::from_response(
             http::StatusCode::from_u16(status).unwrap(),

@@ -185,20 +185,8 @@ pub async fn model_files(
     items
         .into_iter()
         .map(|item| {
-            let rel = item.name.strip_prefix(&prefix).unwrap_or(&item.name);
-            // Blob names come from the job: never let one land outside the model directory.
-            if rel.is_empty()
-                || rel
-                    .split('/')
-                    .any(|s| s.is_empty() || s == "." || s == "..")
-            {
-                return Err(Error::InvalidSpec(format!(
-                    "output blob {:?} has an unusable name",
-                    item.name
-                )));
-            }
             Ok(ModelFile {
-                path: rel.to_string(),
+                path: model_path(&prefix, &item.name)?.to_string(),
                 source: Arc::new(DatastoreBlob {
                     blob: blob.clone(),
                     container: container.to_string(),
@@ -207,6 +195,22 @@ pub async fn model_files(
             })
         })
         .collect()
+}
+
+/// The path inside the model of output blob `name` listed under `prefix` (ending in `/`).
+/// Blob names come from the job: one that could land outside the model directory is refused.
+pub fn model_path<'a>(prefix: &str, name: &'a str) -> Result<&'a str> {
+    let rel = name.strip_prefix(prefix).unwrap_or(name);
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(Error::InvalidSpec(format!(
+            "output blob {name:?} has an unusable name"
+        )));
+    }
+    Ok(rel)
 }
 
 /// One listed output blob as the registry's [`RangeSource`].
