@@ -400,3 +400,70 @@ async fn read_from_an_offset_follows_a_growing_blob() {
         .unwrap();
     assert_eq!(&more[..], b"line 2\n");
 }
+
+#[tokio::test]
+async fn read_listed_streams_a_suffix_pinned_to_the_listed_etag() {
+    let (az, c) = setup().await;
+    create_container(&az, "outputs").await;
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    c.put("outputs", "model/w.onnx", Bytes::from(body.clone()), None)
+        .await
+        .unwrap();
+    let listed: Vec<_> = c.list("outputs", "model/").try_collect().await.unwrap();
+    let item = &listed[0];
+    assert_eq!(item.size, 100_000);
+    for offset in [0u64, 1, 65_537, 99_999] {
+        let got: Vec<Bytes> = c
+            .read_listed("outputs", item, offset)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(got.concat(), body[offset as usize..], "offset {offset}");
+    }
+    // Nothing past the end, and no request that Azure would answer 416.
+    let end: Vec<Bytes> = c
+        .read_listed("outputs", item, 100_000)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(end.is_empty());
+    let err = c.read_listed("outputs", item, 100_001).await.err().unwrap();
+    assert!(
+        matches!(err, edgetrain_azure::Error::InvalidInput(_)),
+        "{err:?}"
+    );
+
+    // Overwritten with the same size after the listing: the old listing's read is refused.
+    let mut changed = body.clone();
+    changed[0] ^= 0xff;
+    c.put("outputs", "model/w.onnx", Bytes::from(changed), None)
+        .await
+        .unwrap();
+    let err = c.read_listed("outputs", item, 10).await.err().unwrap();
+    match &err {
+        edgetrain_azure::Error::Blob { status, code, .. } => {
+            assert_eq!((*status, code.as_str()), (412, "ConditionNotMet"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains("changed after it was listed"),
+        "{err}"
+    );
+    // A fresh listing reads the new content.
+    let relisted: Vec<_> = c.list("outputs", "model/").try_collect().await.unwrap();
+    assert_ne!(relisted[0].etag, item.etag);
+    let first = c
+        .read_listed("outputs", &relisted[0], 0)
+        .await
+        .unwrap()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first[0], body[0] ^ 0xff);
+}

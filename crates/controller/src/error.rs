@@ -240,6 +240,8 @@ impl Error {
                 | edgetrain_registry::Error::AzureAd { .. } => "RegistryUnauthorized",
                 edgetrain_registry::Error::Denied { .. } => "RegistryPushDenied",
                 edgetrain_registry::Error::NotFound { .. } => "RegistryNotFound",
+                // The model files (the datastore), not the registry, could not be read.
+                edgetrain_registry::Error::Read { .. } => "ModelFilesUnreadable",
                 e if e.is_transient() => "RegistryUnavailable",
                 _ => "RegistryRefused",
             }),
@@ -265,6 +267,19 @@ mod tests {
         assert_eq!(e.handling(), Handling::AwaitChange);
         assert_eq!(e.metric_label(), "secret_not_found");
         assert!(e.to_string().contains("ns/sp"));
+    }
+
+    #[test]
+    fn unreadable_model_files_are_retried_under_their_own_reason() {
+        let e = Error::registry(
+            "digesting the model",
+            edgetrain_registry::Error::Read {
+                source: std::io::Error::other("datastore blob c/model/w.onnx: HTTP 412"),
+            },
+        );
+        assert_eq!(e.handling(), Handling::Retry(None));
+        assert_eq!(e.reason(), "ModelFilesUnreadable");
+        assert!(e.to_string().contains("model/w.onnx"), "{e}");
     }
 
     fn arm(status: u16, code: &str) -> edgetrain_azure::Error {

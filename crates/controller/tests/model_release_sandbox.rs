@@ -1117,7 +1117,13 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
         async move { (!uploads_in(&log).is_empty()).then_some(log) }
     })
     .await;
+    // Killed mid-push, nothing cleaned up: any local copy of the model would still be there.
+    let left_on_disk = process.temp_entries();
     let controller_log = process.kill();
+    assert!(
+        left_on_disk.is_empty(),
+        "the model was copied to disk (it must be read from the datastore): {left_on_disk:?}"
+    );
     let done_before = uploads_in(&before);
     let registered = release_status(w, "killed").await.unwrap_or_default();
     assert!(
@@ -1128,6 +1134,7 @@ async fn a_sigkill_mid_push_resumes_without_resending_blobs_and_keeps_one_versio
 
     let process = ControllerProcess::start(w, dir.path(), 2);
     let st = t.ready("killed", 180).await;
+    assert_eq!(process.temp_entries(), Vec::<std::path::PathBuf>::new());
     drop(process);
     let after = std::fs::read_to_string(&log_path).unwrap();
     let done_after = uploads_in(&after[cut.min(after.len())..]);
@@ -1201,6 +1208,7 @@ async fn a_sigkill_during_registration_keeps_one_version_and_the_digests() {
 
     let process = ControllerProcess::start(w, work.path(), 2);
     let st = t.ready("killed", 180).await;
+    assert_eq!(process.temp_entries(), Vec::<std::path::PathBuf>::new());
     drop(process);
     assert_one_version_with_the_artifact_of(w, &st);
 
@@ -1285,4 +1293,121 @@ async fn a_registry_that_refuses_the_push_stalls_and_is_never_ready() {
         "nothing pushed under churn-1"
     );
     ctl.abort();
+}
+
+/// Issue 11: the release's model files are the datastore blobs themselves. The artifact
+/// digested from them (through the controller's listing and the real blob client) equals the
+/// one from the same files on disk, and a blob overwritten after the listing fails the pass
+/// with an error naming it instead of yielding bytes that do not match a digest.
+#[tokio::test]
+async fn model_files_from_the_datastore_digest_like_local_files_and_a_changed_blob_is_refused() {
+    use std::sync::Arc;
+
+    use edgetrain_azure::blob::{AccountKey, BlobApi, BlobAuth, BlobClient, BlobEndpoint};
+    use edgetrain_controller::model_release::observe::model_files;
+    use edgetrain_registry::{ModelMeta, PackOptions, files_in_dir, model_artifact};
+
+    let state = tempfile::tempdir().unwrap();
+    let sim = edgetrain_sandbox_azure::AzureSim::start(edgetrain_sandbox_azure::Config {
+        state_dir: state.path().to_owned(),
+        azurite: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let storage = sim.storage_endpoints().unwrap();
+    let container = storage.datastore_container.clone();
+    // Larger than one read chunk, not a multiple of the tar block.
+    let weights: Vec<u8> = (0..(3u32 << 20) + 5)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let local = tempfile::tempdir().unwrap();
+    for (name, data) in [
+        ("w.onnx", weights.clone()),
+        ("cfg/labels.txt", b"churn\nstay\n".to_vec()),
+    ] {
+        sim.seed_blob(
+            &storage.datastore_account,
+            &container,
+            &format!("azureml/job-9/model/{name}"),
+            data.clone(),
+        )
+        .await
+        .unwrap();
+        let path = local.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let http = edgetrain_azure::transport::HttpConfig {
+        extra_ca_bundle: Some(storage.ca_pem_path.clone()),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let blob: Arc<dyn BlobApi> = Arc::new(BlobClient::new(
+        http,
+        BlobEndpoint::parse(&format!(
+            "{}/{}",
+            storage.path_style, storage.datastore_account
+        ))
+        .unwrap(),
+        BlobAuth::SharedKey(AccountKey::from_base64(storage.datastore_key.expose()).unwrap()),
+    ));
+    let meta = ModelMeta {
+        name: "churn".into(),
+        version: "1".into(),
+        created: 1_764_000_000,
+        format: None,
+        description: None,
+        annotations: Default::default(),
+    };
+    let listed = model_files(blob.clone(), &container, "azureml/job-9/model")
+        .await
+        .unwrap();
+    let paths: Vec<&str> = listed.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["cfg/labels.txt", "w.onnx"]);
+    let from_store = model_artifact(&listed, &meta, &PackOptions::default())
+        .await
+        .unwrap();
+    let from_disk = model_artifact(
+        &files_in_dir(local.path()).unwrap(),
+        &meta,
+        &PackOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(from_store.manifest.digest, from_disk.manifest.digest);
+
+    // Overwritten after the listing, same size: the old listing's reads are refused.
+    let mut changed = weights;
+    changed[0] ^= 0xff;
+    sim.seed_blob(
+        &storage.datastore_account,
+        &container,
+        "azureml/job-9/model/w.onnx",
+        changed,
+    )
+    .await
+    .unwrap();
+    let err = model_artifact(&listed, &meta, &PackOptions::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("azureml/job-9/model/w.onnx"), "{text}");
+    assert!(text.contains("changed after it was listed"), "{text}");
+    assert!(err.is_transient(), "a fresh listing may succeed: {text}");
+    // A listing of the new content digests the new bytes.
+    let relisted = model_files(blob.clone(), &container, "azureml/job-9/model")
+        .await
+        .unwrap();
+    let again = model_artifact(&relisted, &meta, &PackOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(again.manifest.digest, from_disk.manifest.digest);
+
+    let none = model_files(blob, &container, "azureml/job-0/model")
+        .await
+        .unwrap_err();
+    assert_eq!(none.reason(), "OutputNotFound");
+    sim.shutdown().await;
 }

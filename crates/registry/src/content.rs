@@ -1,8 +1,8 @@
-//! Blob content that is never held in memory whole: a list of segments (bytes, file ranges,
+//! Blob content that is never held in memory whole: a list of segments (bytes, ranged sources,
 //! zero padding) read as a stream from any offset, so the digest pass and the upload (and a
 //! resumed upload) each read the bytes once, in bounded buffers.
 
-use std::{path::PathBuf, pin::Pin};
+use std::{path::PathBuf, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
@@ -14,14 +14,70 @@ use crate::{Error, Result};
 /// Read buffer per open stream: memory use is this times the number of concurrent streams.
 pub const READ_BUFFER: usize = 256 * 1024;
 
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Bytes read from any offset, each time afresh: a local file, a blob in a datastore. The
+/// content is re-read for every pass (digest, upload, resumed upload), never kept.
+pub trait RangeSource: Send + Sync + std::fmt::Debug {
+    /// The length the source was planned with; reading must yield exactly this many bytes.
+    fn size(&self) -> u64;
+    /// The bytes from `offset` (< `size`) to the end, in chunks of bounded size.
+    fn read_from(&self, offset: u64) -> ByteStream;
+    /// What to name in errors (a path, a blob).
+    fn describe(&self) -> String;
+}
+
+/// A local file, `size` bytes long when read (a file that changed is an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    path: PathBuf,
+    size: u64,
+}
+
+impl LocalFile {
+    pub fn new(path: impl Into<PathBuf>, size: u64) -> Self {
+        Self {
+            path: path.into(),
+            size,
+        }
+    }
+}
+
+impl RangeSource for LocalFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_from(&self, offset: u64) -> ByteStream {
+        let (path, len) = (self.path.clone(), self.size);
+        let open = async move {
+            let mut f = tokio::fs::File::open(&path).await?;
+            let actual = f.metadata().await?.len();
+            if actual != len {
+                // A file that changed since it was planned would silently corrupt the tar.
+                return Err(std::io::Error::other(format!(
+                    "is {actual} bytes, expected {len} (changed while packaging?)"
+                )));
+            }
+            f.seek(std::io::SeekFrom::Start(offset)).await?;
+            Ok(tokio_util::io::ReaderStream::with_capacity(
+                f.take(len - offset),
+                READ_BUFFER,
+            ))
+        };
+        Box::pin(stream::once(open).try_flatten())
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
 pub enum Segment {
     Bytes(Bytes),
-    /// `len` bytes of a file from its start; the file must be exactly this long when read.
-    File {
-        path: PathBuf,
-        len: u64,
-    },
+    /// All of a source's bytes; the source must yield exactly its `size` when read.
+    Source(Arc<dyn RangeSource>),
     Zeros(u64),
 }
 
@@ -29,15 +85,14 @@ impl Segment {
     fn len(&self) -> u64 {
         match self {
             Segment::Bytes(b) => b.len() as u64,
-            Segment::File { len, .. } | Segment::Zeros(len) => *len,
+            Segment::Source(s) => s.size(),
+            Segment::Zeros(len) => *len,
         }
     }
 }
 
-pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
-
 /// The bytes of one blob, as segments.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Content {
     segments: Vec<Segment>,
     size: u64,
@@ -62,7 +117,7 @@ impl Content {
         self.size
     }
 
-    /// The bytes from `offset` to the end.
+    /// The bytes from `offset` to the end. A source's errors name it.
     pub fn stream_from(&self, offset: u64) -> ByteStream {
         let mut parts: Vec<ByteStream> = Vec::new();
         let mut start = 0u64;
@@ -83,20 +138,9 @@ impl Content {
         let mut hasher = Sha256::new();
         let mut s = self.stream_from(0);
         while let Some(chunk) = s.next().await {
-            let chunk = chunk.map_err(|source| Error::Io {
-                path: self.first_file().unwrap_or_default(),
-                source,
-            })?;
-            hasher.update(&chunk);
+            hasher.update(&chunk.map_err(|source| Error::Read { source })?);
         }
         Ok(format!("sha256:{:x}", hasher.finalize()))
-    }
-
-    fn first_file(&self) -> Option<PathBuf> {
-        self.segments.iter().find_map(|s| match s {
-            Segment::File { path, .. } => Some(path.clone()),
-            _ => None,
-        })
     }
 }
 
@@ -122,40 +166,94 @@ fn segment_stream(seg: Segment, skip: u64) -> ByteStream {
             });
             Box::pin(stream::iter(chunks))
         }
-        Segment::File { path, len } => {
-            let want = len - skip;
-            let open = async move {
-                let mut f = tokio::fs::File::open(&path).await?;
-                let actual = f.metadata().await?.len();
-                if actual != len {
-                    // A file that changed since it was planned would silently corrupt the tar.
-                    return Err(std::io::Error::other(format!(
-                        "{} is {actual} bytes, expected {len} (changed while packaging?)",
-                        path.display()
-                    )));
-                }
-                f.seek(std::io::SeekFrom::Start(skip)).await?;
-                Ok(tokio_util::io::ReaderStream::with_capacity(
-                    f.take(want),
-                    READ_BUFFER,
-                ))
-            };
-            Box::pin(stream::once(open).try_flatten())
-        }
+        Segment::Source(source) => exact(source, skip),
     }
 }
 
+/// `source` from `skip`, checked to yield exactly the bytes it declared: a short or long read
+/// would shift every following tar entry and produce bytes that do not match the digest.
+fn exact(source: Arc<dyn RangeSource>, skip: u64) -> ByteStream {
+    let want = source.size() - skip;
+    let name = source.describe();
+    let named = move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{name}: {e}"));
+    let body = source.read_from(skip);
+    // State: the stream and the bytes it yielded so far.
+    let checked = stream::try_unfold((body, 0u64), move |(mut body, seen)| {
+        let named = named.clone();
+        async move {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    let seen = seen + chunk.len() as u64;
+                    if seen > want {
+                        return Err(named(std::io::Error::other(format!(
+                            "yielded more than the {want} bytes expected"
+                        ))));
+                    }
+                    Ok(Some((chunk, (body, seen))))
+                }
+                Some(Err(e)) => Err(named(e)),
+                None if seen < want => Err(named(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("ended after {seen} of {want} bytes"),
+                ))),
+                None => Ok(None),
+            }
+        }
+    });
+    Box::pin(checked)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    async fn collect(s: ByteStream) -> Vec<u8> {
+    /// Bytes in memory behind the [`RangeSource`] trait, declaring `size` (which a test may set
+    /// wrong).
+    #[derive(Debug)]
+    pub(crate) struct MemSource {
+        pub name: &'static str,
+        pub bytes: Bytes,
+        pub size: u64,
+        /// Chunk size of the reads, to cross chunk boundaries.
+        pub chunk: usize,
+    }
+
+    impl MemSource {
+        pub(crate) fn new(name: &'static str, bytes: &[u8]) -> Arc<Self> {
+            Arc::new(Self {
+                name,
+                bytes: Bytes::copy_from_slice(bytes),
+                size: bytes.len() as u64,
+                chunk: 3,
+            })
+        }
+    }
+
+    impl RangeSource for MemSource {
+        fn size(&self) -> u64 {
+            self.size
+        }
+
+        fn read_from(&self, offset: u64) -> ByteStream {
+            let rest = self.bytes.slice((offset as usize).min(self.bytes.len())..);
+            let chunks: Vec<std::io::Result<Bytes>> = rest
+                .chunks(self.chunk)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            Box::pin(stream::iter(chunks))
+        }
+
+        fn describe(&self) -> String {
+            self.name.to_string()
+        }
+    }
+
+    pub(crate) async fn collect(s: ByteStream) -> std::io::Result<Vec<u8>> {
         s.try_fold(Vec::new(), |mut v, b| async move {
             v.extend_from_slice(&b);
             Ok(v)
         })
         .await
-        .unwrap()
     }
 
     #[tokio::test]
@@ -164,16 +262,19 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, b"hello world").unwrap();
         let mut c = Content::from_bytes(&b"abc"[..]);
-        c.push(Segment::File {
-            path: f.clone(),
-            len: 11,
-        });
+        c.push(Segment::Source(Arc::new(LocalFile::new(f.clone(), 11))));
         c.push(Segment::Zeros(3));
-        assert_eq!(c.size(), 17);
-        let all = collect(c.stream_from(0)).await;
-        assert_eq!(all, b"abchello world\0\0\0");
-        for off in 0..=17u64 {
-            assert_eq!(collect(c.stream_from(off)).await, all[off as usize..]);
+        c.push(Segment::Source(MemSource::new("mem", b"ranged!")));
+        c.push(Segment::Bytes(Bytes::from_static(b"end")));
+        assert_eq!(c.size(), 27);
+        let all = collect(c.stream_from(0)).await.unwrap();
+        assert_eq!(all, b"abchello world\0\0\0ranged!end");
+        for off in 0..=27u64 {
+            assert_eq!(
+                collect(c.stream_from(off)).await.unwrap(),
+                all[off as usize..],
+                "offset {off}"
+            );
         }
         assert_eq!(c.digest().await.unwrap(), sha256_digest(&all));
     }
@@ -184,8 +285,30 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, b"12345").unwrap();
         let mut c = Content::default();
-        c.push(Segment::File { path: f, len: 4 });
+        c.push(Segment::Source(Arc::new(LocalFile::new(&f, 4))));
         let err = c.digest().await.unwrap_err().to_string();
         assert!(err.contains("expected 4"), "{err}");
+        assert!(err.contains(&f.display().to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_source_yielding_fewer_or_more_bytes_than_declared_is_an_error_naming_it() {
+        for (declared, want) in [
+            (9, "ended after 7 of 9 bytes"),
+            (5, "more than the 5 bytes"),
+        ] {
+            let mut c = Content::from_bytes(&b"header"[..]);
+            c.push(Segment::Source(Arc::new(MemSource {
+                size: declared,
+                ..Arc::into_inner(MemSource::new("model/w.bin", b"weights")).unwrap()
+            })));
+            c.push(Segment::Zeros(4));
+            let err = c.digest().await.unwrap_err().to_string();
+            assert!(err.contains("model/w.bin"), "{err}");
+            assert!(err.contains(want), "{err}");
+            // From an offset inside the source too (a resumed upload).
+            let err = collect(c.stream_from(8)).await.unwrap_err().to_string();
+            assert!(err.contains("model/w.bin"), "{err}");
+        }
     }
 }

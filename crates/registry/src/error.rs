@@ -80,6 +80,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A blob's content could not be read from its sources (a file, a datastore blob): the
+    /// message names the source. Worth retrying: a source that changed is listed again.
+    #[error("reading content: {source}")]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
     /// Bad input to an assembly function or a reference that does not parse.
     #[error("invalid input: {0}")]
     Invalid(String),
@@ -108,6 +115,7 @@ impl Error {
             Error::TokenService { .. } => "token_service",
             Error::AzureAd { .. } => "azure_ad",
             Error::Io { .. } => "io",
+            Error::Read { .. } => "read",
             Error::Invalid(_) => "invalid",
             Error::UploadFailed { .. } => "upload_failed",
         }
@@ -116,7 +124,7 @@ impl Error {
     /// Worth retrying later (network trouble, 5xx); auth and input errors are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::UploadFailed { .. } => true,
+            Error::Transport { .. } | Error::UploadFailed { .. } | Error::Read { .. } => true,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

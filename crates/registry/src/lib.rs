@@ -23,7 +23,9 @@ pub use auth::{
 pub use client::{
     BlobOutcome, Mode, Registry, Stats, UploadPolicy, choose_mode, error_detail, next_offset,
 };
-pub use content::{Content, READ_BUFFER, Segment, sha256_digest};
+pub use content::{
+    ByteStream, Content, LocalFile, READ_BUFFER, RangeSource, Segment, sha256_digest,
+};
 pub use error::{Error, Result, Target};
 pub use image::{BaseImage, ServingImage, ServingOptions, serving_image};
 pub use manifest::{

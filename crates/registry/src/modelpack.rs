@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::{
     Error, Result,
+    content::{LocalFile, RangeSource},
     manifest::{Blob, ManifestBytes, descriptor, oci_manifest},
     tar::{FILE_MODE, TarFile, check_relative_path, tar_layer},
 };
@@ -39,12 +40,18 @@ const WEIGHT_EXTENSIONS: &[&str] = &[
 /// Files larger than this are weights whatever their extension (AIKit uses 10 MiB).
 pub const WEIGHT_SIZE_THRESHOLD: u64 = 10 * 1024 * 1024;
 
-/// A file of the model, `path` relative to the model directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A file of the model, `path` relative to the model directory, its bytes read from `source`
+/// (a local file, a datastore blob) whenever a pass needs them.
+#[derive(Debug, Clone)]
 pub struct ModelFile {
     pub path: String,
-    pub source: std::path::PathBuf,
-    pub size: u64,
+    pub source: Arc<dyn RangeSource>,
+}
+
+impl ModelFile {
+    pub fn size(&self) -> u64 {
+        self.source.size()
+    }
 }
 
 /// What the model is, from the training system (never from the clock).
@@ -109,8 +116,7 @@ pub fn files_in_dir(dir: &Path) -> Result<Vec<ModelFile>> {
                     .ok_or_else(|| Error::Invalid(format!("{} is not UTF-8", path.display())))?;
                 out.push(ModelFile {
                     path: rel.to_owned(),
-                    source: path.clone(),
-                    size: meta.len(),
+                    source: Arc::new(LocalFile::new(path.clone(), meta.len())),
                 });
             } else {
                 return Err(Error::Invalid(format!(
@@ -127,7 +133,7 @@ pub fn files_in_dir(dir: &Path) -> Result<Vec<ModelFile>> {
 }
 
 /// One planned layer: media type, files, annotations. Pure: no I/O.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LayerPlan {
     pub media_type: &'static str,
     pub files: Vec<TarFile>,
@@ -136,7 +142,7 @@ pub struct LayerPlan {
 
 fn is_weight(f: &ModelFile, threshold: u64) -> bool {
     let ext = f.path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    f.size > threshold || ext.is_some_and(|e| WEIGHT_EXTENSIONS.contains(&e.as_str()))
+    f.size() > threshold || ext.is_some_and(|e| WEIGHT_EXTENSIONS.contains(&e.as_str()))
 }
 
 fn rfc3339(secs: i64) -> Result<String> {
@@ -163,7 +169,6 @@ pub fn plan_layers(
         Ok(TarFile {
             path: format!("{}/{}", opts.prefix, f.path),
             source: f.source.clone(),
-            size: f.size,
         })
     };
     let mut plans = Vec::new();
@@ -173,7 +178,7 @@ pub fn plan_layers(
             let tf = to_tar(f)?;
             let name = f.path.rsplit('/').next().unwrap_or(&f.path);
             let metadata = json!({
-                "name": name, "mode": FILE_MODE, "uid": 0, "gid": 0, "size": f.size,
+                "name": name, "mode": FILE_MODE, "uid": 0, "gid": 0, "size": f.size(),
                 "mtime": mtime, "typeflag": 48,
             });
             let annotations = BTreeMap::from([
@@ -331,10 +336,10 @@ mod tests {
     }
 
     fn mf(path: &str, size: u64) -> ModelFile {
+        // Never read: planning is pure.
         ModelFile {
             path: path.into(),
-            source: format!("/src/{path}").into(),
-            size,
+            source: Arc::new(LocalFile::new(format!("/src/{path}"), size)),
         }
     }
 

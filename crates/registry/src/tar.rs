@@ -3,13 +3,13 @@
 //! more (USTAR's size field is 11 octal digits). The same inputs give the same bytes, so the
 //! same digests, on any machine and any day.
 
-use std::{collections::BTreeSet, path::PathBuf};
+use std::{collections::BTreeSet, sync::Arc};
 
 use bytes::Bytes;
 
 use crate::{
     Error, Result,
-    content::{Content, Segment},
+    content::{Content, RangeSource, Segment},
 };
 
 const BLOCK: u64 = 512;
@@ -18,12 +18,12 @@ const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
 pub const FILE_MODE: u32 = 0o644;
 pub const DIR_MODE: u32 = 0o755;
 
-/// One regular file to put in a layer, at `path` (relative, `/`-separated).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One regular file to put in a layer, at `path` (relative, `/`-separated); its size is the
+/// source's.
+#[derive(Debug, Clone)]
 pub struct TarFile {
     pub path: String,
-    pub source: PathBuf,
-    pub size: u64,
+    pub source: Arc<dyn RangeSource>,
 }
 
 /// Reject paths that could escape the layer root or are ambiguous.
@@ -81,14 +81,12 @@ pub fn tar_layer(files: &[TarFile], mtime: u64) -> Result<Content> {
                 &name, 0, DIR_MODE, mtime, b'5',
             ))),
             Entry::File(f) => {
+                let size = f.source.size();
                 content.push(Segment::Bytes(entry_header(
-                    &name, f.size, FILE_MODE, mtime, b'0',
+                    &name, size, FILE_MODE, mtime, b'0',
                 )));
-                content.push(Segment::File {
-                    path: f.source.clone(),
-                    len: f.size,
-                });
-                content.push(Segment::Zeros(padding(f.size)));
+                content.push(Segment::Source(f.source.clone()));
+                content.push(Segment::Zeros(padding(size)));
             }
         }
     }
@@ -183,6 +181,7 @@ mod tests {
     use futures::TryStreamExt;
 
     use super::*;
+    use crate::content::{LocalFile, tests::MemSource};
 
     async fn bytes_of(c: &Content) -> Vec<u8> {
         c.stream_from(0)
@@ -230,13 +229,11 @@ mod tests {
         let files = vec![
             TarFile {
                 path: "model/sub/b.bin".into(),
-                source: dir.path().join("b"),
-                size: 3,
+                source: Arc::new(LocalFile::new(dir.path().join("b"), 3)),
             },
             TarFile {
                 path: "model/a.onnx".into(),
-                source: dir.path().join("a"),
-                size: 1,
+                source: Arc::new(LocalFile::new(dir.path().join("a"), 1)),
             },
         ];
         let c = tar_layer(&files, 1_700_000_000).unwrap();
@@ -261,6 +258,60 @@ mod tests {
             tar
         );
         assert_ne!(bytes_of(&tar_layer(&files, 1).unwrap()).await, tar);
+    }
+
+    #[tokio::test]
+    async fn a_layer_from_a_ranged_source_equals_the_layer_from_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not a multiple of 512 (padding) and larger than one read chunk.
+        let weights: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("w.onnx"), &weights).unwrap();
+        std::fs::write(dir.path().join("cfg.json"), b"{}").unwrap();
+        let from_files = tar_layer(
+            &[
+                TarFile {
+                    path: "model/w.onnx".into(),
+                    source: Arc::new(LocalFile::new(dir.path().join("w.onnx"), 5000)),
+                },
+                TarFile {
+                    path: "model/cfg.json".into(),
+                    source: Arc::new(LocalFile::new(dir.path().join("cfg.json"), 2)),
+                },
+            ],
+            1_700_000_000,
+        )
+        .unwrap();
+        let from_memory = tar_layer(
+            &[
+                TarFile {
+                    path: "model/w.onnx".into(),
+                    source: MemSource::new("w", &weights),
+                },
+                TarFile {
+                    path: "model/cfg.json".into(),
+                    source: MemSource::new("cfg", b"{}"),
+                },
+            ],
+            1_700_000_000,
+        )
+        .unwrap();
+        assert_eq!(from_memory.size(), from_files.size());
+        assert_eq!(
+            from_memory.digest().await.unwrap(),
+            from_files.digest().await.unwrap()
+        );
+        let tar = bytes_of(&from_memory).await;
+        assert_eq!(
+            parse_names(&tar)
+                .into_iter()
+                .map(|(n, _, size, _)| (n, size))
+                .collect::<Vec<_>>(),
+            vec![
+                ("model/".to_string(), 0),
+                ("model/cfg.json".to_string(), 2),
+                ("model/w.onnx".to_string(), 5000),
+            ]
+        );
     }
 
     #[test]
@@ -305,8 +356,7 @@ mod tests {
         }
         let f = |p: &str| TarFile {
             path: p.into(),
-            source: "/dev/null".into(),
-            size: 0,
+            source: Arc::new(LocalFile::new("/dev/null", 0)),
         };
         assert!(tar_layer(&[f("a"), f("a")], 0).is_err());
         assert!(tar_layer(&[f("a"), f("a/b")], 0).is_err());

@@ -142,7 +142,6 @@ pub async fn load_image(storage_root: &Path, spec: &BaseImageSpec, created: i64)
         .map(|f| TarFile {
             path: f.path.clone(),
             source: f.source.clone(),
-            size: f.size,
         })
         .collect();
     let layer = tar_layer(&tar_files, created as u64).map_err(reg)?;

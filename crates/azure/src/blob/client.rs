@@ -67,6 +67,18 @@ pub trait BlobApi: Send + Sync {
     /// The blob's content as a byte stream.
     async fn read(&self, container: &str, blob: &str) -> Result<BoxStream<'static, Result<Bytes>>>;
 
+    /// The content of the blob exactly as `item` listed it, from `offset` to its end, streamed:
+    /// pinned to the listed ETag (`If-Match`), so a blob overwritten since the listing fails
+    /// with HTTP 412 instead of yielding other bytes, and its length checked against the listed
+    /// size. Every call is a new request, so a caller can read the same bytes again (a second
+    /// pass, a resumed upload) without keeping them.
+    async fn read_listed(
+        &self,
+        container: &str,
+        item: &BlobItem,
+        offset: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes>>>;
+
     /// Upload a block blob in one request (sets Content-MD5). Returns the new ETag.
     async fn put(
         &self,
@@ -393,6 +405,78 @@ impl BlobApi for BlobClient {
         let resp = self
             .send(Method::GET, url, HeaderMap::new(), None, &[])
             .await?;
+        Ok(resp
+            .bytes_stream()
+            .map_err(move |source| Error::Transport {
+                method: "GET".into(),
+                url: resource.clone(),
+                source: source.without_url(),
+            })
+            .boxed())
+    }
+
+    async fn read_listed(
+        &self,
+        container: &str,
+        item: &BlobItem,
+        offset: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        if offset > item.size {
+            return Err(Error::InvalidInput(format!(
+                "offset {offset} is past the end of blob {} ({} bytes)",
+                item.name, item.size
+            )));
+        }
+        // Nothing left to read; a range on an empty blob would be answered 416.
+        if offset == item.size {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let url = self.endpoint.blob_url(container, &item.name)?;
+        let resource = url.path().to_string();
+        let etag = normalize_etag(&item.etag);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ms-range",
+            HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII"),
+        );
+        h.insert(
+            "if-match",
+            HeaderValue::from_str(&etag)
+                .map_err(|e| Error::InvalidInput(format!("ETag {etag:?}: {e}")))?,
+        );
+        let resp = match self.send(Method::GET, url, h, None, &[]).await {
+            Err(Error::Blob {
+                method,
+                resource,
+                status: 412,
+                code,
+                message,
+            }) => {
+                return Err(Error::Blob {
+                    method,
+                    resource,
+                    status: 412,
+                    code,
+                    message: format!(
+                        "the blob changed after it was listed (ETag {etag} no longer matches): {message}"
+                    ),
+                });
+            }
+            other => other?,
+        };
+        // The body's framing (Content-Length) is enforced by the HTTP client, so a matching
+        // length here means exactly the listed bytes from `offset` arrive or the stream fails.
+        let want = item.size - offset;
+        let length = header_str(resp.headers(), "content-length").and_then(|v| v.parse().ok());
+        if length != Some(want) {
+            return Err(Error::decode(
+                format!("Get Blob {resource}"),
+                format!(
+                    "Content-Length {length:?} from offset {offset}, expected {want} (listed size {})",
+                    item.size
+                ),
+            ));
+        }
         Ok(resp
             .bytes_stream()
             .map_err(move |source| Error::Transport {

@@ -1,12 +1,12 @@
 //! Thin I/O: assemble (digest pass) and push what a release ships, and register the version.
 
-use std::{collections::BTreeMap, path::Path, sync::atomic::Ordering};
+use std::{collections::BTreeMap, sync::atomic::Ordering};
 
 use edgetrain_api::{ModelReleaseSpec, model_release::Referrer};
 use edgetrain_azure::ml::{MlApi, ModelVersion, Resource};
 use edgetrain_registry::{
-    BuildFacts, IN_TOTO_MEDIA_TYPE, ModelArtifact, ModelMeta, PackOptions, Registry, ServingImage,
-    ServingOptions, files_in_dir, model_artifact, referrers, serving_image, statement,
+    BuildFacts, IN_TOTO_MEDIA_TYPE, ModelArtifact, ModelFile, ModelMeta, PackOptions, Registry,
+    ServingImage, ServingOptions, model_artifact, referrers, serving_image, statement,
 };
 use serde_json::json;
 
@@ -66,16 +66,16 @@ fn base_repository<'a>(spec: &ModelReleaseSpec, base: &'a str) -> Result<(&'a st
     Ok((repo, digest))
 }
 
-/// The digest pass over the staged files, and the serving image on its base.
+/// The digest pass over the model files (read from where they are), and the serving image on
+/// its base.
 pub async fn assemble(
     spec: &ModelReleaseSpec,
     registry: &Registry,
-    dir: &Path,
+    files: &[ModelFile],
     version: &str,
     created: i64,
     annotations: BTreeMap<String, String>,
 ) -> Result<Assembled> {
-    let files = files_in_dir(dir).map_err(reg("listing the model files"))?;
     let prefix = spec.image.as_ref().map_or("models".to_string(), |i| {
         i.model_path.trim_start_matches('/').to_string()
     });
@@ -91,7 +91,7 @@ pub async fn assemble(
         prefix,
         ..Default::default()
     };
-    let artifact = model_artifact(&files, &meta, &opts)
+    let artifact = model_artifact(files, &meta, &opts)
         .await
         .map_err(reg("digesting the model"))?;
     let image = match &spec.image {

@@ -202,14 +202,6 @@ async fn source(
     }
 }
 
-/// The staging directory of one release (model files streamed from the datastore).
-fn staging_dir(mr: &ModelRelease) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "edgetrain-release-{}",
-        mr.uid().unwrap_or_default()
-    ))
-}
-
 /// The registry client of the release's `spec.registry`, with the credentials of its Secret
 /// (an AAD principal is exchanged at the ARM endpoint of the workspace's cloud).
 async fn registry_of(
@@ -249,31 +241,21 @@ async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
 
     let (datastore, path) = observe::datastore_path(&lineage.output_uri)?;
     let (blob, container) = observe::datastore(ctx, &*ml, datastore).await?;
-    let dir = staging_dir(mr);
-    // A fresh copy each time: a half-written file of an interrupted reconcile never counts.
-    let _ = tokio::fs::remove_dir_all(&dir).await;
-    let result = release(
-        mr, ctx, &*ml, &registry, &*blob, &container, path, &dir, &lineage,
-    )
-    .await;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
-    result
+    // Listed afresh each time: the files are read from the datastore by both passes (digest,
+    // push), pinned to this listing's ETags.
+    let files = observe::model_files(blob, &container, path).await?;
+    release(mr, ctx, &*ml, &registry, &files, &lineage).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn release(
     mr: &ModelRelease,
     ctx: &Context,
     ml: &dyn MlApi,
     registry: &edgetrain_registry::Registry,
-    blob: &dyn edgetrain_azure::blob::BlobApi,
-    container: &str,
-    path: &str,
-    dir: &std::path::Path,
+    files: &[edgetrain_registry::ModelFile],
     lineage: &Lineage,
 ) -> Result<Action> {
     let spec: &ModelSpec = &mr.spec.model;
-    let files = observe::stage(blob, container, path, dir).await?;
     // The model's time is the run's end, never the clock: digests stay identical.
     let created = observe::training_run(ctx, mr)
         .and_then(|r| r.status.as_ref()?.completion_time.clone())
@@ -301,7 +283,7 @@ async fn release(
         ),
     };
     let assembled =
-        apply::assemble(&mr.spec, registry, dir, &version, created, annotations).await?;
+        apply::assemble(&mr.spec, registry, files, &version, created, annotations).await?;
     let digests = assembled.digests();
     let model_id = if mr.spec.existing_model.is_some() {
         ml.get_model_version(name, &version)
@@ -342,8 +324,9 @@ async fn release(
                     EventType::Normal,
                     "Registered",
                     format!(
-                        "model {name} version {version} registered from {} ({files} files)",
-                        lineage.output_uri
+                        "model {name} version {version} registered from {} ({} files)",
+                        lineage.output_uri,
+                        files.len()
                     ),
                 )
                 .await;
@@ -409,7 +392,6 @@ async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
         mr.spec.deletion_policy,
         ctx.settings.model_release.default_deletion_policy,
     );
-    let _ = tokio::fs::remove_dir_all(staging_dir(mr)).await;
     let status = mr.status.clone().unwrap_or_default();
     let shipped = status.model_id.is_some()
         || !decide::cleanup_plan(policy, &status, None, "", &Default::default()).is_empty();

@@ -1,23 +1,24 @@
 //! Thin I/O: what a release reads — its TrainingRun and EdgeComputeTarget (from the stores),
 //! the Azure ML workspace client, the model's versions, the registry credentials, and the
-//! model files from the workspace datastore.
+//! model files, read from the workspace datastore as streams.
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use edgetrain_api::{EdgeComputeTarget, ModelRelease, TrainingRun};
 use edgetrain_azure::{
-    blob::{AccountKey, BlobApi},
+    blob::{AccountKey, BlobApi, BlobItem},
     ml::{DatastoreSecrets, MlApi, ModelVersion},
 };
+use edgetrain_registry::{ByteStream, ModelFile, RangeSource};
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
-use tokio::io::AsyncWriteExt;
 
 use crate::{
     Error, Result,
     context::Context,
     runtime::{
+        classify::chain,
         factory::RegistryCredentials,
         secrets::{Credentials, secret_value},
     },
@@ -161,56 +162,89 @@ pub fn blob_endpoint(protocol: &str, account: &str, suffix: &str) -> String {
     }
 }
 
-/// Streams every blob under `prefix` into `dir` (relative paths kept), one buffer at a time.
-/// Returns the number of files.
-pub async fn stage(blob: &dyn BlobApi, container: &str, prefix: &str, dir: &Path) -> Result<usize> {
+/// The model files under `prefix`: one listing (names, sizes, ETags), each file read from the
+/// datastore whenever a pass needs its bytes (the digest pass, the push, a resumed upload),
+/// pinned to the listed ETag. Nothing is copied to disk or kept in memory.
+pub async fn model_files(
+    blob: Arc<dyn BlobApi>,
+    container: &str,
+    prefix: &str,
+) -> Result<Vec<ModelFile>> {
     let prefix = format!("{}/", prefix.trim_end_matches('/'));
     let items: Vec<_> = blob
         .list(container, &prefix)
         .try_collect()
         .await
         .map_err(|e| Error::azure(format!("listing {container}/{prefix}"), e))?;
-    let io = |what: &Path, e: std::io::Error| Error::Internal(format!("{}: {e}", what.display()));
-    for item in &items {
-        let rel = item.name.strip_prefix(&prefix).unwrap_or(&item.name);
-        // Blob names come from the job: never let one write outside the staging dir.
-        if rel.is_empty()
-            || rel
-                .split('/')
-                .any(|s| s.is_empty() || s == "." || s == "..")
-        {
-            return Err(Error::InvalidSpec(format!(
-                "output blob {:?} has an unusable name",
-                item.name
-            )));
-        }
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io(parent, e))?;
-        }
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| io(&path, e))?;
-        let mut body = blob
-            .read(container, &item.name)
-            .await
-            .map_err(|e| Error::azure(format!("reading {}", item.name), e))?;
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .map_err(|e| Error::azure(format!("reading {}", item.name), e))?
-        {
-            file.write_all(&chunk).await.map_err(|e| io(&path, e))?;
-        }
-        file.flush().await.map_err(|e| io(&path, e))?;
-    }
     if items.is_empty() {
         return Err(Error::Blocked {
             reason: "OutputNotFound",
             message: format!("no model files under {container}/{prefix}"),
         });
     }
-    Ok(items.len())
+    items
+        .into_iter()
+        .map(|item| {
+            Ok(ModelFile {
+                path: model_path(&prefix, &item.name)?.to_string(),
+                source: Arc::new(DatastoreBlob {
+                    blob: blob.clone(),
+                    container: container.to_string(),
+                    item,
+                }),
+            })
+        })
+        .collect()
+}
+
+/// The path inside the model of output blob `name` listed under `prefix` (ending in `/`).
+/// Blob names come from the job: one that could land outside the model directory is refused.
+pub fn model_path<'a>(prefix: &str, name: &'a str) -> Result<&'a str> {
+    let rel = name.strip_prefix(prefix).unwrap_or(name);
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(Error::InvalidSpec(format!(
+            "output blob {name:?} has an unusable name"
+        )));
+    }
+    Ok(rel)
+}
+
+/// One listed output blob as the registry's [`RangeSource`].
+struct DatastoreBlob {
+    blob: Arc<dyn BlobApi>,
+    container: String,
+    item: BlobItem,
+}
+
+impl std::fmt::Debug for DatastoreBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl RangeSource for DatastoreBlob {
+    fn size(&self) -> u64 {
+        self.item.size
+    }
+
+    fn read_from(&self, offset: u64) -> ByteStream {
+        let (blob, container, item) =
+            (self.blob.clone(), self.container.clone(), self.item.clone());
+        let io = |e: edgetrain_azure::Error| std::io::Error::other(chain(&e));
+        let open = async move {
+            blob.read_listed(&container, &item, offset)
+                .await
+                .map(|body| body.map_err(io))
+                .map_err(io)
+        };
+        Box::pin(futures::stream::once(open).try_flatten())
+    }
+
+    fn describe(&self) -> String {
+        format!("datastore blob {}/{}", self.container, self.item.name)
+    }
 }

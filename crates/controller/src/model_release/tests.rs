@@ -451,6 +451,27 @@ fn only_datastore_uris_without_dot_dot_are_read() {
 }
 
 #[test]
+fn output_blob_names_become_paths_inside_the_model_or_are_refused() {
+    use super::observe::model_path;
+    let prefix = "azureml/job-1/model/";
+    assert_eq!(
+        model_path(prefix, "azureml/job-1/model/sub/w.onnx").unwrap(),
+        "sub/w.onnx"
+    );
+    for bad in [
+        "azureml/job-1/model/",
+        "azureml/job-1/model/../x",
+        "azureml/job-1/model/a//b",
+        "azureml/job-1/model/./a",
+        "azureml/job-1/model/a/",
+    ] {
+        let e = model_path(prefix, bad).unwrap_err();
+        assert_eq!(e.reason(), "InvalidSpec", "{bad}");
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+}
+
+#[test]
 fn datastore_endpoints_are_host_style_except_on_loopback() {
     use super::observe::blob_endpoint;
     assert_eq!(

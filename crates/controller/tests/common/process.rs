@@ -6,6 +6,7 @@ use crate::common::World;
 pub struct ControllerProcess {
     child: std::process::Child,
     log: std::path::PathBuf,
+    tmp: std::path::PathBuf,
 }
 
 impl ControllerProcess {
@@ -16,9 +17,13 @@ impl ControllerProcess {
         let log = dir.join(format!("controller-{n}.log"));
         let storage = w.sim.storage_endpoints().unwrap();
         let out = std::fs::File::create(&log).unwrap();
+        // Its own temp dir, so a test can see what the process leaves on disk.
+        let tmp = dir.join(format!("tmp-{n}"));
+        std::fs::create_dir_all(&tmp).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_edgetrain-controller"))
             .args(["--metrics-addr", "127.0.0.1:0", "--no-leader-election"])
             .env("KUBECONFIG", &kubeconfig)
+            .env("TMPDIR", &tmp)
             .env("SSL_CERT_FILE", &storage.ca_pem_path)
             // Azure ML hands out `{account}.blob.localhost` URLs: the process reaches them
             // through the simulator's proxy (their "DNS"); everything on 127.0.0.1 goes direct.
@@ -35,7 +40,15 @@ impl ControllerProcess {
             .stderr(out)
             .spawn()
             .expect("the edgetrain-controller binary runs");
-        Self { child, log }
+        Self { child, log, tmp }
+    }
+
+    /// What the process has put in its temp dir (`TMPDIR`).
+    pub fn temp_entries(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&self.tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
     }
 
     /// SIGKILL and reap: the process gets no chance to finish anything it started.
