@@ -449,6 +449,10 @@ async fn a_succeeded_run_is_registered_pushed_and_a_second_release_uploads_nothi
     let shipped = t.ready("existing", 90).await;
     assert_eq!(shipped.model_id, first.model_id);
     assert_eq!(shipped.model_version.as_deref(), Some("1"));
+    // The same version is the same artifact whoever releases it (the model's time travels in
+    // the version's properties): no second artifact for one version, nothing uploaded.
+    assert_eq!(shipped.artifact_digest, first.artifact_digest);
+    assert_eq!(shipped.bytes_uploaded, Some(0));
     let shipped_artifact = shipped.artifact_digest.clone().unwrap();
     let m: serde_json::Value = serde_json::from_slice(
         &reader

@@ -41,6 +41,11 @@ pub struct Lineage {
     pub code_digest: Option<String>,
     pub data_fingerprint: Option<String>,
     pub data_blob_count: Option<i64>,
+    /// The model's time (Unix seconds): the run's completion. Every timestamp in the pushed
+    /// artifact and image is this one, never the clock, so the same version always gives the
+    /// same digests — also when released again later as an `existingModel`, which reads it
+    /// back from the version's properties.
+    pub model_time: i64,
 }
 
 impl Lineage {
@@ -67,6 +72,10 @@ impl Lineage {
         m
     }
 }
+
+/// The version property holding [`Lineage::model_time`] (a property, not a tag: it is no label
+/// for people, and properties are immutable).
+pub const MODEL_TIME: &str = "model-time";
 
 /// The digests a release is about to push (deterministic, known before any upload).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -119,6 +128,7 @@ pub fn run_state(run: Option<&TrainingRun>, output_name: &str) -> RunState {
         code_digest: status.code_digest,
         data_fingerprint: status.data_fingerprint,
         data_blob_count: status.data_blob_count,
+        model_time: status.completion_time.map_or(0, |t| t.0.as_second()),
     })
 }
 
@@ -143,6 +153,7 @@ pub fn model_version(
     released_by: &str,
 ) -> ModelVersion {
     let mut properties = lineage.entries();
+    properties.insert(format!("{PREFIX}{MODEL_TIME}"), lineage.model_time.to_string());
     properties.insert(format!("{PREFIX}artifact-digest"), digests.artifact.clone());
     if let Some(image) = &digests.image {
         properties.insert(format!("{PREFIX}image-digest"), image.clone());

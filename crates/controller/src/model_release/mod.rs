@@ -167,6 +167,10 @@ async fn source(
             code_digest: get("code-digest"),
             data_fingerprint: get("data-fingerprint"),
             data_blob_count: get("data-blob-count").and_then(|n| n.parse().ok()),
+            // A version registered elsewhere has no time of ours: 0, the same on every release.
+            model_time: get(desired::MODEL_TIME)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
         };
         return Ok(Some((ml, lineage, ect.spec.azure_ml.arm_endpoint.clone())));
     }
@@ -256,10 +260,6 @@ async fn release(
     lineage: &Lineage,
 ) -> Result<Action> {
     let spec: &ModelSpec = &mr.spec.model;
-    // The model's time is the run's end, never the clock: digests stay identical.
-    let created = observe::training_run(ctx, mr)
-        .and_then(|r| r.status.as_ref()?.completion_time.clone())
-        .map_or(0, |t| t.0.as_second());
     let rel = released_by(mr);
     let existing = match &mr.spec.existing_model {
         Some(e) => vec![(e.version.clone(), Default::default())],
@@ -283,7 +283,14 @@ async fn release(
         ),
     };
     let assembled =
-        apply::assemble(&mr.spec, registry, files, &version, created, annotations).await?;
+        apply::assemble(
+            &mr.spec,
+            registry,
+            files,
+            &version,
+            lineage.model_time,
+            annotations,
+        ).await?;
     let digests = assembled.digests();
     let model_id = if mr.spec.existing_model.is_some() {
         ml.get_model_version(name, &version)

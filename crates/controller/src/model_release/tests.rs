@@ -30,7 +30,8 @@ fn succeeded() -> serde_json::Value {
     json!({
         "phase": "Succeeded", "jobName": "job-1",
         "outputs": {"model": "azureml://jobs/job-1/outputs/model"},
-        "codeDigest": "sha256:c0de", "dataFingerprint": "sha256:da7a", "dataBlobCount": 3
+        "codeDigest": "sha256:c0de", "dataFingerprint": "sha256:da7a", "dataBlobCount": 3,
+        "completionTime": "2026-01-02T03:04:05Z"
     })
 }
 
@@ -136,7 +137,10 @@ fn model_version_carries_lineage_in_properties_and_tags() {
     assert_eq!(p["edgetrain.dev/data-blob-count"], "3");
     assert_eq!(p["edgetrain.dev/artifact-digest"], "sha256:aa");
     assert_eq!(p["edgetrain.dev/image-digest"], "sha256:bb");
+    // The run's end as the model's time (2026-01-02T03:04:05Z), a property only.
+    assert_eq!(p["edgetrain.dev/model-time"], "1767323045");
     let t = v.tags.as_ref().unwrap();
+    assert!(!t.contains_key("edgetrain.dev/model-time"), "{t:?}");
     assert_eq!(t["team"], "a");
     assert_eq!(t["edgetrain.dev/job-name"], "job-1");
     assert_eq!(t[RELEASED_BY], "ml/rel/r-1");
