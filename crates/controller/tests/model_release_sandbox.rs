@@ -843,11 +843,7 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
         served.env
     );
     let http = reqwest::Client::new();
-    let health = http
-        .get(format!("{}/", served.url))
-        .send()
-        .await
-        .unwrap();
+    let health = http.get(format!("{}/", served.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.json::<String>().await.unwrap(), "Healthy");
     let rows = json!([

@@ -153,7 +153,10 @@ pub fn model_version(
     released_by: &str,
 ) -> ModelVersion {
     let mut properties = lineage.entries();
-    properties.insert(format!("{PREFIX}{MODEL_TIME}"), lineage.model_time.to_string());
+    properties.insert(
+        format!("{PREFIX}{MODEL_TIME}"),
+        lineage.model_time.to_string(),
+    );
     properties.insert(format!("{PREFIX}artifact-digest"), digests.artifact.clone());
     if let Some(image) = &digests.image {
         properties.insert(format!("{PREFIX}image-digest"), image.clone());
@@ -190,7 +193,13 @@ pub fn same_content(existing: &ModelVersion, desired: &ModelVersion) -> Result<(
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect::<BTreeMap<_, _>>()
             };
-            let (a, b) = (ours(&existing.properties), ours(&desired.properties));
+            let (a, mut b) = (ours(&existing.properties), ours(&desired.properties));
+            // Versions registered before the time was recorded lack it; their artifact digest
+            // (compared too) already pins the time.
+            let time = format!("{PREFIX}{MODEL_TIME}");
+            if !a.contains_key(&time) {
+                b.remove(&time);
+            }
             (a != b).then(|| {
                 let keys: Vec<_> = a
                     .keys()

@@ -282,15 +282,15 @@ async fn release(
             &rel,
         ),
     };
-    let assembled =
-        apply::assemble(
-            &mr.spec,
-            registry,
-            files,
-            &version,
-            lineage.model_time,
-            annotations,
-        ).await?;
+    let assembled = apply::assemble(
+        &mr.spec,
+        registry,
+        files,
+        &version,
+        lineage.model_time,
+        annotations,
+    )
+    .await?;
     let digests = assembled.digests();
     let model_id = if mr.spec.existing_model.is_some() {
         ml.get_model_version(name, &version)

@@ -167,6 +167,19 @@ fn registration_table() {
         .insert("edgetrain.dev/image-digest".into(), "sha256:cc".into());
     let mut other_uri = desired();
     other_uri.model_uri = Some("azureml://jobs/job-2/outputs/model".into());
+    // Registered before the model's time was recorded: same content by its artifact digest.
+    let mut untimed = desired();
+    untimed
+        .properties
+        .as_mut()
+        .unwrap()
+        .remove("edgetrain.dev/model-time");
+    let mut other_time = desired();
+    other_time
+        .properties
+        .as_mut()
+        .unwrap()
+        .insert("edgetrain.dev/model-time".into(), "1".into());
     let v = |n: &str, m: &ModelVersion| (n.to_string(), m.clone());
     assert_eq!(registration("5", &same, &[]), Registration::Create);
     assert_eq!(
@@ -177,7 +190,15 @@ fn registration_table() {
         registration("5", &same, &[v("5", &retagged)]),
         Registration::Adopt
     );
-    for (what, conflicting) in [("image-digest", other_image), ("modelUri", other_uri)] {
+    assert_eq!(
+        registration("5", &same, &[v("5", &untimed)]),
+        Registration::Adopt
+    );
+    for (what, conflicting) in [
+        ("image-digest", other_image),
+        ("modelUri", other_uri),
+        ("model-time", other_time),
+    ] {
         match registration("5", &same, &[v("5", &conflicting)]) {
             Registration::Conflict(message) => {
                 assert!(message.contains(what), "{message}");
