@@ -517,6 +517,14 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
             .filter(|s| s.phase == edgetrain_api::TrainingRunPhase::Running)
     })
     .await;
+    // The log is readable while the job runs (the gate is still closed): what it printed so far.
+    let running: Value = eventually(60, "the running job's log so far", || async {
+        let (result, out) = plugin_in_process(&client, &azure, &["logs", "ok", "-o", "json"]).await;
+        let v: Value = serde_json::from_str(&out).ok().filter(|_| result.is_ok())?;
+        (v["log"] == "first line\n").then_some(v)
+    })
+    .await;
+    assert_eq!(running["jobStatus"], "Running", "{running}");
     let follow = {
         let (client, azure) = (client.clone(), &azure);
         async move {

@@ -113,6 +113,9 @@ pub fn request_cancel(sh: &Shared, job_id: &str) {
     }
 }
 
+/// How often a running job's growing log is uploaded (Azure ML streams it; a few seconds).
+const LOG_UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
+
 fn set_status(sh: &Shared, job_id: &str, status: &str) {
     let mut st = sh.state();
     if let Some(job) = st.get_mut(job_id) {
@@ -457,6 +460,13 @@ async fn run(sh: &Arc<Shared>, job_id: &str, mut cancel: watch::Receiver<bool>) 
         prepared.timeout.unwrap_or(Duration::from_secs(86_400)) + Duration::from_secs(600);
     prepared.env.extend(mlflow_env(sh, job_id, &job, lifetime));
     set_status(sh, job_id, "Running");
+    if let Some(job) = sh.state().get_mut(job_id) {
+        let outs = &mut job.body["properties"]["outputs"];
+        if !outs.is_object() {
+            *outs = json!({});
+        }
+        outs["artifacts"] = artifacts_output(&artifacts_prefix(&name));
+    }
     let log = std::fs::File::create(&log_path).map_err(|source| Error::WriteFile {
         path: log_path.clone(),
         source,
@@ -484,6 +494,7 @@ async fn run(sh: &Arc<Shared>, job_id: &str, mut cancel: watch::Receiver<bool>) 
         status = child.wait() => Ending::Exited(status.map(|s| s.code().unwrap_or(-1)).unwrap_or(-1)),
         _ = cancel.wait_for(|c| *c) => Ending::Canceled,
         _ = deadline => Ending::TimedOut,
+        () = upload_log_while_running(sh, storage, &name, &log_path) => unreachable!("uploads until the job ends"),
     };
     if !matches!(ending, Ending::Exited(_)) {
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -556,7 +567,7 @@ async fn finalize(
             )),
         );
     }
-    let artifacts = format!("azureml/{name}/artifacts/");
+    let artifacts = artifacts_prefix(name);
     let outputs_dir = wd.join("outputs");
     if outputs_dir.is_dir() {
         container
@@ -590,13 +601,53 @@ async fn finalize(
             let entry = &mut outs[&key];
             entry["uri"] = uri;
         }
-        outs["artifacts"] = json!({
-            "jobOutputType": "uri_folder",
-            "mode": "ReadWriteMount",
-            "uri": format!("azureml://datastores/{DEFAULT_DATASTORE}/paths/{artifacts}"),
-        });
+        outs["artifacts"] = artifacts_output(&artifacts);
     }
     Ok(())
+}
+
+/// Where a job's logs and `./outputs` go: `azureml/{name}/artifacts/` in the default datastore.
+fn artifacts_prefix(name: &str) -> String {
+    format!("azureml/{name}/artifacts/")
+}
+
+/// The job's `artifacts` output, which Azure ML shows from the start of the run.
+fn artifacts_output(prefix: &str) -> Value {
+    json!({
+        "jobOutputType": "uri_folder",
+        "mode": "ReadWriteMount",
+        "uri": format!("azureml://datastores/{DEFAULT_DATASTORE}/paths/{prefix}"),
+    })
+}
+
+/// Azure ML uploads a running job's `std_log.txt` as it grows; the simulator re-uploads it
+/// every [`LOG_UPLOAD_INTERVAL`] while it grows. Runs until dropped (the job's end), after
+/// which the final upload in [`finalize`] has the last word.
+async fn upload_log_while_running(sh: &Shared, storage: &Storage, name: &str, log_path: &Path) {
+    let blob = format!("{}user_logs/std_log.txt", artifacts_prefix(name));
+    let mut uploaded = 0;
+    loop {
+        tokio::time::sleep(LOG_UPLOAD_INTERVAL).await;
+        let Ok(log) = std::fs::read(log_path) else {
+            continue;
+        };
+        let len = log.len();
+        if len <= uploaded {
+            continue;
+        }
+        let container = signed_container(
+            storage,
+            &storage.datastore_account,
+            &storage.datastore_container,
+        );
+        match container {
+            Ok(c) => match c.put(&sh.http, &blob, log).await {
+                Ok(()) => uploaded = len,
+                Err(e) => tracing::debug!(job = %name, error = %e, "log upload failed; retried"),
+            },
+            Err(e) => tracing::debug!(job = %name, error = %e, "log upload not signed"),
+        }
+    }
 }
 
 #[cfg(test)]
