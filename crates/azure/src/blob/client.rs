@@ -405,14 +405,7 @@ impl BlobApi for BlobClient {
         let resp = self
             .send(Method::GET, url, HeaderMap::new(), None, &[])
             .await?;
-        Ok(resp
-            .bytes_stream()
-            .map_err(move |source| Error::Transport {
-                method: "GET".into(),
-                url: resource.clone(),
-                source: source.without_url(),
-            })
-            .boxed())
+        Ok(body_stream(resp, resource))
     }
 
     async fn read_listed(
@@ -477,14 +470,7 @@ impl BlobApi for BlobClient {
                 ),
             ));
         }
-        Ok(resp
-            .bytes_stream()
-            .map_err(move |source| Error::Transport {
-                method: "GET".into(),
-                url: resource.clone(),
-                source: source.without_url(),
-            })
-            .boxed())
+        Ok(body_stream(resp, resource))
     }
 
     async fn put(
@@ -517,6 +503,17 @@ impl BlobApi for BlobClient {
         let resp = self.send(Method::PUT, url, h, Some(data), &[]).await?;
         Ok(header_str(resp.headers(), "etag").unwrap_or_default())
     }
+}
+
+/// A GET's body as a stream whose errors name the resource (never the URL's SAS query).
+fn body_stream(resp: reqwest::Response, resource: String) -> BoxStream<'static, Result<Bytes>> {
+    resp.bytes_stream()
+        .map_err(move |source| Error::Transport {
+            method: "GET".into(),
+            url: resource.clone(),
+            source: source.without_url(),
+        })
+        .boxed()
 }
 
 #[cfg(test)]
