@@ -198,17 +198,15 @@ async fn world_with_faults(
             }],
             ..Default::default()
         },
-        service_principals: vec![edgetrain_sandbox_azure::ServicePrincipal {
-            tenant: TENANT.into(),
-            client_id: ML_CLIENT.into(),
-            client_secret: edgetrain_sandbox_azure::Secret::new(ML_SECRET),
-        }],
-        workspaces: vec![edgetrain_sandbox_azure::WorkspaceConfig {
-            subscription_id: SUB.into(),
-            resource_group: "rg1".into(),
-            name: "ws1".into(),
-            location: "westeurope".into(),
-        }],
+        service_principals: vec![edgetrain_sandbox_azure::ServicePrincipal::new(
+            TENANT, ML_CLIENT, ML_SECRET,
+        )],
+        workspaces: vec![edgetrain_sandbox_azure::WorkspaceConfig::new(
+            SUB,
+            "rg1",
+            "ws1",
+            "westeurope",
+        )],
         faults,
         ..Default::default()
     })

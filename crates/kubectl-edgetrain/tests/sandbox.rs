@@ -350,7 +350,7 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
         metrics::Metrics,
         runtime::factory::{AzureClients, Factories, http_config_from_env},
     };
-    use edgetrain_sandbox_azure::{AzureSim, LroConfig, Secret, ServicePrincipal, WorkspaceConfig};
+    use edgetrain_sandbox_azure::{AzureSim, LroConfig, ServicePrincipal, WorkspaceConfig};
     let dir = tempfile::tempdir().unwrap();
     let sim = AzureSim::start(edgetrain_sandbox_azure::Config {
         state_dir: dir.path().join("azure"),
@@ -358,11 +358,7 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
         azurite: true,
         service_principals: PRINCIPALS
             .iter()
-            .map(|(_, id, secret)| ServicePrincipal {
-                tenant: TENANT.into(),
-                client_id: (*id).into(),
-                client_secret: Secret::new(*secret),
-            })
+            .map(|(_, id, secret)| ServicePrincipal::new(TENANT, id, secret))
             .collect(),
         lro: LroConfig {
             duration_ms: 200,
@@ -374,12 +370,7 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
             enabled: true,
             ..Default::default()
         },
-        workspaces: vec![WorkspaceConfig {
-            subscription_id: SUB.into(),
-            resource_group: "rg1".into(),
-            name: "ws1".into(),
-            location: "westeurope".into(),
-        }],
+        workspaces: vec![WorkspaceConfig::new(SUB, "rg1", "ws1", "westeurope")],
         ..Default::default()
     })
     .await

@@ -53,11 +53,7 @@ impl Env {
             azurite: false,
             service_principals: [PUSHER, READER]
                 .iter()
-                .map(|(id, secret)| ServicePrincipal {
-                    tenant: TENANT.into(),
-                    client_id: (*id).into(),
-                    client_secret: edgetrain_sandbox_azure::Secret::new(*secret),
-                })
+                .map(|(id, secret)| ServicePrincipal::new(TENANT, id, secret))
                 .collect(),
             registry,
             ..Config::default()

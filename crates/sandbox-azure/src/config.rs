@@ -28,6 +28,17 @@ pub struct ServicePrincipal {
     pub client_secret: Secret,
 }
 
+impl ServicePrincipal {
+    /// A principal of `tenant` signing in with a client secret.
+    pub fn new(tenant: &str, client_id: &str, client_secret: &str) -> Self {
+        Self {
+            tenant: tenant.into(),
+            client_id: client_id.into(),
+            client_secret: Secret::new(client_secret),
+        }
+    }
+}
+
 /// The subscription every configuration knows unless it lists its own `subscriptions`; the
 /// tests, examples and demo defaults use it.
 pub const DEFAULT_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -59,6 +70,17 @@ pub struct WorkspaceConfig {
     pub name: String,
     #[serde(default = "default_location")]
     pub location: String,
+}
+
+impl WorkspaceConfig {
+    pub fn new(subscription_id: &str, resource_group: &str, name: &str, location: &str) -> Self {
+        Self {
+            subscription_id: subscription_id.into(),
+            resource_group: resource_group.into(),
+            name: name.into(),
+            location: location.into(),
+        }
+    }
 }
 
 /// Long-running operation behaviour.
@@ -314,12 +336,7 @@ seed = 7
             id: "s1".into(),
             tenant: Some("other".into()),
         }];
-        cfg.workspaces = vec![WorkspaceConfig {
-            subscription_id: "s2".into(),
-            resource_group: "rg".into(),
-            name: "ws".into(),
-            location: "local".into(),
-        }];
+        cfg.workspaces = vec![WorkspaceConfig::new("s2", "rg", "ws", "local")];
         assert_eq!(
             cfg.known_subscriptions(),
             vec![

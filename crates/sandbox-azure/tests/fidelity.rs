@@ -209,12 +209,8 @@ async fn deleting_a_nic_changes_no_other_resource() {
 async fn workspace_get_answers_region_ids_and_tracking_uri() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), false);
-    cfg.workspaces.push(WorkspaceConfig {
-        subscription_id: SUB.into(),
-        resource_group: "rg2".into(),
-        name: "east".into(),
-        location: "eastus".into(),
-    });
+    cfg.workspaces
+        .push(WorkspaceConfig::new(SUB, "rg2", "east", "eastus"));
     let sim = AzureSim::start(cfg).await.unwrap();
     let ml = Arm::public(&sim).await;
 

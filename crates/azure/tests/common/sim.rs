@@ -69,22 +69,17 @@ pub async fn start(options: Options) -> Sim {
         identity: options.identity,
         tenant_id: TENANT.into(),
         azurite: options.azurite,
-        service_principals: vec![edgetrain_sandbox_azure::ServicePrincipal {
-            tenant: tenant_of(options.identity).into(),
-            client_id: CLIENT_ID.into(),
-            client_secret: edgetrain_sandbox_azure::Secret::new(CLIENT_SECRET),
-        }],
+        service_principals: vec![edgetrain_sandbox_azure::ServicePrincipal::new(
+            tenant_of(options.identity),
+            CLIENT_ID,
+            CLIENT_SECRET,
+        )],
         lro: LroConfig {
             duration_ms: 1500,
             retry_after_secs: 1,
             fail_resource_names: Vec::new(),
         },
-        workspaces: vec![WorkspaceConfig {
-            subscription_id: SUB.into(),
-            resource_group: "ml-rg".into(),
-            name: "ws1".into(),
-            location: "westeurope".into(),
-        }],
+        workspaces: vec![WorkspaceConfig::new(SUB, "ml-rg", "ws1", "westeurope")],
         list_page_size: 2,
         faults: options.faults,
         ..Config::default()

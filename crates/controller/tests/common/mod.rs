@@ -13,7 +13,7 @@ use std::{
 
 use edgetrain_api::{DeletionPolicy, EdgeComputeTarget};
 use edgetrain_controller::{Config, LeaderConfig, metrics::Metrics};
-use edgetrain_sandbox_azure::{AzureSim, LroConfig, Secret, ServicePrincipal, WorkspaceConfig};
+use edgetrain_sandbox_azure::{AzureSim, LroConfig, ServicePrincipal, WorkspaceConfig};
 use edgetrain_sandbox_kube::{Options, SandboxKube};
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::{Api, Client, api::PostParams};
@@ -90,16 +90,8 @@ pub async fn world_with(
         tenant_id: TENANT.into(),
         azurite: false,
         service_principals: vec![
-            ServicePrincipal {
-                tenant: TENANT.into(),
-                client_id: HUB_CLIENT.into(),
-                client_secret: Secret::new(HUB_SECRET),
-            },
-            ServicePrincipal {
-                tenant: TENANT.into(),
-                client_id: ML_CLIENT.into(),
-                client_secret: Secret::new(ML_SECRET),
-            },
+            ServicePrincipal::new(TENANT, HUB_CLIENT, HUB_SECRET),
+            ServicePrincipal::new(TENANT, ML_CLIENT, ML_SECRET),
         ],
         lro: LroConfig {
             duration_ms: lro_ms,
@@ -107,12 +99,7 @@ pub async fn world_with(
             fail_resource_names: vec![],
         },
         allowed_vm_sizes: vec!["Standard_DS2_v2".into(), "Standard_DS3_v2".into()],
-        workspaces: vec![WorkspaceConfig {
-            subscription_id: SUB.into(),
-            resource_group: "rg1".into(),
-            name: "ws1".into(),
-            location: "westeurope".into(),
-        }],
+        workspaces: vec![WorkspaceConfig::new(SUB, "rg1", "ws1", "westeurope")],
         ..Default::default()
     };
     tweak(&mut sim_config);

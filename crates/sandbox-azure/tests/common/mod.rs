@@ -1,9 +1,7 @@
 //! Helpers shared by the integration tests: start a simulator, get tokens, call ARM.
 #![allow(dead_code)]
 
-use edgetrain_sandbox_azure::{
-    AzureSim, Config, LroConfig, Secret, ServicePrincipal, WorkspaceConfig,
-};
+use edgetrain_sandbox_azure::{AzureSim, Config, LroConfig, ServicePrincipal, WorkspaceConfig};
 use serde_json::Value;
 
 pub const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -31,28 +29,15 @@ pub fn config(state_dir: &std::path::Path, azurite: bool) -> Config {
         tenant_id: TENANT.into(),
         azurite,
         service_principals: vec![
-            ServicePrincipal {
-                tenant: TENANT.into(),
-                client_id: CLIENT_ID.into(),
-                client_secret: Secret::new(CLIENT_SECRET),
-            },
-            ServicePrincipal {
-                tenant: "adfs".into(),
-                client_id: CLIENT_ID.into(),
-                client_secret: Secret::new(CLIENT_SECRET),
-            },
+            ServicePrincipal::new(TENANT, CLIENT_ID, CLIENT_SECRET),
+            ServicePrincipal::new("adfs", CLIENT_ID, CLIENT_SECRET),
         ],
         lro: LroConfig {
             duration_ms: 300,
             retry_after_secs: 1,
             fail_resource_names: vec!["doomed-vm".into()],
         },
-        workspaces: vec![WorkspaceConfig {
-            subscription_id: SUB.into(),
-            resource_group: "rg1".into(),
-            name: "ws1".into(),
-            location: "westeurope".into(),
-        }],
+        workspaces: vec![WorkspaceConfig::new(SUB, "rg1", "ws1", "westeurope")],
         ..Config::default()
     }
 }
