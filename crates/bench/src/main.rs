@@ -33,6 +33,10 @@ struct Cli {
     /// --quick).
     #[arg(long, global = true)]
     cached: Option<usize>,
+    /// TrainingRuns applied at once for `scale-submit` (default: 1,000, the figure;
+    /// 100 with --quick).
+    #[arg(long, global = true)]
+    runs: Option<usize>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -154,14 +158,21 @@ fn groups(cmd: &Cmd) -> Vec<Group> {
     }
 }
 
-async fn measure(group: Group, quick: bool, cached: Option<usize>) -> Result<Vec<Figure>> {
+/// The sizes a command line can override.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    cached: Option<usize>,
+    runs: Option<usize>,
+}
+
+async fn measure(group: Group, quick: bool, sizes: Sizes) -> Result<Vec<Figure>> {
     match group {
         Group::EctRequests => ect::ect_requests().await,
         Group::Steady => ect::steady(steady_cycles(quick)).await,
         Group::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await,
         Group::Reconcile => reconcile_figures(quick).await,
-        Group::ScaleSubmit => scale::scale_submit(scale_input(quick).0).await,
-        Group::ScaleRss => rss::scale_rss(cached.unwrap_or(scale_input(quick).1)).await,
+        Group::ScaleSubmit => scale::scale_submit(sizes.runs.unwrap_or(scale_input(quick).0)).await,
+        Group::ScaleRss => rss::scale_rss(sizes.cached.unwrap_or(scale_input(quick).1)).await,
         Group::ScaleReads => {
             let (_, _, sizes, window) = scale_input(quick);
             scale::scale_reads(sizes, window).await
@@ -172,6 +183,14 @@ async fn measure(group: Group, quick: bool, cached: Option<usize>) -> Result<Vec
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    // The in-process controller's logs, only when asked for (e.g.
+    // `RUST_LOG=edgetrain_azure=debug` shows every Azure call), on stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if let Cmd::FingerprintList {
         account_url,
         container,
@@ -196,7 +215,11 @@ async fn main() {
         // the run still fails at the end.
         let mut failed = Vec::new();
         for group in groups(&cli.command) {
-            match measure(group, cli.quick, cli.cached).await {
+            let sizes = Sizes {
+                cached: cli.cached,
+                runs: cli.runs,
+            };
+            match measure(group, cli.quick, sizes).await {
                 Ok(figures) => {
                     figure::save(&cli.out, figures)?;
                 }

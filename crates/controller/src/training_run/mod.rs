@@ -3,6 +3,7 @@
 //! every run (`listing`), and (here) its hooks into the runtime.
 
 pub mod apply;
+pub mod assets;
 pub mod code;
 pub mod decide;
 pub mod desired;
@@ -184,11 +185,6 @@ async fn code_files(
     }
 }
 
-/// A run looks again when a listing newer than the one it acted on is due.
-fn requeue_for(phase: TrainingRunPhase) -> Duration {
-    listing::max_age(phase)
-}
-
 async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -248,7 +244,8 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             Step::Need(Need::Assets) => {
                 let (ml, ws) = need_ml()?;
                 let files = code_files(run, ctx).await?;
-                obs.assets = Some(observe::assets(&*ml, &ws, ml.http(), spec, &files).await?);
+                obs.assets =
+                    Some(observe::assets(&*ml, &ws, ml.http(), &ctx.assets, spec, &files).await?);
             }
             Step::Need(Need::Verification { job, outputs }) => {
                 let (ml, _) = need_ml()?;
@@ -285,7 +282,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    let plan =
+    let mut plan =
         plan.ok_or_else(|| Error::InvalidSpec("internal: decision did not settle".into()))?;
     let mut deleted = false;
     for action in &plan.actions {
@@ -293,7 +290,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             decide::Action::Submit { job, target, .. } => {
                 let (ml, _) = need_ml()?;
                 let account = data_account(run, ctx).await?;
-                apply::submit(
+                let submitted = apply::submit(
                     &*ml,
                     spec,
                     &plan.status,
@@ -303,7 +300,19 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
                     job,
                     now,
                 )
-                .await?;
+                .await;
+                if submitted.is_err() {
+                    // The ids may name versions deleted in Azure: look them up again.
+                    let ids = [&plan.status.code_id, &plan.status.environment_id];
+                    ctx.assets
+                        .forget(&ids.iter().filter_map(|i| i.as_deref()).collect::<Vec<_>>());
+                }
+                submitted?;
+                // The submission time is when the PUT returned, not when this reconcile began:
+                // the PUT may have waited long for the client's write budget, and a listing
+                // taken in between would not show the job yet and must not count as proof
+                // that it is missing (a re-submission).
+                plan.status.submit_time = Some(decide::time(ctx.clock.now()));
             }
             decide::Action::Cancel { job } => {
                 let (ml, _) = need_ml()?;
@@ -336,15 +345,19 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
         plan.status.phase,
         TrainingRunPhase::Succeeded | TrainingRunPhase::Failed | TrainingRunPhase::Canceled
     );
+    // An unfinished run looks again when a listing newer than the one it acted on is due (a
+    // job it waits for shows up there), or sooner when its plan asks.
+    let pace = listing::max_age(plan.status.phase);
+    let next_listing = match &ml {
+        Some((_, ws)) => ctx.job_listings.interval(ws, pace),
+        None => pace,
+    };
     Ok(match (plan.requeue, terminal) {
         // A finished run looks again only at its TTL moment.
         (Some(d), true) => Action::requeue(d.max(Duration::from_millis(200))),
-        (Some(d), false) => Action::requeue(
-            d.min(requeue_for(plan.status.phase))
-                .max(Duration::from_millis(200)),
-        ),
+        (Some(d), false) => Action::requeue(d.min(next_listing).max(Duration::from_millis(200))),
         (None, true) => Action::await_change(),
-        (None, false) => Action::requeue(requeue_for(plan.status.phase)),
+        (None, false) => Action::requeue(next_listing),
     })
 }
 

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use super::{
+    assets::KnownAssets,
     code::{self, BlobFolder, CodeBlobs},
     decide::{Assets, DataFingerprint, JobView, OutputFile, Snapshot, Verification},
     desired::{self, Environment},
@@ -115,19 +116,28 @@ pub async fn blob_code_files(blob: &dyn BlobApi, folder: &BlobFolder) -> Result<
 }
 
 /// Uploads the code (content-addressed: re-used when the version exists) and finds or creates
-/// the environment.
+/// the environment, each once per content for all runs (`known`).
 pub async fn assets(
     ml: &dyn MlApi,
     workspace: &Workspace,
     http: reqwest::Client,
+    known: &KnownAssets,
     spec: &TrainingRunSpec,
     files: &[CodeFile],
 ) -> Result<Assets> {
     let code_digest =
         ml::code_content_hash(files).map_err(|e| Error::InvalidSpec(format!("code: {e}")))?;
-    let code_id = ml::upload_code(ml, workspace, http, files)
-        .await
-        .map_err(azure("uploading the code"))?;
+    let ws = workspace
+        .id()
+        .map_err(azure("workspace id"))?
+        .to_ascii_lowercase();
+    let code_id = known
+        .get_or_create(format!("{ws}/code/{code_digest}"), || async {
+            ml::upload_code(ml, workspace, http, files)
+                .await
+                .map_err(azure("uploading the code"))
+        })
+        .await?;
     let environment_id = match desired::environment(&spec.environment)? {
         Environment::Existing(id) => id,
         Environment::Create {
@@ -135,19 +145,24 @@ pub async fn assets(
             version,
             body,
         } => {
-            if ml
-                .get_environment_version(&name, &version)
-                .await
-                .map_err(azure(format!("reading environment {name}")))?
-                .is_none()
-            {
-                ml.put_environment_version(&name, &version, &ml::Resource::new(*body))
-                    .await
-                    .map_err(azure(format!("creating environment {name}")))?;
-            }
-            workspace
-                .environment_version_id(&name, &version)
-                .map_err(azure("environment id"))?
+            let key = format!("{ws}/environment/{name}/{version}");
+            known
+                .get_or_create(key, || async {
+                    if ml
+                        .get_environment_version(&name, &version)
+                        .await
+                        .map_err(azure(format!("reading environment {name}")))?
+                        .is_none()
+                    {
+                        ml.put_environment_version(&name, &version, &ml::Resource::new(*body))
+                            .await
+                            .map_err(azure(format!("creating environment {name}")))?;
+                    }
+                    workspace
+                        .environment_version_id(&name, &version)
+                        .map_err(azure("environment id"))
+                })
+                .await?
         }
     };
     Ok(Assets {
@@ -194,16 +209,19 @@ pub fn job_view(job: &ml::Job, workspace_id: &str) -> Option<(String, JobView)> 
 }
 
 /// Every job of the workspace that an edgetrain TrainingRun submitted, in one listing (all
-/// pages). One such listing serves every run of the workspace.
+/// pages), and the number of pages it took. One such listing serves every run of the
+/// workspace.
 pub async fn snapshot(
     ml: &dyn MlApi,
     workspace: &Workspace,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Snapshot> {
+) -> Result<(Snapshot, u32)> {
     let ws_id = workspace.id().map_err(azure("workspace id"))?;
     let mut jobs = BTreeMap::new();
     let mut next: Option<String> = None;
+    let mut pages = 0u32;
     loop {
+        pages = pages.saturating_add(1);
         let page = ml
             .list_jobs_page(next.as_deref(), Some(ml::ListViewType::All))
             .await
@@ -223,10 +241,13 @@ pub async fn snapshot(
             _ => break,
         }
     }
-    Ok(Snapshot {
-        taken_at: now,
-        jobs,
-    })
+    Ok((
+        Snapshot {
+            taken_at: now,
+            jobs,
+        },
+        pages,
+    ))
 }
 
 /// The files of every output, `{output}/{path}`, with their MD5s.
