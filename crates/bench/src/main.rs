@@ -55,6 +55,8 @@ enum Cmd {
     Reconcile,
     /// `scale-submit`, `scale-rss`, `scale-reads-N`.
     Scale,
+    /// `scale-submit` alone (`--runs N`: runs applied at once, default 1,000).
+    ScaleSubmit,
     /// `scale-rss` alone.
     ScaleRss,
     /// `scale-reads-N` alone.
@@ -97,17 +99,12 @@ fn latency_runs(quick: bool) -> usize {
 }
 
 /// Runs applied at once; runs cached for the peak RSS; running jobs the reads are counted
-/// with; the counting window (a few of the controller's 20 s polls of a running job).
-fn scale_input(quick: bool) -> (usize, usize, &'static [usize], std::time::Duration) {
+/// with; the whole job listing intervals they are counted over.
+fn scale_input(quick: bool) -> (usize, usize, &'static [usize], usize) {
     if quick {
-        (100, 1000, &[10, 100], std::time::Duration::from_secs(40))
+        (100, 1000, &[10, 100], 1)
     } else {
-        (
-            1000,
-            10_000,
-            &[10, 100, 1000],
-            std::time::Duration::from_secs(60),
-        )
+        (1000, 10_000, &[10, 100, 1000], 2)
     }
 }
 
@@ -152,6 +149,7 @@ fn groups(cmd: &Cmd) -> Vec<Group> {
         Cmd::Fingerprint => vec![Group::Fingerprint],
         Cmd::Reconcile => vec![Group::Reconcile],
         Cmd::Scale => SCALE.to_vec(),
+        Cmd::ScaleSubmit => vec![Group::ScaleSubmit],
         Cmd::ScaleRss => vec![Group::ScaleRss],
         Cmd::ScaleReads => vec![Group::ScaleReads],
         Cmd::Table | Cmd::FingerprintList { .. } | Cmd::NoopController { .. } => vec![],
@@ -174,8 +172,8 @@ async fn measure(group: Group, quick: bool, sizes: Sizes) -> Result<Vec<Figure>>
         Group::ScaleSubmit => scale::scale_submit(sizes.runs.unwrap_or(scale_input(quick).0)).await,
         Group::ScaleRss => rss::scale_rss(sizes.cached.unwrap_or(scale_input(quick).1)).await,
         Group::ScaleReads => {
-            let (_, _, sizes, window) = scale_input(quick);
-            scale::scale_reads(sizes, window).await
+            let (_, _, sizes, intervals) = scale_input(quick);
+            scale::scale_reads(sizes, intervals).await
         }
     }
 }

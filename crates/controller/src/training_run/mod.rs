@@ -345,12 +345,15 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
         plan.status.phase,
         TrainingRunPhase::Succeeded | TrainingRunPhase::Failed | TrainingRunPhase::Canceled
     );
-    // An unfinished run looks again when a listing newer than the one it acted on is due (a
-    // job it waits for shows up there), or sooner when its plan asks.
-    let pace = listing::max_age(plan.status.phase);
+    // An unfinished run in Azure looks again when a listing newer than the one it acted on is
+    // due (a job it waits for shows up there), or sooner when its plan asks. One that waits
+    // for its target has nothing to poll: the target's watch wakes it, the resync is a
+    // safety net (thousands of such runs must not reconcile every few seconds).
     let next_listing = match &ml {
-        Some((_, ws)) => ctx.job_listings.interval(ws, pace),
-        None => pace,
+        Some((_, ws)) => ctx
+            .job_listings
+            .interval(ws, listing::max_age(plan.status.phase)),
+        None => TrainingRun::settings(&ctx.settings).resync,
     };
     Ok(match (plan.requeue, terminal) {
         // A finished run looks again only at its TTL moment.
