@@ -9,12 +9,6 @@ use edgetrain_controller::{
     Config, EndpointPolicy, LeaderConfig, metrics::Metrics, run, runtime::factory::WorkloadIdentity,
 };
 
-/// mimalloc instead of the system allocator: the watch caches are many small allocations
-/// (names, labels, conditions), which glibc's malloc rounds up to 32-byte chunks with a
-/// header each; measured on 10,000 cached TrainingRuns in BENCHMARKS.md (`scale-rss`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Policy {
     Retain,
