@@ -87,6 +87,8 @@ pub struct Context {
     pub job_listings: crate::training_run::listing::JobListings,
     /// Azure ML code and environment versions known to exist, shared by the TrainingRuns.
     pub assets: crate::training_run::assets::KnownAssets,
+    /// Output datastores opened for the TrainingRuns' verifications.
+    pub datastores: crate::training_run::datastores::Datastores,
 }
 
 impl Context {
@@ -115,6 +117,7 @@ impl Context {
             known: KnownVersions::default(),
             job_listings,
             assets: Default::default(),
+            datastores: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod assets;
 pub mod code;
+pub mod datastores;
 pub mod decide;
 pub mod desired;
 pub mod listing;
@@ -138,6 +139,42 @@ fn target(run: &TrainingRun, ctx: &Context) -> Option<Arc<EdgeComputeTarget>> {
         .get(&ObjectRef::new(&run.spec.compute_target_ref.name).within(&ns))
 }
 
+/// Who opens the workspace's output datastores: the target's Azure ML credentials Secret at its
+/// current version, and the workspace (see [`datastores`]).
+async fn datastore_opener(
+    ect: Option<&EdgeComputeTarget>,
+    ctx: &Context,
+) -> Result<datastores::Opener> {
+    let ect = ect.ok_or_else(|| Error::Internal("no target for an Azure ML read".into()))?;
+    let ns = ect.namespace().unwrap_or_default();
+    let ml = &ect.spec.azure_ml;
+    let secret = ctx
+        .secrets
+        .require(
+            &ctx.client,
+            &ctx.stores,
+            &ns,
+            &ml.credentials_secret_ref.name,
+        )
+        .await?;
+    Ok(datastores::Opener {
+        credentials: format!(
+            "{ns}/{}@{}",
+            ml.credentials_secret_ref.name,
+            secret
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default()
+        ),
+        workspace: format!(
+            "{}|/subscriptions/{}/resourceGroups/{}/workspaces/{}",
+            ml.arm_endpoint, ml.subscription_id, ml.resource_group, ml.workspace
+        )
+        .to_ascii_lowercase(),
+    })
+}
+
 /// The data storage account from `spec.data.credentialsSecretRef`.
 async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
     storage_account(run, ctx, &run.spec.data.credentials_secret_ref.name).await
@@ -262,18 +299,21 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
                     .map_err(|e| Error::azure("the MLflow tracking URI", e))?;
                 let account = data_account(run, ctx).await?;
                 let blob = ctx.factories.blob.blob(&spec.data.endpoint, account.key)?;
-                obs.verification = Some(
-                    observe::verification(
-                        &*ml,
-                        ml.http(),
-                        &*blob,
-                        &spec.data,
-                        &*mlflow,
-                        &job,
-                        &outputs,
-                    )
-                    .await?,
-                );
+                let opener = datastore_opener(ect.as_deref(), ctx).await?;
+                let verified = observe::verification(
+                    &*ml,
+                    (&ctx.datastores, &opener),
+                    &*blob,
+                    &spec.data,
+                    &*mlflow,
+                    &job,
+                    &outputs,
+                )
+                .await;
+                if verified.is_err() {
+                    ctx.datastores.forget(&opener);
+                }
+                obs.verification = Some(verified?);
             }
             Step::Need(Need::FailureLog { artifacts, .. }) => {
                 let (ml, _) = need_ml()?;

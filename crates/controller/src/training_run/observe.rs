@@ -15,6 +15,7 @@ use kube::{Api, Client};
 use super::{
     assets::KnownAssets,
     code::{self, BlobFolder, CodeBlobs},
+    datastores::{Datastores, Opener},
     decide::{Assets, DataFingerprint, JobView, OutputFile, Snapshot, Verification},
     desired::{self, Environment},
 };
@@ -253,7 +254,7 @@ pub async fn snapshot(
 /// The files of every output, `{output}/{path}`, with their MD5s.
 async fn output_files(
     ml: &dyn MlApi,
-    http: reqwest::Client,
+    (datastores, opener): (&Datastores, &Opener),
     outputs: &BTreeMap<String, String>,
 ) -> Result<Vec<OutputFile>> {
     let mut files = Vec::new();
@@ -262,9 +263,7 @@ async fn output_files(
         let (store, path) =
             ml::parse_datastore_uri(uri).map_err(azure(format!("output {output}")))?;
         if !stores.contains_key(&store) {
-            let opened = ml::open_datastore(ml, http.clone(), &store)
-                .await
-                .map_err(azure(format!("opening datastore {store}")))?;
+            let opened = datastores.open(opener, ml, ml.http(), &store).await?;
             stores.insert(store.clone(), opened);
         }
         let (client, container) = &stores[&store];
@@ -282,17 +281,18 @@ async fn output_files(
     Ok(files)
 }
 
-/// What a Completed job left: its output files, any input blob among them, its metrics.
+/// What a Completed job left: its output files (from datastores opened by `opener`, see
+/// [`Datastores`]), any input blob among them, its metrics.
 pub async fn verification(
     ml: &dyn MlApi,
-    http: reqwest::Client,
+    datastores: (&Datastores, &Opener),
     data: &dyn BlobApi,
     source: &DataSource,
     mlflow: &dyn MlflowApi,
     job: &str,
     outputs: &BTreeMap<String, String>,
 ) -> Result<Verification> {
-    let files = output_files(ml, http, outputs).await?;
+    let files = output_files(ml, datastores, outputs).await?;
     let md5s: HashSet<String> = files.iter().map(|f| f.md5.clone()).collect();
     let copied = blob::first_with_md5(data.list(&source.container, &source.prefix), &md5s)
         .await
