@@ -33,6 +33,10 @@ struct Cli {
     /// --quick).
     #[arg(long, global = true)]
     cached: Option<usize>,
+    /// TrainingRuns applied at once for `scale-submit` (default: 1,000, the figure;
+    /// 100 with --quick).
+    #[arg(long, global = true)]
+    runs: Option<usize>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -51,6 +55,8 @@ enum Cmd {
     Reconcile,
     /// `scale-submit`, `scale-rss`, `scale-reads-N`.
     Scale,
+    /// `scale-submit` alone (`--runs N`: runs applied at once, default 1,000).
+    ScaleSubmit,
     /// `scale-rss` alone.
     ScaleRss,
     /// `scale-reads-N` alone.
@@ -93,17 +99,12 @@ fn latency_runs(quick: bool) -> usize {
 }
 
 /// Runs applied at once; runs cached for the peak RSS; running jobs the reads are counted
-/// with; the counting window (a few of the controller's 20 s polls of a running job).
-fn scale_input(quick: bool) -> (usize, usize, &'static [usize], std::time::Duration) {
+/// with; the whole job listing intervals they are counted over.
+fn scale_input(quick: bool) -> (usize, usize, &'static [usize], usize) {
     if quick {
-        (100, 1000, &[10, 100], std::time::Duration::from_secs(40))
+        (100, 1000, &[10, 100], 1)
     } else {
-        (
-            1000,
-            10_000,
-            &[10, 100, 1000],
-            std::time::Duration::from_secs(60),
-        )
+        (1000, 10_000, &[10, 100, 1000], 2)
     }
 }
 
@@ -148,23 +149,31 @@ fn groups(cmd: &Cmd) -> Vec<Group> {
         Cmd::Fingerprint => vec![Group::Fingerprint],
         Cmd::Reconcile => vec![Group::Reconcile],
         Cmd::Scale => SCALE.to_vec(),
+        Cmd::ScaleSubmit => vec![Group::ScaleSubmit],
         Cmd::ScaleRss => vec![Group::ScaleRss],
         Cmd::ScaleReads => vec![Group::ScaleReads],
         Cmd::Table | Cmd::FingerprintList { .. } | Cmd::NoopController { .. } => vec![],
     }
 }
 
-async fn measure(group: Group, quick: bool, cached: Option<usize>) -> Result<Vec<Figure>> {
+/// The sizes a command line can override.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    cached: Option<usize>,
+    runs: Option<usize>,
+}
+
+async fn measure(group: Group, quick: bool, sizes: Sizes) -> Result<Vec<Figure>> {
     match group {
         Group::EctRequests => ect::ect_requests().await,
         Group::Steady => ect::steady(steady_cycles(quick)).await,
         Group::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await,
         Group::Reconcile => reconcile_figures(quick).await,
-        Group::ScaleSubmit => scale::scale_submit(scale_input(quick).0).await,
-        Group::ScaleRss => rss::scale_rss(cached.unwrap_or(scale_input(quick).1)).await,
+        Group::ScaleSubmit => scale::scale_submit(sizes.runs.unwrap_or(scale_input(quick).0)).await,
+        Group::ScaleRss => rss::scale_rss(sizes.cached.unwrap_or(scale_input(quick).1)).await,
         Group::ScaleReads => {
-            let (_, _, sizes, window) = scale_input(quick);
-            scale::scale_reads(sizes, window).await
+            let (_, _, sizes, intervals) = scale_input(quick);
+            scale::scale_reads(sizes, intervals).await
         }
     }
 }
@@ -172,6 +181,14 @@ async fn measure(group: Group, quick: bool, cached: Option<usize>) -> Result<Vec
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    // The in-process controller's logs, only when asked for (e.g.
+    // `RUST_LOG=edgetrain_azure=debug` shows every Azure call), on stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if let Cmd::FingerprintList {
         account_url,
         container,
@@ -196,7 +213,11 @@ async fn main() {
         // the run still fails at the end.
         let mut failed = Vec::new();
         for group in groups(&cli.command) {
-            match measure(group, cli.quick, cli.cached).await {
+            let sizes = Sizes {
+                cached: cli.cached,
+                runs: cli.runs,
+            };
+            match measure(group, cli.quick, sizes).await {
                 Ok(figures) => {
                     figure::save(&cli.out, figures)?;
                 }

@@ -316,7 +316,36 @@ pub async fn scale_submit(runs: usize) -> Result<Vec<Figure>> {
     )])
 }
 
-pub async fn scale_reads(sizes: &[usize], window: Duration) -> Result<Vec<Figure>> {
+/// Where listings start in `(seconds, reads so far)` samples: the first read after at least
+/// `quiet` seconds without any, as `(seconds, reads before it)`.
+pub fn listing_starts(samples: &[(f64, u64)], quiet: f64) -> Vec<(f64, u64)> {
+    let mut starts = Vec::new();
+    let mut last_read: Option<f64> = None;
+    for w in samples.windows(2) {
+        let ((_, before), (t, after)) = (w[0], w[1]);
+        if after > before {
+            if last_read.is_none_or(|l| t - l >= quiet) {
+                starts.push((t, before));
+            }
+            last_read = Some(t);
+        }
+    }
+    starts
+}
+
+/// Reads per minute over whole listing intervals: from the first listing's start to the last
+/// one's, so that the count never catches a fraction of an interval. `None` before two
+/// listings have started.
+pub fn reads_per_minute(samples: &[(f64, u64)], quiet: f64) -> Option<f64> {
+    let starts = listing_starts(samples, quiet);
+    let (&(t0, c0), &(t1, c1)) = (starts.first()?, starts.last()?);
+    (t1 > t0).then(|| (c1 - c0) as f64 * 60.0 / (t1 - t0))
+}
+
+pub async fn scale_reads(sizes: &[usize], intervals: usize) -> Result<Vec<Figure>> {
+    /// A listing's pages follow one another closely; listings are seconds apart.
+    const QUIET_SECS: f64 = 2.0;
+    const LIMIT: Duration = Duration::from_secs(900);
     let b = Bench::start(LATENCY_MS).await?;
     let mut out = Vec::new();
     let mut created = 0;
@@ -331,14 +360,33 @@ pub async fn scale_reads(sizes: &[usize], window: Duration) -> Result<Vec<Figure
             || async { (b.w.runs_in(&running).await.ok()? == n).then_some(()) },
         )
         .await?;
-        let before = b.w.sim.counters().get("GET", ML);
-        tokio::time::sleep(window).await;
-        let reads = b.w.sim.counters().get("GET", ML) - before;
-        let per_min = reads as f64 * 60.0 / window.as_secs_f64();
+        // Sampled until `intervals` whole listing intervals have passed.
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        let mut listings;
+        let per_min = loop {
+            samples.push((
+                start.elapsed().as_secs_f64(),
+                b.w.sim.counters().get("GET", ML),
+            ));
+            listings = listing_starts(&samples, QUIET_SECS).len();
+            if listings > intervals {
+                break reads_per_minute(&samples, QUIET_SECS);
+            }
+            if start.elapsed() > LIMIT {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let per_min = per_min.ok_or_else(|| Error::Timeout {
+            what: format!("{} job listings with {n} running jobs", intervals + 1),
+            secs: LIMIT.as_secs(),
+        })?;
         let input = format!(
-            "{n} running jobs (one Ready target, {LATENCY_MS} ms added to every ARM call), Azure ML GETs over {} s; \
-             list page size {}",
-            window.as_secs(),
+            "{n} running jobs (one Ready target, {LATENCY_MS} ms added to every ARM call), Azure ML GETs over {} \
+             whole listing intervals ({:.0} s); list page size {}",
+            listings - 1,
+            start.elapsed().as_secs_f64(),
             b.w.sim.config().list_page_size
         );
         eprintln!("scale-reads-{n}: {per_min:.1} reads/min ({input})");
@@ -366,6 +414,26 @@ mod tests {
         assert_eq!(quantile(&xs, 0.99), 99.0);
         assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.99), 3.0);
         assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn reads_are_counted_over_whole_listing_intervals() {
+        // Listings of 3 pages at 10 s, 30 s and 50 s (a page every 0.25 s), sampled every 0.25 s.
+        let mut samples = Vec::new();
+        let mut reads = 0;
+        for i in 0..=240 {
+            let t = f64::from(i) * 0.25;
+            if [10.0, 10.25, 10.5, 30.0, 30.25, 30.5, 50.0, 50.25, 50.5].contains(&t) {
+                reads += 1;
+            }
+            samples.push((t, reads));
+        }
+        let starts = listing_starts(&samples, 2.0);
+        assert_eq!(starts, vec![(10.0, 0), (30.0, 3), (50.0, 6)]);
+        // 6 reads over the 40 s between the first and last start: 9 a minute, whatever the
+        // window around them.
+        assert_eq!(reads_per_minute(&samples, 2.0), Some(9.0));
+        assert_eq!(reads_per_minute(&samples[..100], 2.0), None, "one listing");
     }
 
     #[test]

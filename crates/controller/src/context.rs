@@ -49,15 +49,18 @@ pub struct Settings {
     pub edge_compute_target: ControllerSettings,
     pub training_run: ControllerSettings,
     pub model_release: ControllerSettings,
+    /// Azure ML job listing pages per minute per workspace (the TrainingRuns' read budget).
+    pub azure_ml_list_pages_per_minute: u32,
 }
 
 impl Settings {
-    /// The same settings for every kind.
+    /// The same settings for every kind, and the default Azure ML read budget.
     pub fn uniform(s: ControllerSettings) -> Self {
         Self {
             edge_compute_target: s.clone(),
             training_run: s.clone(),
             model_release: s,
+            azure_ml_list_pages_per_minute: crate::training_run::listing::DEFAULT_PAGES_PER_MINUTE,
         }
     }
 }
@@ -82,6 +85,10 @@ pub struct Context {
     pub(crate) known: KnownVersions,
     /// Each workspace's latest job listing, shared by its TrainingRuns.
     pub job_listings: crate::training_run::listing::JobListings,
+    /// Azure ML code and environment versions known to exist, shared by the TrainingRuns.
+    pub assets: crate::training_run::assets::KnownAssets,
+    /// Output datastores opened for the TrainingRuns' verifications.
+    pub datastores: crate::training_run::datastores::Datastores,
 }
 
 impl Context {
@@ -94,6 +101,8 @@ impl Context {
         settings: Settings,
         stores: Stores,
     ) -> Self {
+        let job_listings =
+            crate::training_run::listing::JobListings::new(settings.azure_ml_list_pages_per_minute);
         Self {
             client,
             recorder,
@@ -106,7 +115,9 @@ impl Context {
             failures: Failures::default(),
             stalls: StallGate::default(),
             known: KnownVersions::default(),
-            job_listings: Default::default(),
+            job_listings,
+            assets: Default::default(),
+            datastores: Default::default(),
         }
     }
 

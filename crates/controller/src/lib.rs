@@ -62,6 +62,9 @@ pub struct Config {
     pub resync: Duration,
     /// Reconciles of one kind running at once (0: unbounded).
     pub max_concurrent_reconciles: u16,
+    /// Azure ML job listing pages per minute per workspace
+    /// ([`training_run::listing::DEFAULT_PAGES_PER_MINUTE`] unless configured).
+    pub azure_ml_list_pages_per_minute: u32,
     pub leader: Option<LeaderConfig>,
     /// Reporting identity for Events (the pod name).
     pub instance: String,
@@ -183,11 +186,14 @@ async fn controllers(config: &Config, factories: Factories) -> Result<()> {
     } else {
         config.watch_namespaces.iter().cloned().map(Some).collect()
     };
-    let settings = Settings::uniform(ControllerSettings {
-        resync: config.resync,
-        default_deletion_policy: config.default_deletion_policy,
-        max_concurrent_reconciles: config.max_concurrent_reconciles,
-    });
+    let settings = Settings {
+        azure_ml_list_pages_per_minute: config.azure_ml_list_pages_per_minute,
+        ..Settings::uniform(ControllerSettings {
+            resync: config.resync,
+            default_deletion_policy: config.default_deletion_policy,
+            max_concurrent_reconciles: config.max_concurrent_reconciles,
+        })
+    };
     let recorder = Recorder::new(
         config.client.clone(),
         Reporter {

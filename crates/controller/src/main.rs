@@ -68,6 +68,13 @@ struct Args {
     /// Reconciles of one kind running at once (0: unbounded); more objects than this queue.
     #[arg(long, default_value_t = edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES)]
     max_concurrent_reconciles: u16,
+    /// Azure ML reads per minute per workspace for following TrainingRuns' jobs, in job
+    /// listing pages (at least 1): with many jobs the listing takes more pages, so it (and the
+    /// runs' status) is refreshed less often; the rest of the subscription's ARM read budget
+    /// stays free.
+    #[arg(long, default_value_t = edgetrain_controller::training_run::listing::DEFAULT_PAGES_PER_MINUTE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    azure_ml_list_pages_per_minute: u32,
     /// Disable leader election (single replica, or local runs without POD_NAMESPACE).
     #[arg(long)]
     no_leader_election: bool,
@@ -195,6 +202,7 @@ async fn main() -> std::process::ExitCode {
             .collect(),
         resync: Duration::from_secs(args.resync_seconds),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        azure_ml_list_pages_per_minute: args.azure_ml_list_pages_per_minute,
         leader,
         instance: pod,
         metrics: Metrics::default(),

@@ -55,6 +55,8 @@ fn bare_config(kube: &SandboxKube) -> edgetrain_controller::Config {
         watch_namespaces: vec![],
         resync: Duration::from_secs(300),
         max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
+        azure_ml_list_pages_per_minute:
+            edgetrain_controller::training_run::listing::DEFAULT_PAGES_PER_MINUTE,
         leader: None,
         instance: "test".into(),
         metrics: Metrics::default(),

@@ -431,6 +431,8 @@ async fn logs_and_lineage_of_real_runs_and_releases() {
         watch_namespaces: vec![],
         resync: std::time::Duration::from_secs(300),
         max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
+        azure_ml_list_pages_per_minute:
+            edgetrain_controller::training_run::listing::DEFAULT_PAGES_PER_MINUTE,
         leader: None,
         instance: "test".into(),
         metrics: metrics.clone(),

@@ -20,9 +20,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::desired;
 
-/// How often a run whose job is not yet in any listing looks again.
-pub const LISTING_WAIT: Duration = Duration::from_secs(5);
-
 /// The EdgeComputeTarget as the run sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -186,8 +183,15 @@ pub struct Meta<'a> {
     pub generation: Option<i64>,
 }
 
-fn time(t: DateTime<Utc>) -> Time {
+pub fn time(t: DateTime<Utc>) -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).expect("valid timestamp"))
+}
+
+/// Whether a listing begun at `taken_at` began after the submission recorded as `submitted`
+/// (whole seconds, truncated: the PUT may have returned up to a second later than recorded).
+/// Only such a listing proves a job missing.
+fn listed_after(taken_at: DateTime<Utc>, submitted: Option<DateTime<Utc>>) -> bool {
+    submitted.is_none_or(|t| taken_at >= t + chrono::Duration::seconds(1))
 }
 
 pub fn to_utc(t: &Time) -> DateTime<Utc> {
@@ -419,14 +423,13 @@ pub fn decide(
                     // Never seen: nothing to cancel yet; keep looking until it shows or the
                     // listing proves it absent.
                     o.status.phase = TrainingRunPhase::Pending;
-                    o.requeue_within(LISTING_WAIT);
                     return o.finish(meta, now, suspended_progress(Some(name)));
                 }
                 let submitted = before.submit_time.as_ref().map(to_utc);
                 let listed_after = obs
                     .jobs
                     .as_ref()
-                    .is_some_and(|s| submitted.is_none_or(|t| s.taken_at > t));
+                    .is_some_and(|s| listed_after(s.taken_at, submitted));
                 if listed_after && let Target::Ready(t) = &obs.target {
                     // Listed after the submission and absent: the PUT did not create it (or it
                     // was deleted in Azure). The same name again: a PUT never makes a second
@@ -437,7 +440,6 @@ pub fn decide(
                         target: t.clone(),
                     });
                 }
-                o.requeue_within(LISTING_WAIT);
                 let progress = Progress::in_progress(
                     "JobSubmitted",
                     format!("job {name} submitted; waiting for the workspace's job listing"),
@@ -608,7 +610,6 @@ pub fn decide(
     {
         o.requeue_within(Duration::from_secs(u64::try_from(secs).unwrap_or(0)));
     }
-    o.requeue_within(LISTING_WAIT);
     let verb = if existing.is_some() {
         "adopted"
     } else {
@@ -713,7 +714,7 @@ pub fn decide_cleanup(status: &TrainingRunStatus, jobs: Option<&Snapshot>) -> Cl
         Some(_) => Cleanup::Done,
         None => {
             let submitted = status.submit_time.as_ref().map(to_utc);
-            if submitted.is_some_and(|t| jobs.taken_at <= t) {
+            if !listed_after(jobs.taken_at, submitted) {
                 Cleanup::Wait
             } else {
                 Cleanup::Done

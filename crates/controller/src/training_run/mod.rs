@@ -3,7 +3,9 @@
 //! every run (`listing`), and (here) its hooks into the runtime.
 
 pub mod apply;
+pub mod assets;
 pub mod code;
+pub mod datastores;
 pub mod decide;
 pub mod desired;
 pub mod listing;
@@ -137,6 +139,42 @@ fn target(run: &TrainingRun, ctx: &Context) -> Option<Arc<EdgeComputeTarget>> {
         .get(&ObjectRef::new(&run.spec.compute_target_ref.name).within(&ns))
 }
 
+/// Who opens the workspace's output datastores: the target's Azure ML credentials Secret at its
+/// current version, and the workspace (see [`datastores`]).
+async fn datastore_opener(
+    ect: Option<&EdgeComputeTarget>,
+    ctx: &Context,
+) -> Result<datastores::Opener> {
+    let ect = ect.ok_or_else(|| Error::Internal("no target for an Azure ML read".into()))?;
+    let ns = ect.namespace().unwrap_or_default();
+    let ml = &ect.spec.azure_ml;
+    let secret = ctx
+        .secrets
+        .require(
+            &ctx.client,
+            &ctx.stores,
+            &ns,
+            &ml.credentials_secret_ref.name,
+        )
+        .await?;
+    Ok(datastores::Opener {
+        credentials: format!(
+            "{ns}/{}@{}",
+            ml.credentials_secret_ref.name,
+            secret
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default()
+        ),
+        workspace: format!(
+            "{}|/subscriptions/{}/resourceGroups/{}/workspaces/{}",
+            ml.arm_endpoint, ml.subscription_id, ml.resource_group, ml.workspace
+        )
+        .to_ascii_lowercase(),
+    })
+}
+
 /// The data storage account from `spec.data.credentialsSecretRef`.
 async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
     storage_account(run, ctx, &run.spec.data.credentials_secret_ref.name).await
@@ -182,11 +220,6 @@ async fn code_files(
             "code: set exactly one of configMapRef or blobUri".into(),
         )),
     }
-}
-
-/// A run looks again when a listing newer than the one it acted on is due.
-fn requeue_for(phase: TrainingRunPhase) -> Duration {
-    listing::max_age(phase)
 }
 
 async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
@@ -248,7 +281,8 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             Step::Need(Need::Assets) => {
                 let (ml, ws) = need_ml()?;
                 let files = code_files(run, ctx).await?;
-                obs.assets = Some(observe::assets(&*ml, &ws, ml.http(), spec, &files).await?);
+                obs.assets =
+                    Some(observe::assets(&*ml, &ws, ml.http(), &ctx.assets, spec, &files).await?);
             }
             Step::Need(Need::Verification { job, outputs }) => {
                 let (ml, _) = need_ml()?;
@@ -265,18 +299,21 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
                     .map_err(|e| Error::azure("the MLflow tracking URI", e))?;
                 let account = data_account(run, ctx).await?;
                 let blob = ctx.factories.blob.blob(&spec.data.endpoint, account.key)?;
-                obs.verification = Some(
-                    observe::verification(
-                        &*ml,
-                        ml.http(),
-                        &*blob,
-                        &spec.data,
-                        &*mlflow,
-                        &job,
-                        &outputs,
-                    )
-                    .await?,
-                );
+                let opener = datastore_opener(ect.as_deref(), ctx).await?;
+                let verified = observe::verification(
+                    &*ml,
+                    (&ctx.datastores, &opener),
+                    &*blob,
+                    &spec.data,
+                    &*mlflow,
+                    &job,
+                    &outputs,
+                )
+                .await;
+                if verified.is_err() {
+                    ctx.datastores.forget(&opener);
+                }
+                obs.verification = Some(verified?);
             }
             Step::Need(Need::FailureLog { artifacts, .. }) => {
                 let (ml, _) = need_ml()?;
@@ -285,7 +322,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    let plan =
+    let mut plan =
         plan.ok_or_else(|| Error::InvalidSpec("internal: decision did not settle".into()))?;
     let mut deleted = false;
     for action in &plan.actions {
@@ -293,7 +330,7 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
             decide::Action::Submit { job, target, .. } => {
                 let (ml, _) = need_ml()?;
                 let account = data_account(run, ctx).await?;
-                apply::submit(
+                let submitted = apply::submit(
                     &*ml,
                     spec,
                     &plan.status,
@@ -303,7 +340,19 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
                     job,
                     now,
                 )
-                .await?;
+                .await;
+                if submitted.is_err() {
+                    // The ids may name versions deleted in Azure: look them up again.
+                    let ids = [&plan.status.code_id, &plan.status.environment_id];
+                    ctx.assets
+                        .forget(&ids.iter().filter_map(|i| i.as_deref()).collect::<Vec<_>>());
+                }
+                submitted?;
+                // The submission time is when the PUT returned, not when this reconcile began:
+                // the PUT may have waited long for the client's write budget, and a listing
+                // taken in between would not show the job yet and must not count as proof
+                // that it is missing (a re-submission).
+                plan.status.submit_time = Some(decide::time(ctx.clock.now()));
             }
             decide::Action::Cancel { job } => {
                 let (ml, _) = need_ml()?;
@@ -336,15 +385,22 @@ async fn reconcile(run: &TrainingRun, ctx: &Context) -> Result<Action> {
         plan.status.phase,
         TrainingRunPhase::Succeeded | TrainingRunPhase::Failed | TrainingRunPhase::Canceled
     );
+    // An unfinished run in Azure looks again when a listing newer than the one it acted on is
+    // due (a job it waits for shows up there), or sooner when its plan asks. One that waits
+    // for its target has nothing to poll: the target's watch wakes it, the resync is a
+    // safety net (thousands of such runs must not reconcile every few seconds).
+    let next_listing = match &ml {
+        Some((_, ws)) => ctx
+            .job_listings
+            .interval(ws, listing::max_age(plan.status.phase)),
+        None => TrainingRun::settings(&ctx.settings).resync,
+    };
     Ok(match (plan.requeue, terminal) {
         // A finished run looks again only at its TTL moment.
         (Some(d), true) => Action::requeue(d.max(Duration::from_millis(200))),
-        (Some(d), false) => Action::requeue(
-            d.min(requeue_for(plan.status.phase))
-                .max(Duration::from_millis(200)),
-        ),
+        (Some(d), false) => Action::requeue(d.min(next_listing).max(Duration::from_millis(200))),
         (None, true) => Action::await_change(),
-        (None, false) => Action::requeue(requeue_for(plan.status.phase)),
+        (None, false) => Action::requeue(next_listing),
     })
 }
 

@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use super::{
+    assets::KnownAssets,
     code::{self, BlobFolder, CodeBlobs},
+    datastores::{Datastores, Opener},
     decide::{Assets, DataFingerprint, JobView, OutputFile, Snapshot, Verification},
     desired::{self, Environment},
 };
@@ -115,19 +117,28 @@ pub async fn blob_code_files(blob: &dyn BlobApi, folder: &BlobFolder) -> Result<
 }
 
 /// Uploads the code (content-addressed: re-used when the version exists) and finds or creates
-/// the environment.
+/// the environment, each once per content for all runs (`known`).
 pub async fn assets(
     ml: &dyn MlApi,
     workspace: &Workspace,
     http: reqwest::Client,
+    known: &KnownAssets,
     spec: &TrainingRunSpec,
     files: &[CodeFile],
 ) -> Result<Assets> {
     let code_digest =
         ml::code_content_hash(files).map_err(|e| Error::InvalidSpec(format!("code: {e}")))?;
-    let code_id = ml::upload_code(ml, workspace, http, files)
-        .await
-        .map_err(azure("uploading the code"))?;
+    let ws = workspace
+        .id()
+        .map_err(azure("workspace id"))?
+        .to_ascii_lowercase();
+    let code_id = known
+        .get_or_create(format!("{ws}/code/{code_digest}"), || async {
+            ml::upload_code(ml, workspace, http, files)
+                .await
+                .map_err(azure("uploading the code"))
+        })
+        .await?;
     let environment_id = match desired::environment(&spec.environment)? {
         Environment::Existing(id) => id,
         Environment::Create {
@@ -135,19 +146,24 @@ pub async fn assets(
             version,
             body,
         } => {
-            if ml
-                .get_environment_version(&name, &version)
-                .await
-                .map_err(azure(format!("reading environment {name}")))?
-                .is_none()
-            {
-                ml.put_environment_version(&name, &version, &ml::Resource::new(*body))
-                    .await
-                    .map_err(azure(format!("creating environment {name}")))?;
-            }
-            workspace
-                .environment_version_id(&name, &version)
-                .map_err(azure("environment id"))?
+            let key = format!("{ws}/environment/{name}/{version}");
+            known
+                .get_or_create(key, || async {
+                    if ml
+                        .get_environment_version(&name, &version)
+                        .await
+                        .map_err(azure(format!("reading environment {name}")))?
+                        .is_none()
+                    {
+                        ml.put_environment_version(&name, &version, &ml::Resource::new(*body))
+                            .await
+                            .map_err(azure(format!("creating environment {name}")))?;
+                    }
+                    workspace
+                        .environment_version_id(&name, &version)
+                        .map_err(azure("environment id"))
+                })
+                .await?
         }
     };
     Ok(Assets {
@@ -194,16 +210,19 @@ pub fn job_view(job: &ml::Job, workspace_id: &str) -> Option<(String, JobView)> 
 }
 
 /// Every job of the workspace that an edgetrain TrainingRun submitted, in one listing (all
-/// pages). One such listing serves every run of the workspace.
+/// pages), and the number of pages it took. One such listing serves every run of the
+/// workspace.
 pub async fn snapshot(
     ml: &dyn MlApi,
     workspace: &Workspace,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Snapshot> {
+) -> Result<(Snapshot, u32)> {
     let ws_id = workspace.id().map_err(azure("workspace id"))?;
     let mut jobs = BTreeMap::new();
     let mut next: Option<String> = None;
+    let mut pages = 0u32;
     loop {
+        pages = pages.saturating_add(1);
         let page = ml
             .list_jobs_page(next.as_deref(), Some(ml::ListViewType::All))
             .await
@@ -223,16 +242,19 @@ pub async fn snapshot(
             _ => break,
         }
     }
-    Ok(Snapshot {
-        taken_at: now,
-        jobs,
-    })
+    Ok((
+        Snapshot {
+            taken_at: now,
+            jobs,
+        },
+        pages,
+    ))
 }
 
 /// The files of every output, `{output}/{path}`, with their MD5s.
 async fn output_files(
     ml: &dyn MlApi,
-    http: reqwest::Client,
+    (datastores, opener): (&Datastores, &Opener),
     outputs: &BTreeMap<String, String>,
 ) -> Result<Vec<OutputFile>> {
     let mut files = Vec::new();
@@ -241,9 +263,7 @@ async fn output_files(
         let (store, path) =
             ml::parse_datastore_uri(uri).map_err(azure(format!("output {output}")))?;
         if !stores.contains_key(&store) {
-            let opened = ml::open_datastore(ml, http.clone(), &store)
-                .await
-                .map_err(azure(format!("opening datastore {store}")))?;
+            let opened = datastores.open(opener, ml, ml.http(), &store).await?;
             stores.insert(store.clone(), opened);
         }
         let (client, container) = &stores[&store];
@@ -261,17 +281,18 @@ async fn output_files(
     Ok(files)
 }
 
-/// What a Completed job left: its output files, any input blob among them, its metrics.
+/// What a Completed job left: its output files (from datastores opened by `opener`, see
+/// [`Datastores`]), any input blob among them, its metrics.
 pub async fn verification(
     ml: &dyn MlApi,
-    http: reqwest::Client,
+    datastores: (&Datastores, &Opener),
     data: &dyn BlobApi,
     source: &DataSource,
     mlflow: &dyn MlflowApi,
     job: &str,
     outputs: &BTreeMap<String, String>,
 ) -> Result<Verification> {
-    let files = output_files(ml, http, outputs).await?;
+    let files = output_files(ml, datastores, outputs).await?;
     let md5s: HashSet<String> = files.iter().map(|f| f.md5.clone()).collect();
     let copied = blob::first_with_md5(data.list(&source.container, &source.prefix), &md5s)
         .await

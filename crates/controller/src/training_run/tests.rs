@@ -233,6 +233,34 @@ fn submits_exactly_once_and_waits_for_the_listing() {
 }
 
 #[test]
+fn a_listing_in_the_second_of_the_submission_proves_nothing_missing() {
+    let p = plan(decide(
+        &spec(),
+        &meta(),
+        &TrainingRunStatus::default(),
+        &observed(t0()),
+    ));
+    // The submission is recorded in whole seconds: a listing begun later in that second may
+    // have begun before the PUT returned, so it is no proof that the job is missing.
+    let mut obs = observed(t0() + chrono::Duration::seconds(5));
+    obs.jobs = listing(t0() + chrono::Duration::milliseconds(900), &[]);
+    let p2 = plan(decide(&spec(), &meta(), &p.status, &obs));
+    assert!(p2.actions.is_empty(), "{:?}", p2.actions);
+    assert_eq!(
+        decide_cleanup(&p.status, obs.jobs.as_deref()),
+        Cleanup::Wait,
+        "a deletion waits for a listing that proves the job gone"
+    );
+    obs.jobs = listing(t0() + chrono::Duration::seconds(1), &[]);
+    let p3 = plan(decide(&spec(), &meta(), &p.status, &obs));
+    assert_eq!(p3.actions.len(), 1, "{:?}", p3.actions);
+    assert_eq!(
+        decide_cleanup(&p.status, obs.jobs.as_deref()),
+        Cleanup::Done
+    );
+}
+
+#[test]
 fn adopts_an_existing_job_instead_of_submitting_another() {
     // The status was lost (or the PUT's answer was): the listing already has attempt 1.
     let mut obs = observed(t0());

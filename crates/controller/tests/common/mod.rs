@@ -137,6 +137,8 @@ pub fn config(w: &World, resync: Duration, metrics: Metrics) -> Config {
         watch_namespaces: vec![],
         resync,
         max_concurrent_reconciles: edgetrain_controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
+        azure_ml_list_pages_per_minute:
+            edgetrain_controller::training_run::listing::DEFAULT_PAGES_PER_MINUTE,
         leader: None,
         instance: "test".into(),
         metrics,
