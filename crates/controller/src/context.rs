@@ -121,6 +121,18 @@ impl Context {
         }
     }
 
+    /// Secret `ns/name`, which must exist (see [`crate::runtime::secrets`] for where it is
+    /// read from and when it is read afresh).
+    pub async fn secret(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> crate::Result<std::sync::Arc<k8s_openapi::api::core::v1::Secret>> {
+        self.secrets
+            .require(&self.client, &self.stores, ns, name)
+            .await
+    }
+
     /// The service principal in Secret `ns/name` (keys `tenantId`, `clientId`,
     /// `clientSecret`).
     pub async fn credentials(
@@ -128,11 +140,7 @@ impl Context {
         ns: &str,
         name: &str,
     ) -> crate::Result<crate::runtime::secrets::Credentials> {
-        let secret = self
-            .secrets
-            .require(&self.client, &self.stores, ns, name)
-            .await?;
-        crate::runtime::secrets::Credentials::from_secret(&secret)
+        crate::runtime::secrets::Credentials::from_secret(&*self.secret(ns, name).await?)
     }
 
     /// How to authenticate to Azure ML, from Secret `ns/name` (see
@@ -142,11 +150,7 @@ impl Context {
         ns: &str,
         name: &str,
     ) -> crate::Result<crate::runtime::secrets::MlIdentity> {
-        let secret = self
-            .secrets
-            .require(&self.client, &self.stores, ns, name)
-            .await?;
-        crate::runtime::secrets::MlIdentity::from_secret(&secret)
+        crate::runtime::secrets::MlIdentity::from_secret(&*self.secret(ns, name).await?)
     }
 
     /// The Azure ML workspace of `ect` and a client for it, with the target's Azure ML

@@ -215,13 +215,7 @@ async fn registry_of(
 ) -> Result<edgetrain_registry::Registry> {
     let ns = mr.namespace().unwrap_or_default();
     let secret = ctx
-        .secrets
-        .require(
-            &ctx.client,
-            &ctx.stores,
-            &ns,
-            &mr.spec.registry.credentials_secret_ref.name,
-        )
+        .secret(&ns, &mr.spec.registry.credentials_secret_ref.name)
         .await?;
     let creds = observe::registry_credentials(&secret, arm_endpoint)?;
     ctx.factories

@@ -148,15 +148,7 @@ async fn datastore_opener(
     let ect = ect.ok_or_else(|| Error::Internal("no target for an Azure ML read".into()))?;
     let ns = ect.namespace().unwrap_or_default();
     let ml = &ect.spec.azure_ml;
-    let secret = ctx
-        .secrets
-        .require(
-            &ctx.client,
-            &ctx.stores,
-            &ns,
-            &ml.credentials_secret_ref.name,
-        )
-        .await?;
+    let secret = ctx.secret(&ns, &ml.credentials_secret_ref.name).await?;
     Ok(datastores::Opener {
         credentials: format!(
             "{ns}/{}@{}",
@@ -183,10 +175,7 @@ async fn data_account(run: &TrainingRun, ctx: &Context) -> Result<DataAccount> {
 /// A storage account from a Secret with `accountName` and `accountKey` (data and code alike).
 async fn storage_account(run: &TrainingRun, ctx: &Context, name: &str) -> Result<DataAccount> {
     let ns = run.namespace().unwrap_or_default();
-    let secret = ctx
-        .secrets
-        .require(&ctx.client, &ctx.stores, &ns, name)
-        .await?;
+    let secret = ctx.secret(&ns, name).await?;
     let account = secret_value(&secret, "accountName")?;
     let key = AccountKey::from_base64(&secret_value(&secret, "accountKey")?).map_err(|e| {
         Error::SecretInvalid {
