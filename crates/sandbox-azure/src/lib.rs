@@ -49,7 +49,7 @@ pub use crate::{
     faults::{BucketConfig, BudgetConfig, FaultConfig, FaultRule},
     registry::{
         BaseImageSpec, RegistryConfig, RegistryEndpoints, TINY_BASE_REPOSITORY, TINY_BASE_TAG,
-        load_image, write_tiny_base_files,
+        load_image, tiny_base_differences, write_tiny_base_files,
     },
     secret::Secret,
     specs::Specs,

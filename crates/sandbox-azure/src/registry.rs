@@ -64,22 +64,24 @@ pub struct BaseImageSpec {
 pub const TINY_BASE_REPOSITORY: &str = "base/tiny";
 pub const TINY_BASE_TAG: &str = "1";
 
+/// The files of the built-in base `base/tiny:1` (path in the image, content).
+const TINY_BASE_FILES: [(&str, &str); 3] = [
+    (
+        "etc/os-release",
+        "NAME=\"edgetrain tiny base\"\nID=edgetrain-tiny\nVERSION_ID=1\n",
+    ),
+    // The entrypoint: a small ONNX scorer (stdlib HTTP server + onnx's reference evaluator).
+    // The base ships no Python interpreter; see the README's deviations.
+    ("bin/serve", include_str!("serve.py")),
+    (
+        "usr/share/edgetrain/base.txt",
+        "edgetrain sandbox base image\n",
+    ),
+];
+
 /// Files of the built-in base image.
 pub fn write_tiny_base_files(dir: &Path) -> Result<()> {
-    let files: [(&str, &str); 3] = [
-        (
-            "etc/os-release",
-            "NAME=\"edgetrain tiny base\"\nID=edgetrain-tiny\nVERSION_ID=1\n",
-        ),
-        // The entrypoint: a small ONNX scorer (stdlib HTTP server + onnx's reference evaluator).
-        // The base ships no Python interpreter; see the README's deviations.
-        ("bin/serve", include_str!("serve.py")),
-        (
-            "usr/share/edgetrain/base.txt",
-            "edgetrain sandbox base image\n",
-        ),
-    ];
-    for (path, text) in files {
+    for (path, text) in TINY_BASE_FILES {
         let p = dir.join(path);
         let io = |source| Error::WriteFile {
             path: p.clone(),
@@ -89,6 +91,18 @@ pub fn write_tiny_base_files(dir: &Path) -> Result<()> {
         std::fs::write(&p, text).map_err(io)?;
     }
     Ok(())
+}
+
+/// The built-in base's files that are missing from `rootfs` (an unpacked image built on it)
+/// or differ there: empty when the base came through intact.
+pub fn tiny_base_differences(rootfs: &Path) -> Vec<String> {
+    TINY_BASE_FILES
+        .iter()
+        .filter(|(path, text)| {
+            std::fs::read(rootfs.join(path)).ok().as_deref() != Some(text.as_bytes())
+        })
+        .map(|(path, _)| (*path).to_string())
+        .collect()
 }
 
 /// Locate the registry binary: `EDGETRAIN_DOCKER_REGISTRY`, else `docker-registry` on PATH,
