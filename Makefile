@@ -73,7 +73,7 @@ test: tools check-generated lint chart-test ## Everything, from a fresh machine.
 
 .PHONY: image
 image: tools ## The controller image as an OCI layout in target/image/oci (no container engine); push it with skopeo.
-	$(CARGO) build --release --bin edgetrain-controller
+	$(CARGO) build --profile dist --bin edgetrain-controller
 	scripts/build-image.sh
 
 .PHONY: image-test
@@ -94,6 +94,7 @@ BENCH_PUSH_ARGS := $(if $(QUICK),--files 2 --file-mib 64,)
 BENCH_ARGS := $(if $(QUICK),--quick,)
 bench: tools ## Benchmarks (speed and memory targets live here, never in tests); figures in target/bench/results.json; QUICK=1 for small inputs.
 	$(CARGO) build --release -p edgetrain-registry --example push-bench
-	$(CARGO) build --release -p edgetrain-bench -p edgetrain-controller
+	$(CARGO) build --release -p edgetrain-bench
+	$(CARGO) build --profile dist --bin edgetrain-controller
 	target/release/examples/push-bench run --out target/bench/results.json $(BENCH_PUSH_ARGS) >/dev/null
-	target/release/edgetrain-bench all --out target/bench/results.json $(BENCH_ARGS)
+	target/release/edgetrain-bench all --out target/bench/results.json --controller target/dist/edgetrain-controller $(BENCH_ARGS)

@@ -7,12 +7,12 @@
 #
 #   scripts/build-image.sh [--binary PATH] [--out DIR] [--tag TAG]
 #
-# Defaults: target/release/edgetrain-controller, target/image, the workspace version.
+# Defaults: target/dist/edgetrain-controller (the `dist` profile: release with LTO), target/image, the workspace version.
 # Timestamps come from the last commit (SOURCE_DATE_EPOCH overrides), never the clock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary=target/release/edgetrain-controller
+binary=target/dist/edgetrain-controller
 out=target/image
 tag=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 license=$(sed -n 's/^license = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -29,7 +29,7 @@ die() { echo "build-image: $*" >&2; exit 1; }
 for tool in umoci dpkg-query ldd; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-tools.sh installs it)"
 done
-[ -x "$binary" ] || die "$binary is not an executable (cargo build --release --bin edgetrain-controller)"
+[ -x "$binary" ] || die "$binary is not an executable (cargo build --profile dist --bin edgetrain-controller)"
 # ELF magic, 64-bit class, e_machine 0x3e (x86-64): the image is linux/amd64.
 [ "$(od -An -tx1 -N5 "$binary" | tr -d ' ')" = 7f454c4602 ] &&
   [ "$(od -An -tx1 -j18 -N2 "$binary" | tr -d ' ')" = 3e00 ] ||

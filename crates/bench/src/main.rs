@@ -37,6 +37,10 @@ struct Cli {
     /// 100 with --quick).
     #[arg(long, global = true)]
     runs: Option<usize>,
+    /// The controller binary `scale-rss` runs (default: `edgetrain-controller` next to this
+    /// binary; `make bench` passes the `dist` build, the one the image ships).
+    #[arg(long, global = true)]
+    controller: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -156,21 +160,25 @@ fn groups(cmd: &Cmd) -> Vec<Group> {
     }
 }
 
-/// The sizes a command line can override.
-#[derive(Debug, Clone, Copy)]
+/// The sizes (and the controller binary) a command line can override.
+#[derive(Debug, Clone)]
 struct Sizes {
     cached: Option<usize>,
     runs: Option<usize>,
+    controller: Option<PathBuf>,
 }
 
-async fn measure(group: Group, quick: bool, sizes: Sizes) -> Result<Vec<Figure>> {
+async fn measure(group: Group, quick: bool, sizes: &Sizes) -> Result<Vec<Figure>> {
     match group {
         Group::EctRequests => ect::ect_requests().await,
         Group::Steady => ect::steady(steady_cycles(quick)).await,
         Group::Fingerprint => fingerprint::figures(fingerprint_blobs(quick)).await,
         Group::Reconcile => reconcile_figures(quick).await,
         Group::ScaleSubmit => scale::scale_submit(sizes.runs.unwrap_or(scale_input(quick).0)).await,
-        Group::ScaleRss => rss::scale_rss(sizes.cached.unwrap_or(scale_input(quick).1)).await,
+        Group::ScaleRss => {
+            let cached = sizes.cached.unwrap_or(scale_input(quick).1);
+            rss::scale_rss(cached, sizes.controller.as_deref()).await
+        }
         Group::ScaleReads => {
             let (_, _, sizes, intervals) = scale_input(quick);
             scale::scale_reads(sizes, intervals).await
@@ -216,8 +224,9 @@ async fn main() {
             let sizes = Sizes {
                 cached: cli.cached,
                 runs: cli.runs,
+                controller: cli.controller.clone(),
             };
-            match measure(group, cli.quick, sizes).await {
+            match measure(group, cli.quick, &sizes).await {
                 Ok(figures) => {
                     figure::save(&cli.out, figures)?;
                 }

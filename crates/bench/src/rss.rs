@@ -1,7 +1,7 @@
-//! `scale-rss`: peak RSS of the controller process (the release `edgetrain-controller` binary)
-//! once it has cached and reconciled N TrainingRuns, beside a process running a kube-rs
-//! `Controller` with a no-op reconcile over the same objects (the framework's own cost of
-//! caching them). Both read from `/proc/PID/status` (VmHWM) of the child, never estimated.
+//! `scale-rss`: peak RSS of the controller process (the `edgetrain-controller` binary; `make
+//! bench` runs the `dist` build the image ships) once it has cached and reconciled N
+//! TrainingRuns, beside a process running a kube-rs `Controller` with a no-op reconcile over
+//! the same objects (the framework's own cost of caching them). Both read from `/proc/PID/status` (VmHWM) of the child, never estimated.
 
 use std::{
     io::{BufRead, BufReader},
@@ -84,7 +84,8 @@ pub async fn noop_child(expect: u64) -> Result<()> {
     Ok(())
 }
 
-pub async fn scale_rss(runs: usize) -> Result<Vec<Figure>> {
+/// `controller`: the binary measured (default: `edgetrain-controller` next to this one).
+pub async fn scale_rss(runs: usize, controller: Option<&Path>) -> Result<Vec<Figure>> {
     let w = World::start(LroConfig::default(), |_| {}).await?;
     futures::stream::iter(0..runs)
         .map(|i| {
@@ -107,7 +108,9 @@ pub async fn scale_rss(runs: usize) -> Result<Vec<Figure>> {
         path: "current executable".into(),
         source,
     })?;
-    let controller_bin = me.with_file_name("edgetrain-controller");
+    let controller_bin = controller
+        .map(Path::to_owned)
+        .unwrap_or_else(|| me.with_file_name("edgetrain-controller"));
 
     let ours = ours_rss(&w, &controller_bin, &kubeconfig, runs).await?;
     let peer = peer_rss(&me, &kubeconfig, runs).await?;

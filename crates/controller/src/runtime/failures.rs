@@ -1,7 +1,13 @@
 //! Per-object failure bookkeeping: consecutive failures for backoff, and the stall gate that
 //! keeps a Stalled object from touching Azure until something it depends on changes.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+    time::Duration,
+};
 
 use edgetrain_api::conditions::{STALLED, is_true_for};
 use kube::{Resource, ResourceExt};
@@ -12,7 +18,8 @@ use super::status::ObjectStatus;
 /// Identifies one object across kinds (two kinds may hold objects with the same name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectKey {
-    pub kind: String,
+    /// Borrowed from the type: one key per cached object, so no allocation per key.
+    pub kind: Cow<'static, str>,
     pub namespace: String,
     pub name: String,
 }
@@ -20,7 +27,7 @@ pub struct ObjectKey {
 impl ObjectKey {
     pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Self {
         Self {
-            kind: K::kind(&()).into_owned(),
+            kind: K::kind(&()),
             namespace: obj.namespace().unwrap_or_default(),
             name: obj.name_any(),
         }
@@ -129,31 +136,39 @@ impl StallGate {
 
 /// The newest `resourceVersion` this controller knows of each object (its own status writes,
 /// fresh reads), so that a reconcile never acts on an older copy from a lagging watch cache.
+///
+/// One entry per object ever written, so keys and versions are kept as 64-bit hashes (16
+/// bytes an entry instead of four strings), keyed per process so that names cannot be chosen
+/// to collide. A key collision costs one extra read; only colliding versions as well (1 in
+/// 2^64) could pass an older copy as the newest.
 #[derive(Default)]
-pub struct KnownVersions(Mutex<HashMap<ObjectKey, String>>);
+pub struct KnownVersions {
+    hasher: RandomState,
+    versions: Mutex<HashMap<u64, u64>>,
+}
 
 impl KnownVersions {
     pub fn record(&self, key: &ObjectKey, resource_version: Option<&str>) {
         if let Some(rv) = resource_version {
-            self.0
-                .lock()
-                .expect("lock")
-                .insert(key.clone(), rv.to_string());
+            let (k, v) = (self.hasher.hash_one(key), self.hasher.hash_one(rv));
+            self.versions.lock().expect("lock").insert(k, v);
         }
     }
 
     /// True when `resource_version` is not the newest one known (the cache is behind, or the
     /// object changed since: either way, read it afresh).
     pub fn is_stale(&self, key: &ObjectKey, resource_version: Option<&str>) -> bool {
-        self.0
+        let seen = resource_version.map(|rv| self.hasher.hash_one(rv));
+        self.versions
             .lock()
             .expect("lock")
-            .get(key)
-            .is_some_and(|known| Some(known.as_str()) != resource_version)
+            .get(&self.hasher.hash_one(key))
+            .is_some_and(|known| Some(*known) != seen)
     }
 
     pub fn forget(&self, key: &ObjectKey) {
-        self.0.lock().expect("lock").remove(key);
+        let k = self.hasher.hash_one(key);
+        self.versions.lock().expect("lock").remove(&k);
     }
 }
 

@@ -3,9 +3,9 @@
 //! memory, and the controllers subscribe to the same streams instead of opening their own.
 
 use std::{
-    collections::{HashMap, hash_map::DefaultHasher},
+    collections::HashMap,
     fmt::Debug,
-    hash::{Hash, Hasher},
+    hash::{BuildHasher, Hash, RandomState},
     sync::Arc,
 };
 
@@ -13,7 +13,7 @@ use edgetrain_api::{EdgeComputeTarget, ModelRelease, TrainingRun};
 use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::{NamespaceResourceScope, api::core::v1::Secret};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, Resource,
     core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
@@ -198,14 +198,13 @@ fn strip_managed_fields<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
-fn hash_of(v: &impl Hash) -> u64 {
-    let mut h = DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
-}
-
 /// Passes an object on only when `key(obj)` differs from the last value seen for it, e.g. to
 /// ignore status-only updates (the controller's own status writes) on a primary stream.
+///
+/// Remembers 16 bytes per object (a hash of its namespace/name, a hash of its uid and key),
+/// not its name: this map has an entry for every cached object. Hashes are keyed per process,
+/// so names cannot be chosen to collide; a collision of names costs one extra reconcile, and
+/// only a further collision of the hashed keys (1 in 2^64) could hide a change.
 pub fn changed_only<K, S, F, V>(stream: S, key: F) -> impl Stream<Item = Arc<K>> + Send
 where
     K: Resource + Send + Sync + 'static,
@@ -213,10 +212,12 @@ where
     F: Fn(&K) -> V + Send + 'static,
     V: Hash,
 {
-    let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
+    let hasher = RandomState::new();
+    let mut seen: HashMap<u64, u64> = HashMap::new();
     stream.filter_map(move |obj| {
-        let id = (obj.namespace(), obj.name_any());
-        let h = hash_of(&(obj.uid(), key(&obj)));
+        let m = obj.meta();
+        let id = hasher.hash_one((m.namespace.as_deref(), m.name.as_deref()));
+        let h = hasher.hash_one((m.uid.as_deref(), key(&obj)));
         let fresh = seen.insert(id, h) != Some(h);
         futures::future::ready(fresh.then_some(obj))
     })
@@ -237,6 +238,7 @@ pub fn spec_or_metadata<K: Resource>(obj: &K) -> impl Hash + use<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     fn cm(name: &str, generation: i64, rv: &str) -> Arc<k8s_openapi::api::core::v1::ConfigMap> {
         Arc::new(k8s_openapi::api::core::v1::ConfigMap {
