@@ -2,17 +2,23 @@
 //! zero padding) read as a stream from any offset, so the digest pass and the upload (and a
 //! resumed upload) each read the bytes once, in bounded buffers.
 
-use std::{path::PathBuf, pin::Pin, sync::Arc};
+use std::{
+    io::{Read, Seek},
+    path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::{Error, Result};
 
-/// Read buffer per open stream: memory use is this times the number of concurrent streams.
-pub const READ_BUFFER: usize = 256 * 1024;
+/// Chunk size of local reads (and zero padding). A local file stream holds at most three
+/// chunks, so memory is about 3 MiB per concurrent stream. 1 MiB took ~0.1 CPU-s less per
+/// GiB pushed than 256 KiB (fewer reads, wakeups and body frames).
+pub const READ_BUFFER: usize = 1024 * 1024;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
@@ -48,28 +54,65 @@ impl RangeSource for LocalFile {
         self.size
     }
 
+    /// Read on a blocking thread, one chunk ahead of the consumer, each chunk straight into its
+    /// own allocation: `tokio::fs` read into its own buffer and copied (two copies per byte)
+    /// and began each read only once the previous chunk was taken, so the disk, the hashing
+    /// and the sending took turns. Memory: at most `AHEAD + 2` chunks per open stream.
     fn read_from(&self, offset: u64) -> ByteStream {
+        const AHEAD: usize = 1;
         let (path, len) = (self.path.clone(), self.size);
-        let open = async move {
-            let mut f = tokio::fs::File::open(&path).await?;
-            let actual = f.metadata().await?.len();
-            if actual != len {
-                // A file that changed since it was planned would silently corrupt the tar.
-                return Err(std::io::Error::other(format!(
-                    "is {actual} bytes, expected {len} (changed while packaging?)"
-                )));
-            }
-            f.seek(std::io::SeekFrom::Start(offset)).await?;
-            Ok(tokio_util::io::ReaderStream::with_capacity(
-                f.take(len - offset),
-                READ_BUFFER,
-            ))
+        let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+        let start = async move {
+            // Detached: it ends at the end of the range, on an error, or when the stream is
+            // dropped (the next send fails).
+            tokio::task::spawn_blocking(move || read_chunks(&path, len, offset, &tx));
+            Ok::<_, std::io::Error>(stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            }))
         };
-        Box::pin(stream::once(open).try_flatten())
+        Box::pin(stream::once(start).try_flatten())
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// Sends `path`'s bytes from `offset` to `len` in chunks of [`READ_BUFFER`], then ends; an
+/// error (including a file that is no longer `len` bytes long) is the last item.
+fn read_chunks(
+    path: &std::path::Path,
+    len: u64,
+    offset: u64,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let sent = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::open(path)?;
+        let actual = f.metadata()?.len();
+        if actual != len {
+            // A file that changed since it was planned would silently corrupt the tar.
+            return Err(std::io::Error::other(format!(
+                "is {actual} bytes, expected {len} (changed while packaging?)"
+            )));
+        }
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        let mut rest = f.take(len - offset);
+        loop {
+            let mut chunk = Vec::with_capacity(READ_BUFFER);
+            if (&mut rest)
+                .take(READ_BUFFER as u64)
+                .read_to_end(&mut chunk)?
+                == 0
+            {
+                return Ok(());
+            }
+            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return Ok(()); // nobody reads any more
+            }
+        }
+    })();
+    if let Err(e) = sent {
+        let _ = tx.blocking_send(Err(e));
     }
 }
 
@@ -277,6 +320,35 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(c.digest().await.unwrap(), sha256_digest(&all));
+    }
+
+    #[tokio::test]
+    async fn a_local_file_of_several_chunks_reads_whole_from_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("weights");
+        let bytes: Vec<u8> = (0..READ_BUFFER * 5 / 2 + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&f, &bytes).unwrap();
+        let file = LocalFile::new(&f, bytes.len() as u64);
+        for off in [
+            0,
+            1,
+            READ_BUFFER - 1,
+            READ_BUFFER,
+            2 * READ_BUFFER + 3,
+            bytes.len() - 1,
+        ] {
+            let read = collect(file.read_from(off as u64)).await.unwrap();
+            assert!(read == bytes[off..], "offset {off}: {} bytes", read.len());
+        }
+        // A reader dropped after its first chunk leaves nothing behind that blocks the next.
+        let mut first = file.read_from(0);
+        assert_eq!(first.next().await.unwrap().unwrap().len(), READ_BUFFER);
+        drop(first);
+        let mut c = Content::default();
+        c.push(Segment::Source(Arc::new(file)));
+        assert_eq!(c.digest().await.unwrap(), sha256_digest(&bytes));
     }
 
     #[tokio::test]
