@@ -191,11 +191,21 @@ async fn world_with_faults(
         azurite: true,
         registry: edgetrain_sandbox_azure::RegistryConfig {
             enabled: true,
-            users: vec![edgetrain_sandbox_azure::RegistryUser {
-                username: "skopeo".into(),
-                password: edgetrain_sandbox_azure::Secret::new("skopeo-password"),
-                pull_only: true,
-            }],
+            users: vec![
+                edgetrain_sandbox_azure::RegistryUser {
+                    username: "skopeo".into(),
+                    password: edgetrain_sandbox_azure::Secret::new("skopeo-password"),
+                    pull_only: true,
+                    no_delete: false,
+                },
+                // ACR's AcrPush role: pushes, cannot delete.
+                edgetrain_sandbox_azure::RegistryUser {
+                    username: "pusher".into(),
+                    password: edgetrain_sandbox_azure::Secret::new("pusher-password"),
+                    pull_only: false,
+                    no_delete: true,
+                },
+            ],
             ..Default::default()
         },
         service_principals: vec![edgetrain_sandbox_azure::ServicePrincipal::new(
@@ -970,12 +980,13 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
     let keeper = t.ready("keeper", 90).await;
     let keeper_artifact = keeper.artifact_digest.clone().unwrap();
 
-    // Deleting with a pull-only credential fails: a condition and a Warning event, and the
-    // object stays (finalizer) with everything in place.
+    // Deleting with a credential that may push but not delete (ACR's AcrPush role) fails,
+    // named as a refused delete: a condition and a Warning event, and the object stays
+    // (finalizer) with everything in place.
     set_secret(
         w,
-        "pull-only",
-        json!({"username": "skopeo", "password": "skopeo-password"}),
+        "push-only",
+        json!({"username": "pusher", "password": "pusher-password"}),
     )
     .await;
     let api: Api<ModelRelease> = Api::namespaced(w.client.clone(), &w.ns);
@@ -983,20 +994,22 @@ async fn a_serving_image_on_the_pinned_base_is_read_back_by_skopeo_and_umoci_wit
         "served",
         &PatchParams::default(),
         &Patch::Merge(
-            json!({"spec": {"registry": {"credentialsSecretRef": {"name": "pull-only"}}}}),
+            json!({"spec": {"registry": {"credentialsSecretRef": {"name": "push-only"}}}}),
         ),
     )
     .await
     .unwrap();
     api.delete("served", &Default::default()).await.unwrap();
-    let ev = event_for(w, "served", "RegistryPushDenied").await;
+    let ev = event_for(w, "served", "RegistryDeleteDenied").await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
-    let (_, reason, _) = eventually(30, "served Stalled on the refused delete", || async {
+    let (_, reason, message) = eventually(30, "served Stalled on the refused delete", || async {
         let c = release_condition(w, "served", "Stalled").await?;
         (c.0 == "True").then_some(c)
     })
     .await;
-    assert_eq!(reason, "RegistryPushDenied");
+    assert_eq!(reason, "RegistryDeleteDenied", "{message}");
+    assert!(message.contains("AcrDelete"), "{message}");
+    assert!(!message.contains("pusher-password"), "{message}");
     assert!(api.get_opt("served").await.unwrap().is_some());
     t.skopeo(&["inspect", "--raw", &raw(&image_digest)]).await;
 

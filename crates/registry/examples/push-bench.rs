@@ -285,6 +285,7 @@ async fn sandbox() -> (AzureSim, tempfile::TempDir) {
                 username: USER.into(),
                 password: edgetrain_sandbox_azure::Secret::new(PASSWORD),
                 pull_only: false,
+                no_delete: false,
             }],
             ..Default::default()
         },

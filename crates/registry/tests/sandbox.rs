@@ -44,6 +44,7 @@ impl Env {
                 username: SKOPEO.0.into(),
                 password: edgetrain_sandbox_azure::Secret::new(SKOPEO.1),
                 pull_only: false,
+                no_delete: false,
             }],
             ..Default::default()
         };

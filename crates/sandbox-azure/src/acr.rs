@@ -30,9 +30,43 @@ pub const NULL_GUID_USER: &str = "00000000-0000-0000-0000-000000000000";
 pub struct RegistryUser {
     pub username: String,
     pub password: Secret,
-    /// Only `pull` is granted (no push).
+    /// Only `pull` is granted (no push), like ACR's AcrPull role.
     #[serde(default)]
     pub pull_only: bool,
+    /// `pull` and `push` but no `delete`, like ACR's AcrPush role (deleting needs AcrDelete).
+    #[serde(default)]
+    pub no_delete: bool,
+}
+
+/// What a principal may do in any repository: the actions of ACR's built-in roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// AcrPull.
+    Pull,
+    /// AcrPush: pull and push, no delete.
+    Push,
+    /// Owner / Contributor (and AcrPush with AcrDelete).
+    Owner,
+}
+
+impl Role {
+    fn actions(self) -> &'static [&'static str] {
+        match self {
+            Role::Pull => &["pull"],
+            Role::Push => &["pull", "push"],
+            Role::Owner => &["pull", "push", "delete"],
+        }
+    }
+
+    fn of_user(user: &RegistryUser) -> Self {
+        if user.pull_only {
+            Role::Pull
+        } else if user.no_delete {
+            Role::Push
+        } else {
+            Role::Owner
+        }
+    }
 }
 
 /// The key that signs registry tokens and its self-signed certificate.
@@ -93,7 +127,7 @@ impl SigningKey {
 #[derive(Debug, Clone)]
 struct Grant {
     subject: String,
-    pull_only: bool,
+    role: Role,
     expires_at: i64,
 }
 
@@ -140,12 +174,8 @@ pub struct Access {
 
 /// What a principal gets for the requested scopes: repository scopes only, actions
 /// intersected with its role. Pure.
-pub fn grant(scopes: &[String], pull_only: bool) -> Vec<Access> {
-    let allowed: &[&str] = if pull_only {
-        &["pull"]
-    } else {
-        &["pull", "push", "delete"]
-    };
+pub fn grant(scopes: &[String], role: Role) -> Vec<Access> {
+    let allowed = role.actions();
     scopes
         .iter()
         .flat_map(|s| s.split(' '))
@@ -220,7 +250,7 @@ fn aad_principal(sh: &Shared, token: &str) -> Option<String> {
     claims["appid"].as_str().map(str::to_owned)
 }
 
-fn mint_refresh(acr: &Acr, subject: &str, pull_only: bool) -> Result<Secret> {
+fn mint_refresh(acr: &Acr, subject: &str, role: Role) -> Result<Secret> {
     let now = chrono::Utc::now().timestamp();
     let exp = now + acr.refresh_lifetime_secs as i64;
     let token = acr.signer.sign(&json!({
@@ -231,7 +261,7 @@ fn mint_refresh(acr: &Acr, subject: &str, pull_only: bool) -> Result<Secret> {
         token.expose().to_owned(),
         Grant {
             subject: subject.to_owned(),
-            pull_only,
+            role,
             expires_at: exp,
         },
     );
@@ -283,8 +313,12 @@ pub async fn exchange(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Resp
             "the Azure AD access token is invalid, expired or for another audience",
         );
     };
-    let pull_only = acr.pull_only_clients.contains(&principal);
-    match mint_refresh(acr, &principal, pull_only) {
+    let role = if acr.pull_only_clients.contains(&principal) {
+        Role::Pull
+    } else {
+        Role::Owner
+    };
+    match mint_refresh(acr, &principal, role) {
         Ok(t) => axum::Json(json!({"refresh_token": t.expose()})).into_response(),
         Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()),
     }
@@ -318,7 +352,7 @@ pub async fn token_post(State(sh): State<Arc<Shared>>, body: bytes::Bytes) -> Re
             "the refresh token is invalid or expired",
         );
     };
-    let access = grant(&scopes_of(&pairs), g.pull_only);
+    let access = grant(&scopes_of(&pairs), g.role);
     match mint_access(acr, &g.subject, access) {
         Ok(t) => axum::Json(json!({"access_token": t.expose()})).into_response(),
         Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string()),
@@ -361,21 +395,21 @@ pub async fn token_get(
         );
     };
     let who = if user == NULL_GUID_USER {
-        valid_refresh(acr, password).map(|g| (g.subject, g.pull_only))
+        valid_refresh(acr, password).map(|g| (g.subject, g.role))
     } else {
         acr.users
             .iter()
             .find(|u| u.username == user && u.password.expose() == password)
-            .map(|u| (u.username.clone(), u.pull_only))
+            .map(|u| (u.username.clone(), Role::of_user(u)))
     };
-    let Some((subject, pull_only)) = who else {
+    let Some((subject, role)) = who else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
             "wrong user name or password",
         );
     };
-    let access = grant(&scopes_of(&pairs), pull_only);
+    let access = grant(&scopes_of(&pairs), role);
     match mint_access(acr, &subject, access) {
         Ok(t) => axum::Json(json!({
             "token": t.expose(), "access_token": t.expose(),
@@ -393,14 +427,16 @@ mod tests {
     #[test]
     fn grants_intersect_roles_and_ignore_other_scopes() {
         let scopes = vec![
-            "repository:models/a:pull,push".to_owned(),
+            "repository:models/a:pull,push,delete".to_owned(),
             "repository:base/tiny:pull registry:catalog:*".to_owned(),
         ];
-        let full = grant(&scopes, false);
+        let full = grant(&scopes, Role::Owner);
         assert_eq!(full.len(), 2);
-        assert_eq!(full[0].actions, ["pull", "push"]);
+        assert_eq!(full[0].actions, ["pull", "push", "delete"]);
         assert_eq!(full[1].name, "base/tiny");
-        let pull = grant(&scopes, true);
+        let push = grant(&scopes, Role::Push);
+        assert_eq!(push[0].actions, ["pull", "push"]);
+        let pull = grant(&scopes, Role::Pull);
         assert_eq!(pull[0].actions, ["pull"]);
     }
 

@@ -224,6 +224,22 @@ async fn registry_of(
         .await
 }
 
+/// A failed registry DELETE. Refused, it is named as such: a credential with ACR's AcrPush
+/// role pushes but may not delete (that takes AcrDelete), and "push denied" would send the
+/// user to the wrong grant.
+fn deleting(context: String, e: edgetrain_registry::Error) -> Error {
+    match e {
+        e @ edgetrain_registry::Error::Denied { .. } => Error::Blocked {
+            reason: "RegistryDeleteDenied",
+            message: format!(
+                "{context}: {e} (deletionPolicy Delete needs a registry credential that may \
+                 delete, e.g. the AcrDelete role; or set deletionPolicy Retain)"
+            ),
+        },
+        e => Error::registry(context, e),
+    }
+}
+
 async fn apply_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
     // Released for this generation: version and digests are immutable, nothing to redo.
     if mr.status.as_ref().is_some_and(|s| {
@@ -428,7 +444,7 @@ async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
                 registry
                     .delete_manifest(repo, digest)
                     .await
-                    .map_err(|e| Error::registry(format!("deleting referrer {digest}"), e))?;
+                    .map_err(|e| deleting(format!("deleting referrer {digest}"), e))?;
                 registry
                     .unlist_referrer(repo, subject, digest)
                     .await
@@ -441,7 +457,7 @@ async fn cleanup_release(mr: &ModelRelease, ctx: &Context) -> Result<Action> {
                 registry
                     .delete_manifest(repo, digest)
                     .await
-                    .map_err(|e| Error::registry(format!("deleting manifest {digest}"), e))?;
+                    .map_err(|e| deleting(format!("deleting manifest {digest}"), e))?;
                 done.push(digest.clone());
             }
             decide::CleanupStep::Archive(version) => {
