@@ -657,7 +657,7 @@ async fn run(args: &[String]) {
     let rss = |r: &Run| r.rss;
     let mibs = |s: f64| total_mib / s;
     let input = format!(
-        "{files} x {mib} MiB weight files ({total_mib:.0} MiB), local sandbox registry (distribution 2.8, TLS, token auth), empty registry per push; median of {rounds} rounds, ours and peer in turn; load average {load_before} before, {} after",
+        "{files} x {mib} MiB weight files ({total_mib:.0} MiB), local sandbox registry (distribution 2.8, TLS, token auth, storage in /dev/shm where there is one), empty registry per push; median of {rounds} rounds, ours and peer in turn; load average {load_before} before, {} after",
         load()
     );
     let sent_again = rows.iter().map(|r| r[1].bytes).max().unwrap_or(0);
