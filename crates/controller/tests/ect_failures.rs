@@ -258,8 +258,15 @@ async fn deletes_follow_their_operation_and_its_retry_after() {
         "VM, NIC, public IP, NSG, vnet: {deleted} DELETEs"
     );
     // Four steps (detach, VM, NIC, the rest), each one read of every candidate (≤ 8) plus one
-    // poll per operation (36 here); a 2 s beat re-reads the candidates about 3 times a step.
-    assert!(got <= 45, "{got} GETs while deleting");
+    // poll per operation: 36 here, 42 measured on a quiet machine. On a loaded one a pass may
+    // run once more (a conflict, a late watch event: 49 seen in CI), so up to three extra
+    // passes of 8 reads are allowed. What this guards against, re-reading the candidates on a
+    // fixed 2 s beat, costs about 3 reads a candidate a step: 4 × 8 × 3 + 36 ≈ 130.
+    let (steps_reads, extra_passes) = (36, 3 * 8);
+    assert!(
+        got <= steps_reads + extra_passes,
+        "{got} GETs while deleting"
+    );
     ctl.abort();
 }
 
