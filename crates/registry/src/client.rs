@@ -84,6 +84,8 @@ pub enum BlobOutcome {
 pub struct Stats {
     /// Blob bytes handed to the network (resent bytes count again).
     pub bytes_sent: AtomicU64,
+    /// Blob bytes not sent because the registry had the blob (HEAD) or took it by mount.
+    pub bytes_reused: AtomicU64,
     pub blobs_existed: AtomicU64,
     pub blobs_mounted: AtomicU64,
     pub blobs_uploaded: AtomicU64,
@@ -405,8 +407,10 @@ impl Registry {
         let scopes = Self::push_scopes(repository, mount_from);
         let digest = descriptor.digest().to_string();
         let stats = &self.inner.stats;
+        let size = descriptor.size();
         if self.blob_exists(repository, &digest, &scopes).await? {
             stats.blobs_existed.fetch_add(1, Ordering::Relaxed);
+            stats.bytes_reused.fetch_add(size, Ordering::Relaxed);
             return Ok(BlobOutcome::Existed);
         }
         let mut url = self.url(&format!("/v2/{repository}/blobs/uploads/"))?;
@@ -421,6 +425,7 @@ impl Registry {
         match resp.status().as_u16() {
             201 => {
                 stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_reused.fetch_add(size, Ordering::Relaxed);
                 return Ok(BlobOutcome::Mounted);
             }
             202 => {}

@@ -480,6 +480,12 @@ async fn second_push_uploads_nothing_and_digests_ignore_clock_and_file_times() {
     let s = second.stats();
     assert_eq!(s.bytes_sent.load(Ordering::Relaxed), 0, "{s:?}");
     assert_eq!(s.blobs_uploaded.load(Ordering::Relaxed), 0, "{s:?}");
+    // Everything the first push sent, the second found (at least that: it also HEADs the
+    // base's layers, which the first mounted).
+    assert!(
+        s.bytes_reused.load(Ordering::Relaxed) >= first.stats().bytes_sent.load(Ordering::Relaxed),
+        "{s:?}"
+    );
     assert_eq!(
         env.upload_requests_logged().await,
         logged,

@@ -26,22 +26,6 @@ impl Assembled {
             image: self.image.as_ref().map(|(_, i)| i.manifest.digest.clone()),
         }
     }
-
-    fn total_bytes(&self) -> u64 {
-        let blobs = self.artifact.layers.iter().chain([&self.artifact.config]);
-        let image = self
-            .image
-            .iter()
-            .flat_map(|(b, i)| {
-                b.manifest
-                    .layers()
-                    .iter()
-                    .map(|d| d.size())
-                    .chain([i.config.descriptor.size()])
-            })
-            .sum::<u64>();
-        blobs.map(|b| b.descriptor.size()).sum::<u64>() + image
-    }
 }
 
 /// Wraps a registry failure with what was being done.
@@ -286,12 +270,16 @@ pub async fn push(
             subject: subject.digest().to_string(),
         })
         .collect();
-    let uploaded = registry.stats().bytes_sent.load(Ordering::Relaxed);
+    // Counted by the client, blob by blob: "total minus sent" was 0 when the blobs sent
+    // (provenance included) outweighed the ones the registry had.
+    let stats = registry.stats();
+    let uploaded = stats.bytes_sent.load(Ordering::Relaxed);
+    let reused = stats.bytes_reused.load(Ordering::Relaxed);
     Ok(Pushed {
         artifact: reference(spec, &artifact),
         image: image_digest.map(|d| reference(spec, &d)),
         referrers,
         uploaded: i64::try_from(uploaded).unwrap_or(i64::MAX),
-        reused: i64::try_from(assembled.total_bytes().saturating_sub(uploaded)).unwrap_or(i64::MAX),
+        reused: i64::try_from(reused).unwrap_or(i64::MAX),
     })
 }
